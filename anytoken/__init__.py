@@ -1,0 +1,35 @@
+"""anytoken: turn any modality into tokens and train one causal transformer over them.
+
+The public API; ``anytoken.tokenizers`` and ``anytoken.backbone`` import without Lightning or Gradio.
+"""
+
+from anytoken.backbone import CausalTransformer, TransformerConfig
+from anytoken.heads import DecodingConfig, GrammarConstraint, LMHead, generate
+from anytoken.tokenizers import (
+    BPETokenizer,
+    CLIPBPETokenizer,
+    SegmentGrammar,
+    Tokenizer,
+    TokenSpace,
+    build_sequences,
+    create_tokenizer,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BPETokenizer",
+    "CLIPBPETokenizer",
+    "CausalTransformer",
+    "DecodingConfig",
+    "GrammarConstraint",
+    "LMHead",
+    "SegmentGrammar",
+    "TokenSpace",
+    "Tokenizer",
+    "TransformerConfig",
+    "__version__",
+    "build_sequences",
+    "create_tokenizer",
+    "generate",
+]

@@ -1,0 +1,138 @@
+"""The ``anytoken`` command.
+
+``anytoken fit|validate|test|predict --config configs/X.yaml`` runs Lightning's CLI (every
+hyperparameter can be overridden: ``--model.init_args.lr 3e-4``); ``anytoken caption IMAGE... --ckpt
+PATH`` captions image files; ``anytoken export --ckpt X.ckpt -o DIR`` writes a release directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+USAGE = """usage: anytoken COMMAND [ARGS]
+
+commands:
+  fit | validate | test | predict   Lightning CLI: anytoken fit --config configs/caption_scenes.yaml
+  caption IMAGE... --ckpt PATH      caption image files with a checkpoint (.ckpt) or release directory
+  export --ckpt X.ckpt -o DIR       write a release directory (config.json + model.safetensors)
+
+run 'anytoken COMMAND --help' for a command's options."""
+
+
+def _lightning(argv: Sequence[str]) -> None:
+    import lightning as L
+    from lightning.pytorch.cli import LightningCLI
+
+    from anytoken.tasks.module import TokenTaskModule
+
+    class AnytokenCLI(LightningCLI):
+        def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 - jsonargparse's parser
+            parser.link_arguments("data.vocab", "model.init_args.vocab", apply_on="instantiate")
+
+        def before_fit(self) -> None:
+            t = self.trainer
+            if t.max_epochs in (None, -1, 1000) and t.max_steps in (None, -1) and t.max_time is None:
+                raise SystemExit(
+                    "anytoken fit: set trainer.max_epochs, trainer.max_steps or trainer.max_time "
+                    "(Lightning would otherwise train for 1000 epochs)"
+                )
+
+    AnytokenCLI(
+        TokenTaskModule,
+        L.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={cmd: {"allow_abbrev": False} for cmd in LIGHTNING_COMMANDS},
+        args=list(argv),
+    )
+
+
+def load_model(path: str | Path):  # noqa: ANN201 - returns the task module the file holds
+    """A task module from a Lightning ``.ckpt`` file or a release directory."""
+    from anytoken.tasks.module import TokenTaskModule
+
+    path = Path(path)
+    if path.is_dir():
+        return TokenTaskModule.from_release(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint or release directory at {path}")
+    import torch
+
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(checkpoint, dict) or "anytoken_class" not in checkpoint:
+        raise ValueError(f"{path}: not an anytoken checkpoint (no task class recorded)")
+    return _import(checkpoint["anytoken_class"]).load_from_checkpoint(path, map_location="cpu").eval()
+
+
+def _import(class_path: str) -> type:
+    import importlib
+
+    module, _, name = class_path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def _caption(argv: Sequence[str]) -> None:
+    parser = argparse.ArgumentParser(prog="anytoken caption", description="Caption image files.")
+    parser.add_argument("images", nargs="+", help="image files (any PIL format; converted to RGB)")
+    parser.add_argument("--ckpt", required=True, help="a .ckpt file or a release directory")
+    parser.add_argument("--strategy", choices=("greedy", "sample", "beam"), default="greedy")
+    parser.add_argument("--num-beams", type=int, default=4)
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    args = parser.parse_args(argv)
+    import torch
+
+    from anytoken.heads import DecodingConfig
+    from anytoken.tasks.captioning import CaptioningModule
+    from anytoken.tasks.data.images import load_image
+    from anytoken.tasks.data.transforms import image_to_tensor
+
+    try:
+        model = load_model(args.ckpt)
+        if not isinstance(model, CaptioningModule):
+            raise ValueError(f"{args.ckpt} holds a {type(model).__name__}, not a captioning model")
+        size = model.image_encoder.config.image_size
+        images = torch.stack([image_to_tensor(load_image(p), size) for p in args.images])
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"anytoken caption: {err}") from None
+    decoding = DecodingConfig(strategy=args.strategy, num_beams=args.num_beams, max_new_tokens=args.max_new_tokens)
+    for path, caption in zip(args.images, model.caption(images, decoding)):
+        print(f"{path}\t{caption}")
+
+
+def _export(argv: Sequence[str]) -> None:
+    parser = argparse.ArgumentParser(prog="anytoken export", description="Write a release directory.")
+    parser.add_argument("--ckpt", required=True, help="a Lightning .ckpt file")
+    parser.add_argument("-o", "--output", required=True, help="the release directory to write")
+    args = parser.parse_args(argv)
+    try:
+        load_model(args.ckpt).export(args.output)
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"anytoken export: {err}") from None
+    print(f"release written to {args.output}")
+
+
+COMMANDS = {"caption": _caption, "export": _export}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``anytoken`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return
+    command, rest = argv[0], argv[1:]
+    if command in LIGHTNING_COMMANDS:
+        _lightning(argv)
+    elif command in COMMANDS:
+        COMMANDS[command](rest)
+    else:
+        raise SystemExit(f"anytoken: unknown command {command!r}\n\n{USAGE}")
+
+
+if __name__ == "__main__":
+    main()

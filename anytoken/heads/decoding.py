@@ -1,0 +1,221 @@
+"""Generation on the KV cache: greedy, temperature/top-k/top-p sampling and beam search, constrained.
+
+One mechanism constrains every modality: a ``GrammarConstraint`` turns the ``SegmentGrammar`` a tokenizer
+declares into a per-step mask over the TokenSpace, and allows the segment's end marker only where the
+grammar lets the segment end. A new modality declares a grammar; it never adds decoding code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from anytoken.backbone import CausalTransformer
+from anytoken.tokenizers.base import SegmentGrammar
+from anytoken.tokenizers.space import TokenSpace
+
+
+@dataclass
+class DecodingConfig:
+    """How to pick tokens."""
+
+    strategy: Literal["greedy", "sample", "beam"] = "greedy"
+    max_new_tokens: int = 64  # hard bound on generated tokens (the end marker included)
+    temperature: float = 1.0  # sampling only
+    top_k: int | None = None  # sampling only: keep the k most likely ids
+    top_p: float | None = None  # sampling only: keep the smallest set with this much probability
+    num_beams: int = 4  # beam search only
+    length_penalty: float = 1.0  # beam search: score / length ** length_penalty
+
+    def __post_init__(self) -> None:
+        if self.strategy not in ("greedy", "sample", "beam"):
+            raise ValueError(f"strategy must be 'greedy', 'sample' or 'beam', got {self.strategy!r}")
+        if self.max_new_tokens < 1 or self.temperature <= 0 or self.num_beams < 1:
+            raise ValueError(f"need max_new_tokens >= 1, temperature > 0, num_beams >= 1: {self}")
+        if self.top_k is not None and self.top_k < 1 or self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ValueError(f"need top_k >= 1 and 0 < top_p <= 1: {self}")
+
+
+class Constraint(Protocol):
+    end_id: int
+
+    def allowed(self, counts: torch.Tensor) -> torch.Tensor:
+        """Bool ``[B, V]``: ids allowed after ``counts`` ``[B]`` tokens of the segment."""
+        ...
+
+
+class GrammarConstraint:
+    """Generate exactly one well-formed segment of ``modality`` followed by its end marker.
+
+    Args:
+        space: the TokenSpace.
+        modality: which range the segment draws from.
+        grammar: what a well-formed segment is (from the tokenizer's ``grammar()``).
+    """
+
+    def __init__(self, space: TokenSpace, modality: str, grammar: SegmentGrammar) -> None:
+        self.table = space.grammar_mask(modality, grammar)  # (S, V)
+        self.grammar = grammar
+        self.end_id = space.end(modality)
+
+    def allowed(self, counts: torch.Tensor) -> torch.Tensor:
+        table = self.table.to(counts.device)
+        g, period = self.grammar, len(self.grammar.steps)
+        mask = table[counts % period].clone()  # (B, V)
+        if g.max_length is not None:
+            mask[counts >= g.max_length] = False
+        mask[:, self.end_id] = (counts >= g.min_length) & (counts % period == 0)
+        return mask
+
+
+class VocabularyConstraint:
+    """Any used id except padding (free generation), until ``end_id``."""
+
+    def __init__(self, space: TokenSpace, end_id: int | None = None) -> None:
+        self.end_id = space.eos_id if end_id is None else end_id
+        self.mask = torch.zeros(space.vocab_size, dtype=torch.bool)
+        self.mask[: space.used_size] = True
+        self.mask[space.pad_id] = False
+
+    def allowed(self, counts: torch.Tensor) -> torch.Tensor:
+        return self.mask.to(counts.device).expand(counts.shape[0], -1)
+
+
+def _filter_logits(logits: torch.Tensor, config: DecodingConfig) -> torch.Tensor:
+    logits = logits / config.temperature
+    if config.top_k is not None:
+        kth = logits.topk(min(config.top_k, logits.shape[-1]), dim=-1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if config.top_p is not None:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        drop = cum - sorted_logits.softmax(-1) >= config.top_p  # keep the first id that crosses top_p
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return logits
+
+
+class _Stepper:
+    """Runs the model one token at a time on the KV cache, tracking key validity and positions."""
+
+    def __init__(self, model: CausalTransformer, head: nn.Module, prompt_mask: torch.Tensor, max_new: int) -> None:
+        B, T = prompt_mask.shape
+        self.model, self.head = model, head
+        self.cache = model.init_kv_cache(B, T + max_new)
+        self.valid = torch.zeros(B, T + max_new, dtype=torch.bool, device=prompt_mask.device)
+        self.valid[:, :T] = prompt_mask
+        self.positions = (prompt_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
+
+    def prefill(self, inputs_embeds: torch.Tensor) -> torch.Tensor:
+        T = inputs_embeds.shape[1]
+        causal = torch.ones(T, T, dtype=torch.bool, device=inputs_embeds.device).tril()
+        eye = torch.eye(T, dtype=torch.bool, device=inputs_embeds.device)
+        mask = (causal & self.valid[:, None, :T]) | eye  # (B, T, T): left padding never attended to
+        h = self.model(inputs_embeds=inputs_embeds, positions=self.positions, attn_mask=mask[:, None],
+                       kv_cache=self.cache)
+        self.next_pos = self.positions[:, -1] + 1  # (B,)
+        return self.head(h[:, -1]).float()  # (B, V)
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        S = self.cache.length + 1
+        self.valid[:, S - 1] = True
+        h = self.model(tokens[:, None], positions=self.next_pos[:, None], attn_mask=self.valid[:, None, None, :S],
+                       kv_cache=self.cache)
+        self.next_pos = self.next_pos + 1
+        return self.head(h[:, -1]).float()  # (B, V)
+
+    def reorder(self, index: torch.Tensor) -> None:
+        self.cache.reorder(index)
+        self.valid, self.next_pos = self.valid[index], self.next_pos[index]
+
+
+@torch.no_grad()
+def generate(
+    model: CausalTransformer,
+    head: nn.Module,
+    inputs_embeds: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    constraint: Constraint,
+    config: DecodingConfig | None = None,
+    pad_id: int = 0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Continue left-padded prompts by one constrained segment.
+
+    Args:
+        model: the backbone.
+        head: maps hidden states to logits over the TokenSpace (e.g. ``LMHead``).
+        inputs_embeds: ``[B, T, d]`` embedded prompts (left-padded), see ``CausalTransformer.forward``.
+        prompt_mask: bool ``[B, T]``, False on left padding.
+        constraint: which ids each step allows and which id ends the segment.
+        config: decoding strategy; default greedy.
+        pad_id: filler after a row has ended.
+        generator: random generator for sampling.
+
+    Returns:
+        ``[B, N]`` generated global ids, the end id included where reached, ``pad_id`` after it.
+    """
+    config = config or DecodingConfig()
+    if inputs_embeds.shape[:2] != prompt_mask.shape:
+        raise ValueError(f"prompt_mask {tuple(prompt_mask.shape)} must match inputs_embeds {tuple(inputs_embeds.shape)}")
+    stepper = _Stepper(model, head, prompt_mask, config.max_new_tokens)
+    logits = stepper.prefill(inputs_embeds)
+    if config.strategy == "beam":
+        return _beam_search(stepper, logits, constraint, config, pad_id)
+    B = logits.shape[0]
+    counts = torch.zeros(B, dtype=torch.long, device=logits.device)
+    done = torch.zeros(B, dtype=torch.bool, device=logits.device)
+    out = []
+    for step in range(config.max_new_tokens):
+        logits = logits.masked_fill(~constraint.allowed(counts), float("-inf"))
+        if config.strategy == "greedy":
+            tokens = logits.argmax(-1)
+        else:
+            probs = _filter_logits(logits, config).softmax(-1)
+            tokens = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        tokens = torch.where(done, pad_id, tokens)
+        out.append(tokens)
+        done |= tokens == constraint.end_id
+        counts += 1
+        if bool(done.all()) or step == config.max_new_tokens - 1:
+            break
+        logits = stepper.step(tokens)
+    return torch.stack(out, dim=1)
+
+
+def _beam_search(
+    stepper: _Stepper, logits: torch.Tensor, constraint: Constraint, config: DecodingConfig, pad_id: int
+) -> torch.Tensor:
+    """Beam search; finished beams keep their score and emit ``pad_id``. Returns the best beam per row."""
+    B, V = logits.shape
+    K = config.num_beams
+    dev = logits.device
+    stepper.reorder(torch.arange(B, device=dev).repeat_interleave(K))
+    logits = logits.repeat_interleave(K, dim=0)  # (B*K, V)
+    scores = torch.full((B, K), float("-inf"), device=dev)
+    scores[:, 0] = 0.0  # all beams start identical: keep one
+    tokens = torch.zeros(B * K, 0, dtype=torch.long, device=dev)
+    counts = torch.zeros(B * K, dtype=torch.long, device=dev)
+    done = torch.zeros(B * K, dtype=torch.bool, device=dev)
+    lengths = torch.zeros(B * K, device=dev)
+    for step in range(config.max_new_tokens):
+        logp = F.log_softmax(logits.masked_fill(~constraint.allowed(counts), float("-inf")), dim=-1)
+        logp[done] = float("-inf")
+        logp[done, pad_id] = 0.0
+        cand = (scores.view(B * K, 1) + logp).view(B, K * V)
+        scores, flat = cand.topk(K, dim=-1)  # (B, K)
+        beam = (flat // V + torch.arange(B, device=dev)[:, None] * K).view(-1)  # (B*K,) source rows
+        new = (flat % V).view(-1)
+        tokens = torch.cat([tokens[beam], new[:, None]], dim=1)
+        counts, done, lengths = counts[beam] + 1, done[beam], lengths[beam] + (~done[beam]).float()
+        done = done | (new == constraint.end_id)
+        if bool(done.all()) or step == config.max_new_tokens - 1:
+            break
+        stepper.reorder(beam)
+        logits = stepper.step(new)
+    normed = scores / lengths.view(B, K).clamp(min=1) ** config.length_penalty
+    best = normed.argmax(-1) + torch.arange(B, device=dev) * K
+    return tokens[best]

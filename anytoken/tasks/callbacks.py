@@ -1,0 +1,28 @@
+"""Callbacks the shipped configs use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+
+from anytoken.tasks.module import TokenTaskModule
+
+
+class ExportRelease(L.Callback):
+    """At the end of ``fit``, write the trained model as a release directory (config JSON + safetensors).
+
+    Args:
+        dirpath: where the release goes (replaced atomically).
+    """
+
+    def __init__(self, dirpath: str) -> None:
+        self.dirpath = Path(dirpath)
+
+    @rank_zero_only
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not isinstance(pl_module, TokenTaskModule):
+            raise TypeError(f"ExportRelease needs a TokenTaskModule, got {type(pl_module).__name__}")
+        pl_module.export(self.dirpath)
+        rank_zero_info(f"release written to {self.dirpath}")

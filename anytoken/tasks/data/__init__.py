@@ -1,0 +1,39 @@
+"""Datasets: the built-in procedural scenes and loaders for real formats (COCO captions)."""
+
+from anytoken.tasks.data.coco import CocoCaptionsDataset
+from anytoken.tasks.data.images import load_image
+from anytoken.tasks.data.scenes import (
+    COLORS,
+    HELDOUT_PAIRS,
+    POSITIONS,
+    QA,
+    SHAPES,
+    SIZES,
+    SPLITS,
+    Scene,
+    SceneObject,
+    ScenesCaptionDataset,
+    ScenesConfig,
+    ScenesVQADataset,
+    content_split,
+    make_scenes,
+)
+
+__all__ = [
+    "COLORS",
+    "HELDOUT_PAIRS",
+    "POSITIONS",
+    "QA",
+    "SHAPES",
+    "SIZES",
+    "SPLITS",
+    "CocoCaptionsDataset",
+    "Scene",
+    "SceneObject",
+    "ScenesCaptionDataset",
+    "ScenesConfig",
+    "ScenesVQADataset",
+    "content_split",
+    "load_image",
+    "make_scenes",
+]

@@ -1,0 +1,197 @@
+"""``TokenTaskModule``: what every task shares: a TokenSpace, its tokenizers, the backbone, the LM head,
+an optional image encoder + projector for continuous image prefixes, the loss, generation and the
+optimiser. Tasks subclass it and say how a batch becomes segments (``samples``) and what they measure.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from anytoken.backbone import CausalTransformer, TransformerConfig
+from anytoken.heads import DecodingConfig, GrammarConstraint, LMHead, generate
+from anytoken.tasks.release import export_release, load_release
+from anytoken.tokenizers.base import Tokenizer, tokenizer_from_spec
+from anytoken.tokenizers.image_encoder import ImageEncoder, ImageEncoderConfig, image_mean_std
+from anytoken.tokenizers.sequence import IGNORE_INDEX, Segment, SequenceBatch, build_sequences
+from anytoken.tokenizers.space import TokenSpace
+
+
+def _as(cls: type, value: Any) -> Any:
+    """Accept a config dataclass or its dict form (release files and YAML give dicts)."""
+    return cls(**value) if isinstance(value, dict) else value
+
+
+class TokenTaskModule(L.LightningModule):
+    """Base LightningModule of every anytoken task.
+
+    Args:
+        vocab: ``{"token_space": TokenSpace.to_dict(), "tokenizers": {modality: Tokenizer.spec()}}``;
+            the CLI links it from the DataModule's ``vocab``.
+        backbone: transformer hyperparameters (``vocab_size`` is taken from the TokenSpace); default
+            the ``small`` preset.
+        image_encoder: encoder for continuous image prefixes; None when the task has no image input.
+        projector: ``"linear"`` or ``"mlp"`` map from encoder features to the backbone width.
+        mask: ``"causal"``, or ``"prefix"`` (media prefixes attend to themselves bidirectionally).
+        loss_weights: modality -> weight of its target tokens in the loss.
+        lr: peak AdamW learning rate (linear warm-up, cosine decay to 10%).
+        weight_decay: AdamW weight decay on matrices (not on norms or biases).
+        warmup_steps: linear warm-up steps.
+        decoding: how validation/test/predict generate.
+    """
+
+    def __init__(
+        self,
+        vocab: dict[str, Any],
+        backbone: TransformerConfig | None = None,
+        image_encoder: ImageEncoderConfig | None = None,
+        projector: Literal["linear", "mlp"] = "mlp",
+        mask: Literal["causal", "prefix"] = "prefix",
+        loss_weights: dict[str, float] | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 0.05,
+        warmup_steps: int = 100,
+        decoding: DecodingConfig | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if not isinstance(vocab, dict) or {"token_space", "tokenizers"} - set(vocab):
+            raise ValueError("vocab must be a dict with 'token_space' and 'tokenizers' (see the DataModule's vocab)")
+        self.space = TokenSpace.from_dict(vocab["token_space"])
+        self.tokenizers: dict[str, Tokenizer] = {m: tokenizer_from_spec(s) for m, s in vocab["tokenizers"].items()}
+        config = _as(TransformerConfig, backbone) or TransformerConfig.from_name("small")
+        self.backbone = CausalTransformer(replace(config, vocab_size=self.space.vocab_size))
+        self.lm_head = LMHead(self.backbone)
+        self.image_encoder: ImageEncoder | None = None
+        if image_encoder is not None:
+            self.image_encoder = ImageEncoder(_as(ImageEncoderConfig, image_encoder))
+            mean, std = image_mean_std(self.image_encoder.config)
+            self.register_buffer("image_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+            self.register_buffer("image_std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+            d_in, d = self.image_encoder.feature_dim, config.d_model
+            self.projector = (
+                nn.Linear(d_in, d) if projector == "linear" else nn.Sequential(nn.Linear(d_in, d), nn.GELU(), nn.Linear(d, d))
+            )
+        self.mask = mask
+        self.loss_weights = loss_weights or {}
+        self.decoding = _as(DecodingConfig, decoding) or DecodingConfig()
+
+    # --- what tasks define ---------------------------------------------------------------------------
+    def samples(self, batch: dict[str, Any], targets: bool) -> list[list[Segment]]:
+        """Segments per sample; with ``targets=False`` the prompt that generation continues."""
+        raise NotImplementedError
+
+    # --- forward and loss ----------------------------------------------------------------------------
+    @property
+    def image_tokens(self) -> int:
+        """Placeholder positions one image takes in the stream."""
+        if self.image_encoder is None:
+            raise ValueError(f"{type(self).__name__} was built without an image_encoder")
+        return self.image_encoder.num_tokens
+
+    def embed(self, seq: SequenceBatch, media: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Token embeddings ``[B, T, d]`` with projected image features spliced into placeholder positions."""
+        x = self.backbone.embed_ids(seq.input_ids)  # (B, T, d)
+        if seq.embed_sources.numel():
+            feats = self.projector(self.image_encoder(self.normalize_images(media["images"])))  # (N_img, n, d)
+            feats = feats[seq.embed_sources].reshape(-1, x.shape[-1]).to(x.dtype)  # (S * n, d)
+            x = x.masked_scatter(seq.embed_mask[..., None], feats)
+        return x
+
+    def normalize_images(self, images: torch.Tensor) -> torch.Tensor:
+        """``[B, 3, H, W]`` in ``[0, 1]`` -> the encoder's input size and normalisation."""
+        size = self.image_encoder.config.image_size
+        if images.shape[-2:] != (size, size):
+            images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        return (images - self.image_mean) / self.image_std
+
+    def sequences(self, batch: dict[str, Any], targets: bool = True, **kwargs: Any) -> SequenceBatch:
+        samples = self.samples(batch, targets)
+        return build_sequences(
+            samples, self.space, max_length=self.backbone.config.max_seq_len, mask=self.mask,
+            loss_weights=self.loss_weights, **kwargs,
+        ).to(self.device)
+
+    def loss(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Weighted next-token cross-entropy over target positions."""
+        seq = self.sequences(batch)
+        hidden = self.backbone(inputs_embeds=self.embed(seq, batch), positions=seq.positions,
+                               attn_mask=seq.attention_mask())  # (B, T, d)
+        keep = seq.targets != IGNORE_INDEX  # only target positions go through the head
+        logits = self.lm_head(hidden[keep]).float()  # (N, V)
+        ce = F.cross_entropy(logits, seq.targets[keep], reduction="none")
+        w = seq.loss_weights[keep]
+        return (ce * w).sum() / w.sum().clamp(min=1e-8)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        loss = self.loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["images"]) if "images" in batch else None)
+        return loss
+
+    # --- generation ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate_segment(
+        self, batch: dict[str, Any], modality: str, decoding: DecodingConfig | None = None
+    ) -> list[torch.Tensor]:
+        """Continue each sample's prompt with one well-formed ``modality`` segment; local ids per sample."""
+        seq = self.sequences(batch, targets=False, padding_side="left")
+        constraint = GrammarConstraint(self.space, modality, self.tokenizers[modality].grammar())
+        out = generate(self.backbone, self.lm_head, self.embed(seq, batch), seq.sample_ids > 0, constraint,
+                       decoding or self.decoding, pad_id=self.space.pad_id)  # (B, N)
+        r = self.space.range(modality)
+        return [row[(row >= r.start) & (row < r.stop)] - r.start for row in out.cpu()]
+
+    # --- optimisation --------------------------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, Any]:
+        params = [p for p in self.parameters() if p.requires_grad]
+        decay = [p for p in params if p.dim() >= 2]
+        no_decay = [p for p in params if p.dim() < 2]
+        hp = self.hparams
+        opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=hp.lr, betas=(0.9, 0.95),
+        )
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        warmup = min(hp.warmup_steps, total // 2)
+
+        def schedule(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # --- release -------------------------------------------------------------------------------------
+    def export(self, directory: str | Path) -> Path:
+        """Write a release directory (config JSON + safetensors) that ``from_release`` loads."""
+        hparams = {k: (asdict(v) if hasattr(v, "__dataclass_fields__") else v) for k, v in self.hparams.items()}
+        return export_release(self, hparams, directory)
+
+    @classmethod
+    def from_release(cls, directory: str | Path) -> TokenTaskModule:
+        """Load a release directory written by ``export`` (no Lightning trainer needed)."""
+        return load_release(directory, expected=cls)
+
+    def check_token_space(self, other: TokenSpace | dict[str, Any], what: str = "checkpoint") -> None:
+        """Fail loudly when ``other`` (e.g. a checkpoint's layout) differs from this model's TokenSpace."""
+        other = TokenSpace.from_dict(other) if isinstance(other, dict) else other
+        self.space.check_same(other, what)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        cls = type(self)
+        checkpoint["anytoken_class"] = f"{cls.__module__}.{cls.__qualname__}"
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        vocab = checkpoint.get("hyper_parameters", {}).get("vocab")
+        if vocab is not None:
+            self.check_token_space(vocab["token_space"])
+

@@ -1,0 +1,170 @@
+"""The interface every modality tokenizer implements, its output grammar, and the tokenizer registry."""
+
+from __future__ import annotations
+
+import abc
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import torch
+
+from anytoken.atomic import atomic_directory
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "tokenizer_config.json"
+
+Interval = tuple[int, int]  # half-open [lo, hi) range of local ids
+
+
+@dataclass(frozen=True)
+class SegmentGrammar:
+    """What a well-formed segment of one tokenizer's local ids looks like.
+
+    Position ``i`` of a segment may hold any local id inside one of the intervals ``steps[i % len(steps)]``.
+    The segment may end after ``n`` tokens when ``n >= min_length`` and ``n % len(steps) == 0``, and must
+    end when ``n == max_length``. Examples: text is one step over the whole vocabulary, open-ended; an
+    image is one step over its codebook with ``min_length == max_length == h * w``; a pose is the x-bins
+    step then the y-bins step, exactly ``2 * K`` tokens. Constrained decoding (``heads/decoding.py``)
+    enforces any grammar, so a new modality declares one instead of writing decoding code.
+    """
+
+    steps: tuple[tuple[Interval, ...], ...]
+    min_length: int = 1
+    max_length: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.steps or any(not step for step in self.steps):
+            raise ValueError("SegmentGrammar needs at least one step, each with at least one interval")
+        if any(lo < 0 or hi <= lo for step in self.steps for lo, hi in step):
+            raise ValueError(f"SegmentGrammar intervals must be non-empty [lo, hi) with lo >= 0: {self.steps}")
+        if self.min_length < 0 or (self.max_length is not None and self.max_length < self.min_length):
+            raise ValueError(f"bad grammar lengths: min {self.min_length}, max {self.max_length}")
+
+    @classmethod
+    def fixed(cls, vocab_size: int, length: int) -> SegmentGrammar:
+        """Exactly ``length`` ids, each any id of ``[0, vocab_size)`` (an image grid, an audio frame)."""
+        return cls(steps=(((0, vocab_size),),), min_length=length, max_length=length)
+
+    @classmethod
+    def open_ended(cls, vocab_size: int, min_length: int = 1, max_length: int | None = None) -> SegmentGrammar:
+        """Any number of ids from ``[0, vocab_size)`` until the segment's end marker (text)."""
+        return cls(steps=(((0, vocab_size),),), min_length=min_length, max_length=max_length)
+
+
+class Tokenizer(abc.ABC):
+    """Encodes one modality into local integer ids ``[0, vocab_size)`` and decodes them back.
+
+    Subclasses set ``name`` (their registry key), implement ``vocab_size``, ``encode``, ``decode``,
+    ``config`` (JSON-serialisable constructor arguments) and, when they hold state beyond the config,
+    ``_save_state``/``_load_state``. Trainable tokenizers are also ``nn.Module``s with a ``loss(x)``.
+    ``encode``/``decode`` validate their input and raise ``ValueError`` naming the problem.
+    """
+
+    name: ClassVar[str]
+    modality: ClassVar[str]
+
+    @property
+    @abc.abstractmethod
+    def vocab_size(self) -> int:
+        """Number of local ids; every id produced by ``encode`` is in ``[0, vocab_size)``."""
+
+    @abc.abstractmethod
+    def encode(self, x: Any) -> torch.Tensor:
+        """Encode media into a ``torch.long`` tensor of local ids."""
+
+    @abc.abstractmethod
+    def decode(self, ids: torch.Tensor) -> Any:
+        """Decode local ids back into media."""
+
+    def grammar(self) -> SegmentGrammar:
+        """The shape of a well-formed segment; by default any ids until the end marker."""
+        return SegmentGrammar.open_ended(self.vocab_size)
+
+    def config(self) -> dict[str, Any]:
+        """JSON-serialisable constructor arguments (state such as vocabularies goes to ``_save_state``)."""
+        return {}
+
+    def spec(self) -> dict[str, Any]:
+        """JSON-serialisable description that ``tokenizer_from_spec`` rebuilds (stored in model hparams)."""
+        return {"tokenizer": self.name, "config": self.config()}
+
+    def reconstruction_error(self, x: Any) -> float:
+        """Error of ``decode(encode(x))`` against ``x`` in the modality's own metric (0.0 when lossless)."""
+        raise NotImplementedError(f"{type(self).__name__} does not define a reconstruction error")
+
+    def check_ids(self, ids: torch.Tensor | Sequence[int]) -> torch.Tensor:
+        """Return ``ids`` as a long tensor, raising ``ValueError`` for non-integers or out-of-range ids."""
+        ids = torch.as_tensor(ids)
+        if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+            raise ValueError(f"{self.name}: token ids must be integers, got dtype {ids.dtype}")
+        ids = ids.long()
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.vocab_size):
+            raise ValueError(
+                f"{self.name}: token ids must lie in [0, {self.vocab_size}), got min {int(ids.min())} "
+                f"and max {int(ids.max())}"
+            )
+        return ids
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write ``tokenizer_config.json`` (+ state files) to ``directory`` atomically."""
+        with atomic_directory(directory) as tmp:
+            self._save_state(tmp)
+            meta = {"format_version": FORMAT_VERSION, "tokenizer": self.name, "config": self.config()}
+            (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+
+    def _save_state(self, directory: Path) -> None:
+        """Write state beyond ``config()`` (vocabularies, weights) into ``directory``."""
+
+    def _load_state(self, directory: Path) -> None:
+        """Read what ``_save_state`` wrote."""
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> Tokenizer:
+        """Load a tokenizer saved by ``save_pretrained`` (of this class or, from the base, of any class)."""
+        directory = Path(directory)
+        path = directory / CONFIG_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"no {CONFIG_FILE} in {directory}: not a saved anytoken tokenizer")
+        meta = json.loads(path.read_text())
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{path}: unsupported format_version {meta.get('format_version')}")
+        klass = tokenizer_class(meta["tokenizer"])
+        if cls is not Tokenizer and not issubclass(klass, cls):
+            raise ValueError(f"{directory} holds a {klass.__name__}, not a {cls.__name__}")
+        tokenizer = klass(**meta["config"])
+        tokenizer._load_state(directory)
+        return tokenizer
+
+
+TOKENIZERS: dict[str, type[Tokenizer]] = {}
+T = TypeVar("T", bound=type[Tokenizer])
+
+
+def register_tokenizer(cls: T) -> T:
+    """Class decorator adding a tokenizer to the registry under ``cls.name``."""
+    if cls.name in TOKENIZERS and TOKENIZERS[cls.name] is not cls:
+        raise ValueError(f"tokenizer name {cls.name!r} is already registered by {TOKENIZERS[cls.name]}")
+    TOKENIZERS[cls.name] = cls
+    return cls
+
+
+def tokenizer_class(name: str) -> type[Tokenizer]:
+    """The registered tokenizer class called ``name``."""
+    if name not in TOKENIZERS:
+        raise ValueError(f"unknown tokenizer {name!r}; registered: {sorted(TOKENIZERS)}")
+    return TOKENIZERS[name]
+
+
+def create_tokenizer(name: str, **kwargs: Any) -> Tokenizer:
+    """Build a registered tokenizer by name, e.g. ``create_tokenizer("clip_bpe")``."""
+    return tokenizer_class(name)(**kwargs)
+
+
+def tokenizer_from_spec(spec: dict[str, Any]) -> Tokenizer:
+    """Rebuild a tokenizer from ``Tokenizer.spec()`` (weights of trainable ones come from the model)."""
+    if not isinstance(spec, dict) or "tokenizer" not in spec:
+        raise ValueError(f"a tokenizer spec is a dict with keys 'tokenizer' and 'config', got {spec!r:.200}")
+    return create_tokenizer(spec["tokenizer"], **spec.get("config", {}))

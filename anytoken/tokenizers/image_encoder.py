@@ -1,0 +1,447 @@
+"""Continuous image input (the ClipCap/LLaVA route): an image encoder returning patch features [B, N, D].
+
+Beside the VQ image tokenizer, an image may enter the stream as encoder features that the consuming model
+projects to its width (the projector lives with that model, not here). Three sources:
+
+- ``"cnn"``: a small built-in conv encoder (:class:`ConvEncoder`) for the CPU quickstart on 64x64 scenes.
+- ``"timm"``: any ``timm.list_models()`` name; tokens come from ``forward_features``.
+- ``"open_clip"``: any ``open_clip.list_models()`` name; tokens come from the image tower alone.
+
+Nothing is ever downloaded: weights come from ``pretrained_path`` (a local file) or are random.
+timm, open_clip and torchvision are imported lazily, so only what a config uses is loaded.
+
+Example:
+    >>> config = ImageEncoderConfig(source="cnn", image_size=64)
+    >>> encoder = ImageEncoder(config)
+    >>> transform = image_transform(config, train=False)
+    >>> features = encoder(torch.stack([transform(image) for image in images]))  # (B, 64, 128)
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+from torch import Tensor, nn
+
+Stats = tuple[float, float, float]  # per-channel RGB mean or std
+
+_SOURCES = ("timm", "open_clip", "cnn")
+_HALF: Stats = (0.5, 0.5, 0.5)
+# open_clip keys the encoder sets itself: patch dropout would change N between train and eval
+_OPEN_CLIP_RESERVED = ("image_size", "patch_dropout", "output_tokens")
+
+
+@dataclass
+class ImageEncoderConfig:
+    """Which image encoder to build and how images are prepared for it.
+
+    Validation happens at construction; unknown model names raise ``ValueError`` naming the library.
+    """
+
+    source: Literal["timm", "open_clip", "cnn"] = "cnn"  # library that builds the encoder
+    name: str = ""  # model name in that library (timm/open_clip `list_models()`); "" for "cnn"
+    image_size: int = 64  # side of the square input the encoder sees; image_transform resizes to it
+    pretrained_path: str | None = None  # local weights (.safetensors, else torch.load); None: random init
+    frozen: bool = False  # no gradients and always in eval mode
+    model_kwargs: dict[str, Any] = field(default_factory=dict)  # timm create_model / open_clip vision_cfg
+    cnn_width: int = 64  # "cnn": channels of the first stage (later stages use 2x); multiple of 8
+    cnn_grid: int = 8  # "cnn": side of the output token grid; image_size / cnn_grid must be a power of 2
+    augment_shift: int = 0  # train-time random shift up to this many pixels (edge-padded); 0: off
+    mean: Stats | None = None  # normalisation override; None: the model's own (see image_mean_std)
+    std: Stats | None = None  # set together with mean
+
+    def __post_init__(self) -> None:
+        if self.source not in _SOURCES:
+            raise ValueError(f"source must be one of {_SOURCES}, got {self.source!r}")
+        if self.image_size < 1:
+            raise ValueError(f"image_size must be positive, got {self.image_size}")
+        if not 0 <= self.augment_shift < self.image_size:
+            raise ValueError(f"augment_shift must be in [0, image_size), got {self.augment_shift}")
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("set mean and std together, or neither")
+        if self.std is not None and (len(self.std) != 3 or len(self.mean) != 3 or min(self.std) <= 0):
+            raise ValueError(f"mean/std need 3 values each and std > 0, got {self.mean}, {self.std}")
+        if self.source == "cnn":
+            self._validate_cnn()
+        elif not self.name:
+            raise ValueError(f"source={self.source!r} needs a model name")
+        elif self.source == "timm":
+            self._validate_timm()
+        else:
+            self._validate_open_clip()
+
+    def _validate_cnn(self) -> None:
+        if self.name:
+            raise ValueError(f"name={self.name!r} is set but source='cnn'; meant 'timm' or 'open_clip'?")
+        if self.model_kwargs:
+            raise ValueError("model_kwargs are for timm/open_clip; the cnn uses cnn_width and cnn_grid")
+        if self.cnn_width < 8 or self.cnn_width % 8:
+            raise ValueError(f"cnn_width must be a positive multiple of 8 (GroupNorm), got {self.cnn_width}")
+        ratio = self.image_size // self.cnn_grid if self.cnn_grid > 0 else 0
+        if ratio < 2 or ratio * self.cnn_grid != self.image_size or ratio & (ratio - 1):
+            raise ValueError(
+                f"image_size / cnn_grid must be a power of two >= 2 (stride-2 stages), "
+                f"got {self.image_size} / {self.cnn_grid}"
+            )
+
+    def _validate_timm(self) -> None:
+        import timm
+
+        if not timm.is_model(self.name):
+            raise ValueError(_unknown_name(self.name, "timm", timm.list_models()))
+        for key in ("img_size", "pretrained"):
+            if key in self.model_kwargs:
+                raise ValueError(
+                    f"model_kwargs[{key!r}] is not allowed: use image_size / pretrained_path "
+                    f"(weights load at the checkpoint's size, then position embeddings adapt to image_size)"
+                )
+
+    def _validate_open_clip(self) -> None:
+        import open_clip
+
+        if self.name not in open_clip.list_models():
+            raise ValueError(_unknown_name(self.name, "open_clip", open_clip.list_models()))
+        allowed = {f.name for f in fields(open_clip.CLIPVisionCfg)} - set(_OPEN_CLIP_RESERVED)
+        bad = sorted(set(self.model_kwargs) - allowed)
+        if bad:
+            raise ValueError(
+                f"model_kwargs {bad} are not open_clip vision_cfg fields this encoder accepts; "
+                f"allowed: {sorted(allowed)} (image_size is set by the config)"
+            )
+
+
+def _unknown_name(name: str, library: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=5)
+    return f"model name {name!r} is unknown to {library} (not in {library}.list_models()); close: {close}"
+
+
+class ConvEncoder(nn.Module):
+    """Small conv encoder: images [B, 3, S, S] -> tokens [B, grid * grid, dim], dim = 2 * width.
+
+    Stage 0 is conv3x3 stride 2 (3 -> width); each later stage is conv3x3 stride 2 (-> 2 * width) then a
+    residual conv3x3 (a single stage keeps dim = width); every conv is followed by GroupNorm(8) and GELU.
+    GroupNorm rather than BatchNorm: no batch statistics, so train and eval behave alike. A learned 2D position embedding (one
+    vector per grid cell, row-major: token ``i`` is cell ``(i // grid, i % grid)``) is added, then LayerNorm.
+    Defaults (S=64, width 64, grid 8): 0.52M parameters, ~200 images/s forward+backward at batch 64 on a
+    2-core CPU (torch 2.14).
+
+    Args:
+        image_size: Input side S.
+        width: Channels of the first stage; a multiple of 8.
+        grid: Output grid side; ``image_size / grid`` must be a power of two >= 2.
+    """
+
+    def __init__(self, image_size: int = 64, width: int = 64, grid: int = 8) -> None:
+        super().__init__()
+        num_stages = int(math.log2(image_size // grid))
+        layers: list[nn.Module] = [_conv_norm_act(3, width, stride=2)]
+        for stage in range(1, num_stages):
+            layers += [_conv_norm_act(width if stage == 1 else 2 * width, 2 * width, stride=2)]
+            layers += [_Residual(_conv_norm_act(2 * width, 2 * width, stride=1))]
+        self.stages = nn.Sequential(*layers)
+        self.dim = 2 * width if num_stages > 1 else width
+        self.pos_embed = nn.Parameter(torch.randn(1, grid * grid, self.dim) * 0.02)
+        self.norm = nn.LayerNorm(self.dim)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Encode images [B, 3, S, S] into tokens [B, grid * grid, dim]."""
+        x = self.stages(images)  # (B, D, grid, grid)
+        x = x.flatten(2).transpose(1, 2)  # (B, grid * grid, D)
+        return self.norm(x + self.pos_embed)  # (B, grid * grid, D)
+
+
+def _conv_norm_act(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
+        nn.GroupNorm(8, out_channels),
+        nn.GELU(),
+    )
+
+
+class _Residual(nn.Module):
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+class ImageEncoder(nn.Module):
+    """Images [B, 3, S, S] (float, normalised by :func:`image_transform`) -> features [B, N, D].
+
+    Token layout per source:
+
+    - ``"cnn"``: the ``cnn_grid x cnn_grid`` cells, row-major, with a learned position embedding.
+    - ``"timm"``: ``forward_features`` after the classifier head is pruned (the final norm is kept).
+      Feature maps [B, C, H, W] (or NHWC) become H*W tokens of dim C, row-major; token sequences
+      [B, P + N, D] (ViTs) drop their P prefix tokens (class/register), keeping the N patch tokens, as
+      LLaVA does, so N is always a spatial grid. Position embeddings are resampled to ``image_size``.
+    - ``"open_clip"``: the image tower only (no text tower is built); the last block's spatial tokens from
+      ``forward_intermediates`` (ViTs: patch tokens after ``ln_post``, class token dropped; ResNets: the
+      last stage's map before attention pooling). The pooling/projection head is pruned.
+
+    ``pretrained_path`` holds the state dict of the underlying model: a timm model (as timm's hub files
+    are; classifier keys are ignored), an open_clip CLIP model (``visual.*`` keys are used, the rest
+    ignored) or its image tower, or a :class:`ConvEncoder`. Any other missing, unexpected or mis-shaped key
+    raises ``ValueError`` listing them.
+
+    Attributes:
+        num_tokens: N, tokens per image.
+        feature_dim: D, channels per token.
+        model: The underlying module (ConvEncoder, timm model or open_clip image tower).
+    """
+
+    def __init__(self, config: ImageEncoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        state_dict = _read_state_dict(config.pretrained_path) if config.pretrained_path else None
+        builders = {"cnn": _build_cnn, "timm": _build_timm, "open_clip": _build_open_clip}
+        self.model = builders[config.source](config, state_dict)
+        if config.frozen:
+            self.requires_grad_(False)
+        self.num_tokens, self.feature_dim = self._probe()
+
+    def train(self, mode: bool = True) -> ImageEncoder:
+        """Set training mode; a frozen encoder stays in eval mode (fixed norm statistics, no dropout)."""
+        return super().train(mode and not self.config.frozen)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Encode a batch of images.
+
+        Args:
+            images: Float tensor [B, 3, S, S] with S == config.image_size, already normalised.
+
+        Returns:
+            Features [B, num_tokens, feature_dim].
+        """
+        size = self.config.image_size
+        if images.ndim != 4 or images.shape[1] != 3 or images.shape[2:] != (size, size):
+            raise ValueError(f"expected images [B, 3, {size}, {size}], got {tuple(images.shape)}")
+        if not images.is_floating_point():
+            raise ValueError(f"expected float images normalised by image_transform, got {images.dtype}")
+        if self.config.source == "cnn":
+            return self.model(images)  # (B, N, D)
+        if self.config.source == "timm":
+            return _timm_tokens(self.model, self.model.forward_features(images))  # (B, N, D)
+        out = self.model.forward_intermediates(
+            images, indices=1, normalize_intermediates=True, intermediates_only=True
+        )
+        return out["image_intermediates"][-1].flatten(2).transpose(1, 2)  # (B, C, H, W) -> (B, H*W, C)
+
+    def _probe(self) -> tuple[int, int]:
+        """Run one blank image to read N and D (and fail early if the model cannot run at image_size)."""
+        was_training = self.training
+        self.eval()
+        size = self.config.image_size
+        try:
+            with torch.no_grad():
+                tokens = self(torch.zeros(1, 3, size, size))  # (1, N, D)
+        except (RuntimeError, AssertionError) as error:
+            raise ValueError(
+                f"{self.config.source} model {self.config.name!r} cannot run at image_size={size}: {error}"
+            ) from error
+        finally:
+            self.train(was_training)
+        return tokens.shape[1], tokens.shape[2]
+
+
+def _timm_tokens(model: nn.Module, features: Tensor) -> Tensor:
+    """timm ``forward_features`` output -> tokens [B, N, D] (see :class:`ImageEncoder`)."""
+    if features.ndim == 4:
+        if getattr(model, "output_fmt", "NCHW") == "NHWC":
+            return features.flatten(1, 2)  # (B, H, W, C) -> (B, H*W, C)
+        return features.flatten(2).transpose(1, 2)  # (B, C, H, W) -> (B, H*W, C)
+    if features.ndim == 3:
+        return features[:, getattr(model, "num_prefix_tokens", 0) :]  # (B, P + N, D) -> (B, N, D)
+    raise ValueError(f"cannot turn timm features of shape {tuple(features.shape)} into tokens")
+
+
+def _build_cnn(config: ImageEncoderConfig, state_dict: dict[str, Tensor] | None) -> nn.Module:
+    model = ConvEncoder(config.image_size, config.cnn_width, config.cnn_grid)
+    if state_dict is not None:
+        _load_checkpoint(model, state_dict, set(), config.pretrained_path)
+    return model
+
+
+def _build_timm(config: ImageEncoderConfig, state_dict: dict[str, Tensor] | None) -> nn.Module:
+    import timm
+
+    try:
+        model = timm.create_model(config.name, pretrained=False, **config.model_kwargs)
+    except TypeError as error:
+        message = f"timm model {config.name!r} rejected model_kwargs {config.model_kwargs}: {error}"
+        raise ValueError(message) from error
+    full_keys = set(model.state_dict())
+    _prune_timm_head(model)
+    if state_dict is not None:
+        _load_checkpoint(model, state_dict, full_keys - set(model.state_dict()), config.pretrained_path)
+    if hasattr(model, "set_input_size"):  # after loading, so pretrained position embeddings get resampled
+        model.set_input_size(img_size=(config.image_size, config.image_size))
+    return model
+
+
+def _prune_timm_head(model: nn.Module) -> None:
+    """Drop a timm model's classifier and pooling (unused by ``forward_features``), keeping every block."""
+    if hasattr(model, "prune_intermediate_layers"):
+        model.prune_intermediate_layers(indices=1, prune_norm=False, prune_head=True)
+    else:
+        model.reset_classifier(0)
+
+
+def _build_open_clip(config: ImageEncoderConfig, state_dict: dict[str, Tensor] | None) -> nn.Module:
+    import open_clip
+    from open_clip.model import _build_vision_tower
+
+    model_cfg = open_clip.get_model_config(config.name)
+    vision_cfg = {**model_cfg["vision_cfg"], **config.model_kwargs}
+    vision_cfg.update(image_size=config.image_size, patch_dropout=0.0, output_tokens=False)
+    # The image tower alone: open_clip.create_model would also build a text tower only to discard it
+    # (ViT-B-32: 2.1 s instead of ~1 s on CPU). Its timm trunks are built without pretrained weights.
+    quick_gelu = model_cfg.get("quick_gelu", False)
+    visual = _build_vision_tower(model_cfg["embed_dim"], open_clip.CLIPVisionCfg(**vision_cfg), quick_gelu)
+    full_keys = set(visual.state_dict())
+    if hasattr(visual, "trunk"):  # open_clip.timm_model.TimmModel: a timm trunk plus a projection head
+        visual.head = nn.Identity()
+        _prune_timm_head(visual.trunk)
+    elif hasattr(visual, "attnpool"):  # ModifiedResNet: attention pooling only serves the pooled output
+        visual.attnpool = nn.Identity()
+    else:  # VisionTransformer: drop the pooled projection, keep ln_post for the tokens
+        visual.prune_intermediate_layers(indices=1, prune_norm=False, prune_head=True)
+    if state_dict is not None:
+        state_dict = _open_clip_visual_state(state_dict, visual)
+        _load_checkpoint(visual, state_dict, full_keys - set(visual.state_dict()), config.pretrained_path)
+    if hasattr(visual, "set_input_size"):  # timm trunks are built at their default size, as create_model does
+        visual.set_input_size(config.image_size)
+    return visual
+
+
+def _open_clip_visual_state(state_dict: dict[str, Tensor], visual: nn.Module) -> dict[str, Tensor]:
+    """Keep a full CLIP checkpoint's ``visual.*`` keys; resample a ViT position embedding to the grid."""
+    if any(key.startswith("visual.") for key in state_dict):
+        state_dict = {k.removeprefix("visual."): v for k, v in state_dict.items() if k.startswith("visual.")}
+    pos = state_dict.get("positional_embedding")  # (1 + h*w, width) for ViTs
+    own = getattr(visual, "positional_embedding", None)
+    if pos is not None and own is not None and pos.shape != own.shape and hasattr(visual, "grid_size"):
+        from timm.layers import resample_abs_pos_embed
+
+        grid = list(visual.grid_size)
+        state_dict["positional_embedding"] = resample_abs_pos_embed(pos[None], grid, num_prefix_tokens=1)[0]
+    return state_dict
+
+
+def _read_state_dict(path: str) -> dict[str, Tensor]:
+    """Load a state dict from ``path``: safetensors by suffix, else ``torch.load(weights_only=True)``."""
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"pretrained_path {path!r} does not exist or is not a file")
+    if file.suffix == ".safetensors":
+        state = load_file(file)
+    else:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):  # training checkpoints nest the weights
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ValueError(f"{path!r} does not hold a state dict of tensors")
+    return {_strip_wrappers(key): value for key, value in state.items()}
+
+
+def _strip_wrappers(key: str) -> str:
+    for prefix in ("_orig_mod.", "module.", "_orig_mod."):  # torch.compile / DDP wrappers, either order
+        key = key.removeprefix(prefix)
+    return key
+
+
+def _load_checkpoint(model: nn.Module, state_dict: dict[str, Tensor], ignored: set[str], path: str) -> None:
+    """Load strictly, except keys of pruned parts (``ignored``); raise ``ValueError`` listing any mismatch."""
+    own = model.state_dict()
+    state_dict = {k: v for k, v in state_dict.items() if k not in ignored}
+    missing = sorted(own.keys() - state_dict.keys())
+    unexpected = sorted(state_dict.keys() - own.keys())
+    mismatched = [
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+        for k, v in state_dict.items()
+        if k in own and v.shape != own[k].shape
+    ]
+    if missing or unexpected or mismatched:
+        raise ValueError(
+            f"checkpoint {path!r} does not fit {type(model).__name__}: "
+            f"{len(missing)} missing keys {missing[:8]}, {len(unexpected)} unexpected keys {unexpected[:8]}, "
+            f"{len(mismatched)} shape mismatches {mismatched[:8]}"
+        )
+    model.load_state_dict(state_dict)
+
+
+def image_mean_std(config: ImageEncoderConfig) -> tuple[Stats, Stats]:
+    """Per-channel (mean, std) the encoder expects, without building or downloading anything.
+
+    ``config.mean``/``config.std`` if set; ``"cnn"``: 0.5/0.5; timm: ``timm.data.resolve_data_config`` on
+    the model's pretrained config; open_clip: the mean/std its pretrained tags for that name agree on
+    (e.g. 0.5 for SigLIP), else open_clip's OpenAI defaults.
+    """
+    if config.mean is not None and config.std is not None:
+        return tuple(config.mean), tuple(config.std)
+    if config.source == "cnn":
+        return _HALF, _HALF
+    if config.source == "timm":
+        import timm
+        import timm.data
+
+        pretrained_cfg = timm.get_pretrained_cfg(config.name)
+        data_cfg = timm.data.resolve_data_config(
+            args={"input_size": (3, config.image_size, config.image_size)},
+            pretrained_cfg=pretrained_cfg.to_dict() if pretrained_cfg is not None else None,
+        )
+        return tuple(data_cfg["mean"]), tuple(data_cfg["std"])
+    import open_clip
+
+    default = (tuple(open_clip.OPENAI_DATASET_MEAN), tuple(open_clip.OPENAI_DATASET_STD))
+    stats = set()
+    for tag in open_clip.list_pretrained_tags_by_model(config.name):
+        tag_cfg = open_clip.get_pretrained_cfg(config.name, tag)
+        stats.add((tuple(tag_cfg.get("mean") or default[0]), tuple(tag_cfg.get("std") or default[1])))
+    return stats.pop() if len(stats) == 1 else default
+
+
+def image_transform(config: ImageEncoderConfig, train: bool = False) -> Callable[[Image.Image], Tensor]:
+    """PIL image -> normalised float tensor [3, S, S] for :class:`ImageEncoder` (S = config.image_size).
+
+    Policy: convert to RGB if needed (the loaders already do; grayscale/RGBA still work), resize the
+    shorter side to S (bicubic, antialiased), centre-crop to S x S, scale to [0, 1], normalise with
+    :func:`image_mean_std`. With ``train`` and ``config.augment_shift > 0`` the image is shifted by up to
+    that many pixels (edge-padded random crop). There is deliberately no colour augmentation or flip:
+    captions name colours and left/right.
+
+    Args:
+        config: The encoder config.
+        train: Whether to apply the train-time augmentation.
+
+    Returns:
+        A picklable callable usable as a dataset transform.
+    """
+    from torchvision import transforms  # lazily: importing torchvision costs ~2 s
+
+    mean, std = image_mean_std(config)
+    size = config.image_size
+    steps: list[Callable[[Any], Any]] = [
+        transforms.Lambda(_to_rgb),
+        transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC),
+        transforms.CenterCrop(size),
+    ]
+    if train and config.augment_shift > 0:
+        steps.append(transforms.RandomCrop(size, padding=config.augment_shift, padding_mode="edge"))
+    steps += [transforms.ToTensor(), transforms.Normalize(mean, std)]
+    return transforms.Compose(steps)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    return image if image.mode == "RGB" else image.convert("RGB")

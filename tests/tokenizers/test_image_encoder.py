@@ -1,0 +1,227 @@
+"""ImageEncoder: every source gives [B, N, D] with gradients; freezing, local weights, transforms, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import open_clip
+import pytest
+import timm
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+from torch.testing import assert_close
+
+from anytoken.tokenizers.image_encoder import (
+    ImageEncoder,
+    ImageEncoderConfig,
+    image_mean_std,
+    image_transform,
+)
+
+TINY_OPEN_CLIP_VIT = {"layers": 1, "width": 64, "head_width": 32, "patch_size": 16}
+TINY_TEXT_CFG = {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 1, "layers": 1}
+
+CONFIGS = {
+    "cnn": ImageEncoderConfig(source="cnn"),
+    "cnn-grid4": ImageEncoderConfig(source="cnn", cnn_width=32, cnn_grid=4),
+    "timm-resnet10t": ImageEncoderConfig(source="timm", name="resnet10t"),
+    "timm-vit": ImageEncoderConfig(source="timm", name="vit_tiny_patch16_224", model_kwargs={"depth": 1}),
+    "open_clip-vit": ImageEncoderConfig(source="open_clip", name="ViT-B-32", model_kwargs=TINY_OPEN_CLIP_VIT),
+    "open_clip-rn": ImageEncoderConfig(
+        source="open_clip", name="RN50", model_kwargs={"layers": [1, 1, 1, 1], "width": 16}
+    ),
+}
+EXPECTED_TOKENS = {  # N for 64x64 inputs
+    "cnn": 64,
+    "cnn-grid4": 16,
+    "timm-resnet10t": 4,
+    "timm-vit": 16,
+    "open_clip-vit": 16,
+    "open_clip-rn": 4,
+}
+
+
+def _images(config: ImageEncoderConfig, batch: int = 2) -> torch.Tensor:
+    size = config.image_size
+    return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+
+
+def _save(state_dict: dict[str, torch.Tensor], path: Path) -> str:
+    state_dict = {k: v.detach().clone().contiguous() for k, v in state_dict.items()}
+    if path.suffix == ".safetensors":
+        save_file(state_dict, path)
+    else:  # a training checkpoint: nested and DDP-prefixed
+        torch.save({"state_dict": {f"module.{k}": v for k, v in state_dict.items()}}, path)
+    return str(path)
+
+
+@pytest.mark.parametrize("key", CONFIGS)
+def test_forward_shape_and_every_parameter_gets_a_gradient(key: str) -> None:
+    encoder = ImageEncoder(CONFIGS[key])
+    out = encoder(_images(encoder.config))  # (2, N, D)
+    assert encoder.num_tokens == EXPECTED_TOKENS[key]
+    assert out.shape == (2, encoder.num_tokens, encoder.feature_dim)
+    assert torch.isfinite(out).all()
+    out.square().mean().backward()
+    trainable = [(name, p) for name, p in encoder.named_parameters() if p.requires_grad]
+    assert trainable
+    no_grad = [name for name, p in trainable if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not no_grad, f"parameters without a finite gradient: {no_grad}"
+
+
+@pytest.mark.parametrize("key", ["cnn", "timm-resnet10t", "open_clip-vit"])
+def test_frozen_has_no_gradients_and_stays_in_eval(key: str) -> None:
+    config = CONFIGS[key]
+    encoder = ImageEncoder(ImageEncoderConfig(**{**vars(config), "frozen": True}))
+    encoder.train()
+    assert not encoder.training and not any(m.training for m in encoder.modules())
+    assert not any(p.requires_grad for p in encoder.parameters())
+    first = encoder(_images(config))
+    assert not first.requires_grad
+    assert_close(encoder(_images(config)), first)  # eval mode: deterministic, batch-independent norms
+
+
+def test_cnn_is_small() -> None:
+    encoder = ImageEncoder(CONFIGS["cnn"])
+    assert 0.3e6 <= sum(p.numel() for p in encoder.parameters()) <= 1e6
+    assert (encoder.num_tokens, encoder.feature_dim) == (64, 128)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_cnn_loads_its_own_weights(tmp_path: Path, suffix: str) -> None:
+    source = ImageEncoder(CONFIGS["cnn"]).eval()
+    path = _save(source.model.state_dict(), tmp_path / f"cnn{suffix}")
+    loaded = ImageEncoder(ImageEncoderConfig(pretrained_path=path)).eval()
+    images = _images(source.config)
+    assert_close(loaded(images), source(images))
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_timm_loads_a_full_classifier_checkpoint(tmp_path: Path, suffix: str) -> None:
+    source = timm.create_model("resnet10t", pretrained=False, num_classes=7).eval()  # head keys are ignored
+    path = _save(source.state_dict(), tmp_path / f"resnet{suffix}")
+    encoder = ImageEncoder(ImageEncoderConfig(source="timm", name="resnet10t", pretrained_path=path)).eval()
+    images = _images(encoder.config)
+    expected = source.forward_features(images).flatten(2).transpose(1, 2)  # (B, H*W, C)
+    assert_close(encoder(images), expected)
+
+
+def test_timm_vit_loads_at_native_size_and_resamples_positions(tmp_path: Path) -> None:
+    source = timm.create_model("vit_tiny_patch16_224", pretrained=False, depth=1).eval()
+    path = _save(source.state_dict(), tmp_path / "vit.safetensors")
+    native = ImageEncoderConfig(
+        source="timm",
+        name="vit_tiny_patch16_224",
+        image_size=224,
+        model_kwargs={"depth": 1},
+        pretrained_path=path,
+    )
+    encoder = ImageEncoder(native).eval()
+    images = _images(native, batch=1)
+    assert_close(encoder(images), source.forward_features(images)[:, 1:])  # class token dropped
+    small = ImageEncoder(ImageEncoderConfig(**{**vars(native), "image_size": 64}))
+    assert small(_images(small.config)).shape == (2, 16, 192)
+
+
+def test_open_clip_loads_a_full_clip_checkpoint(tmp_path: Path) -> None:
+    base_cfg = open_clip.get_model_config("ViT-B-32")["vision_cfg"]
+    vision_cfg = {**base_cfg, **TINY_OPEN_CLIP_VIT, "image_size": 64}
+    source = open_clip.create_model("ViT-B-32", vision_cfg=vision_cfg, text_cfg=TINY_TEXT_CFG).eval()
+    path = _save(source.state_dict(), tmp_path / "clip.safetensors")  # with text tower, visual.proj, ...
+    config = ImageEncoderConfig(**{**vars(CONFIGS["open_clip-vit"]), "pretrained_path": path})
+    encoder = ImageEncoder(config).eval()
+    images = _images(config)
+    out = source.visual.forward_intermediates(
+        images, indices=1, normalize_intermediates=True, intermediates_only=True
+    )
+    assert_close(encoder(images), out["image_intermediates"][-1].flatten(2).transpose(1, 2))
+    bigger = ImageEncoder(ImageEncoderConfig(**{**vars(config), "image_size": 96}))  # positions resampled
+    assert bigger.num_tokens == 36
+
+
+def test_checkpoint_that_does_not_fit_names_the_keys(tmp_path: Path) -> None:
+    state = ImageEncoder(CONFIGS["cnn"]).model.state_dict()
+    state["extra.weight"] = state.pop("pos_embed")
+    path = _save(state, tmp_path / "bad.safetensors")
+    expected = r"1 missing keys \['pos_embed'\].*1 unexpected keys \['extra.weight'\]"
+    with pytest.raises(ValueError, match=expected):
+        ImageEncoder(ImageEncoderConfig(pretrained_path=path))
+
+
+def test_missing_checkpoint_file(tmp_path: Path) -> None:
+    path = str(tmp_path / "nope.safetensors")
+    with pytest.raises(FileNotFoundError, match="nope.safetensors"):
+        ImageEncoder(ImageEncoderConfig(source="timm", name="resnet10t", pretrained_path=path))
+
+
+@pytest.mark.parametrize(("source", "name"), [("timm", "resnet_not_a_model"), ("open_clip", "ViT-Q-99")])
+def test_unknown_model_name(source: str, name: str) -> None:
+    with pytest.raises(ValueError, match=f"{name}.*unknown to {source}"):
+        ImageEncoderConfig(source=source, name=name)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"source": "cnn", "name": "resnet18"}, "did you mean"),
+        ({"source": "cnn", "cnn_grid": 6}, "power of two"),
+        ({"source": "cnn", "cnn_width": 20}, "multiple of 8"),
+        ({"source": "timm", "name": ""}, "needs a model name"),
+        ({"source": "timm", "name": "vit_tiny_patch16_224", "model_kwargs": {"img_size": 64}}, "image_size"),
+        ({"source": "open_clip", "name": "ViT-B-32", "model_kwargs": {"depth": 1}}, "vision_cfg"),
+        ({"source": "vq"}, "source must be"),
+        ({"mean": (0.5, 0.5, 0.5)}, "together"),
+    ],
+)
+def test_config_validation(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ImageEncoderConfig(**kwargs)
+
+
+def test_timm_rejected_kwargs_are_a_value_error() -> None:
+    with pytest.raises(ValueError, match="rejected model_kwargs"):
+        ImageEncoder(ImageEncoderConfig(source="timm", name="resnet10t", model_kwargs={"depth": 2}))
+
+
+def test_forward_validates_images() -> None:
+    encoder = ImageEncoder(CONFIGS["cnn"])
+    with pytest.raises(ValueError, match="expected images"):
+        encoder(torch.zeros(1, 3, 32, 32))
+    with pytest.raises(ValueError, match="float"):
+        encoder(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
+
+
+@pytest.mark.parametrize("train", [False, True])
+@pytest.mark.parametrize(
+    "image",
+    [
+        Image.new("RGB", (1, 1), (255, 0, 0)),
+        Image.new("L", (30, 20), 128),
+        Image.new("L", (30, 20), 128).convert("RGB"),
+        Image.new("RGBA", (17, 90)),
+        Image.new("RGB", (300, 40)),
+    ],
+    ids=["1x1", "grayscale", "grayscale-converted", "rgba-tall", "wide"],
+)
+def test_transform_gives_square_normalised_tensors(image: Image.Image, train: bool) -> None:
+    config = ImageEncoderConfig(augment_shift=4)
+    out = image_transform(config, train=train)(image)
+    assert out.shape == (3, 64, 64) and out.dtype == torch.float32
+
+
+def test_transform_centre_crops_and_normalises() -> None:
+    wide = Image.new("RGB", (192, 64), (255, 0, 0))
+    wide.paste((0, 0, 255), (64, 0, 128, 64))  # only the middle square is blue
+    out = image_transform(ImageEncoderConfig(), train=False)(wide)
+    assert_close(out, torch.tensor([-1.0, -1.0, 1.0])[:, None, None].expand(3, 64, 64))
+
+
+def test_mean_std_follow_the_library() -> None:
+    imagenet = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    assert image_mean_std(CONFIGS["timm-resnet10t"]) == imagenet
+    siglip = ImageEncoderConfig(source="open_clip", name="ViT-B-16-SigLIP")
+    assert image_mean_std(siglip) == ((0.5,) * 3, (0.5,) * 3)
+    assert image_mean_std(CONFIGS["open_clip-vit"])[0] == tuple(open_clip.OPENAI_DATASET_MEAN)
+    override = ImageEncoderConfig(mean=(0.1, 0.2, 0.3), std=(1.0, 1.0, 1.0))
+    assert image_mean_std(override) == ((0.1, 0.2, 0.3), (1.0, 1.0, 1.0))
