@@ -19,6 +19,8 @@ commands:
   fit | validate | test | predict   Lightning CLI: anytoken fit --config configs/caption_scenes.yaml
   caption IMAGE... --ckpt PATH      caption image files with a checkpoint (.ckpt) or release directory
   export --ckpt X.ckpt -o DIR       write a release directory (config.json + model.safetensors)
+  encode MEDIA --tokenizer DIR -o X.npy    media file -> local token ids
+  decode X.npy --tokenizer DIR -o MEDIA    local token ids -> media file
 
 run 'anytoken COMMAND --help' for a command's options."""
 
@@ -48,7 +50,7 @@ def _lightning(argv: Sequence[str]) -> None:
         subclass_mode_data=True,
         save_config_kwargs={"overwrite": True},
         parser_kwargs={cmd: {"allow_abbrev": False} for cmd in LIGHTNING_COMMANDS},
-        args=list(argv),
+        args=None if list(argv) == sys.argv[1:] else list(argv),
     )
 
 
@@ -116,7 +118,54 @@ def _export(argv: Sequence[str]) -> None:
     print(f"release written to {args.output}")
 
 
-COMMANDS = {"caption": _caption, "export": _export}
+def _encode(argv: Sequence[str]) -> None:
+    parser = argparse.ArgumentParser(prog="anytoken encode", description="Media file -> token ids (.npy).")
+    parser.add_argument("media", help="the media file (image, audio, ... as the tokenizer reads)")
+    parser.add_argument("--tokenizer", required=True, help="a directory written by save_pretrained")
+    parser.add_argument("-o", "--output", required=True, help="the .npy file of local token ids to write")
+    args = parser.parse_args(argv)
+    import numpy as np
+
+    from anytoken.atomic import atomic_path
+    from anytoken.tokenizers import Tokenizer
+
+    try:
+        tokenizer = Tokenizer.from_pretrained(args.tokenizer)
+        ids = tokenizer.encode(tokenizer.read_media(Path(args.media)))
+    except (ValueError, FileNotFoundError, NotImplementedError) as err:
+        raise SystemExit(f"anytoken encode: {err}") from None
+    with atomic_path(args.output) as tmp, open(tmp, "wb") as f:
+        np.save(f, ids.cpu().numpy())
+    print(f"{args.media}: {ids.numel()} tokens {tuple(ids.shape)} -> {args.output}")
+
+
+def _decode(argv: Sequence[str]) -> None:
+    parser = argparse.ArgumentParser(prog="anytoken decode", description="Token ids (.npy) -> media file.")
+    parser.add_argument("tokens", help="a .npy file of local token ids (from anytoken encode)")
+    parser.add_argument("--tokenizer", required=True, help="a directory written by save_pretrained")
+    parser.add_argument("-o", "--output", required=True, help="the media file to write")
+    args = parser.parse_args(argv)
+    import numpy as np
+    import torch
+
+    from anytoken.atomic import atomic_path
+    from anytoken.tokenizers import Tokenizer
+
+    try:
+        tokenizer = Tokenizer.from_pretrained(args.tokenizer)
+        try:
+            array = np.load(args.tokens, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{args.tokens} is not a readable .npy file ({err})") from None
+        media = tokenizer.decode(torch.from_numpy(array))
+        with atomic_path(args.output) as tmp:
+            tokenizer.write_media(media, tmp)
+    except (ValueError, FileNotFoundError, NotImplementedError) as err:
+        raise SystemExit(f"anytoken decode: {err}") from None
+    print(f"{args.tokens} -> {args.output}")
+
+
+COMMANDS = {"caption": _caption, "export": _export, "encode": _encode, "decode": _decode}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -15,6 +15,7 @@ from anytoken.atomic import atomic_directory
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "tokenizer_config.json"
+WEIGHTS_FILE = "model.safetensors"
 
 Interval = tuple[int, int]  # half-open [lo, hi) range of local ids
 
@@ -116,10 +117,33 @@ class Tokenizer(abc.ABC):
             (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
 
     def _save_state(self, directory: Path) -> None:
-        """Write state beyond ``config()`` (vocabularies, weights) into ``directory``."""
+        """Write state beyond ``config()`` into ``directory``: weights of ``nn.Module`` tokenizers."""
+        if isinstance(self, torch.nn.Module):
+            from safetensors.torch import save_model
+
+            save_model(self, str(directory / WEIGHTS_FILE))
 
     def _load_state(self, directory: Path) -> None:
         """Read what ``_save_state`` wrote."""
+        if isinstance(self, torch.nn.Module):
+            from safetensors.torch import load_model
+
+            path = directory / WEIGHTS_FILE
+            if not path.is_file():
+                raise FileNotFoundError(f"{directory} has no {WEIGHTS_FILE} for the trainable tokenizer {self.name}")
+            missing, unexpected = load_model(self, str(path), strict=False)
+            if missing or unexpected:
+                raise ValueError(f"{path}: weights do not match {self.name} (missing {missing[:5]}, unexpected {unexpected[:5]})")
+            self.eval()
+
+    # media files -------------------------------------------------------------------------------------
+    def read_media(self, path: Path) -> Any:
+        """Read one media file into what ``encode`` takes (used by ``anytoken encode``)."""
+        raise NotImplementedError(f"{self.name} cannot read media files")
+
+    def write_media(self, media: Any, path: Path) -> None:
+        """Write what ``decode`` returns to ``path`` (used by ``anytoken decode``; the caller makes it atomic)."""
+        raise NotImplementedError(f"{self.name} cannot write media files")
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> Tokenizer:
