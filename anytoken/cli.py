@@ -65,10 +65,14 @@ def load_model(path: str | Path):  # noqa: ANN201 - returns the task module the 
         raise FileNotFoundError(f"no checkpoint or release directory at {path}")
     import torch
 
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(checkpoint, dict) or "anytoken_class" not in checkpoint:
         raise ValueError(f"{path}: not an anytoken checkpoint (no task class recorded)")
-    return _import(checkpoint["anytoken_class"]).load_from_checkpoint(path, map_location="cpu").eval()
+    from anytoken.tasks.release import init_args
+
+    model = _import(checkpoint["anytoken_class"])(**init_args(checkpoint["hyper_parameters"]))
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval()
 
 
 def _import(class_path: str) -> type:

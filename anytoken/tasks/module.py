@@ -6,7 +6,7 @@ optimiser. Tasks subclass it and say how a batch becomes segments (``samples``) 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,10 +17,17 @@ import torch.nn.functional as F
 
 from anytoken.backbone import CausalTransformer, TransformerConfig
 from anytoken.heads import DecodingConfig, GrammarConstraint, LMHead, generate
-from anytoken.tasks.release import export_release, load_release
-from anytoken.tokenizers.base import Tokenizer, tokenizer_from_spec
+from anytoken.tasks.release import export_release, jsonable, load_release
+from anytoken.tokenizers.base import SegmentGrammar, Tokenizer, tokenizer_from_spec
 from anytoken.tokenizers.image_encoder import ImageEncoder, ImageEncoderConfig, image_mean_std
-from anytoken.tokenizers.sequence import IGNORE_INDEX, Segment, SequenceBatch, build_sequences
+from anytoken.tokenizers.sequence import (
+    IGNORE_INDEX,
+    Embeds,
+    Segment,
+    SequenceBatch,
+    Special,
+    build_sequences,
+)
 from anytoken.tokenizers.space import TokenSpace
 
 
@@ -62,6 +69,8 @@ class TokenTaskModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        for key, value in self.hparams.items():  # plain data, so checkpoints load with weights_only=True
+            self.hparams[key] = jsonable(value)
         if not isinstance(vocab, dict) or {"token_space", "tokenizers"} - set(vocab):
             raise ValueError("vocab must be a dict with 'token_space' and 'tokenizers' (see the DataModule's vocab)")
         self.space = TokenSpace.from_dict(vocab["token_space"])
@@ -96,6 +105,10 @@ class TokenTaskModule(L.LightningModule):
             raise ValueError(f"{type(self).__name__} was built without an image_encoder")
         return self.image_encoder.num_tokens
 
+    def image_prompt(self, source: int, task: str) -> list[Segment]:
+        """``<bos> <image> [features of image source] </image> <task>``: image-conditioned tasks' prompt."""
+        return [Special("<bos>"), Embeds("image", self.image_tokens, source), Special(f"<{task}>")]
+
     def embed(self, seq: SequenceBatch, media: dict[str, torch.Tensor]) -> torch.Tensor:
         """Token embeddings ``[B, T, d]`` with projected image features spliced into placeholder positions."""
         x = self.backbone.embed_ids(seq.input_ids)  # (B, T, d)
@@ -119,30 +132,45 @@ class TokenTaskModule(L.LightningModule):
             loss_weights=self.loss_weights, **kwargs,
         ).to(self.device)
 
+    def hidden_states(self, seq: SequenceBatch, media: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Backbone output ``[B, T, d]`` for a built batch (image features spliced in)."""
+        return self.backbone(inputs_embeds=self.embed(seq, media), positions=seq.positions,
+                             attn_mask=seq.attention_mask())  # (B, T, d)
+
     def loss(self, batch: dict[str, Any]) -> torch.Tensor:
         """Weighted next-token cross-entropy over target positions."""
         seq = self.sequences(batch)
-        hidden = self.backbone(inputs_embeds=self.embed(seq, batch), positions=seq.positions,
-                               attn_mask=seq.attention_mask())  # (B, T, d)
+        hidden = self.hidden_states(seq, batch)  # (B, T, d)
         keep = seq.targets != IGNORE_INDEX  # only target positions go through the head
         logits = self.lm_head(hidden[keep]).float()  # (N, V)
         ce = F.cross_entropy(logits, seq.targets[keep], reduction="none")
         w = seq.loss_weights[keep]
-        return (ce * w).sum() / w.sum().clamp(min=1e-8)
+        loss = (ce * w).sum() / w.sum().clamp(min=1e-8)
+        penalty = getattr(self.lm_head, "penalty", None)  # a head may regularise its output (FourierHead)
+        return loss if penalty is None else loss + penalty(hidden[keep])
+
+    def num_samples(self, batch: dict[str, Any]) -> int | None:
+        """Samples in ``batch``, for logging (None: Lightning infers it); tasks without images override it."""
+        return len(batch["images"]) if "images" in batch else None
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["images"]) if "images" in batch else None)
+        self.log("train/loss", loss, prog_bar=True, batch_size=self.num_samples(batch))
         return loss
 
     # --- generation ----------------------------------------------------------------------------------
     @torch.no_grad()
     def generate_segment(
-        self, batch: dict[str, Any], modality: str, decoding: DecodingConfig | None = None
+        self, batch: dict[str, Any], modality: str, decoding: DecodingConfig | None = None,
+        grammar: SegmentGrammar | None = None,
     ) -> list[torch.Tensor]:
-        """Continue each sample's prompt with one well-formed ``modality`` segment; local ids per sample."""
+        """Continue each sample's prompt with one well-formed ``modality`` segment; local ids per sample.
+
+        ``grammar`` overrides the tokenizer's ``grammar()`` (e.g. a joint segment of several agents).
+        """
         seq = self.sequences(batch, targets=False, padding_side="left")
-        constraint = GrammarConstraint(self.space, modality, self.tokenizers[modality].grammar())
+        grammar = grammar or self.tokenizers[modality].grammar()
+        constraint = GrammarConstraint(self.space, modality, grammar)
         out = generate(self.backbone, self.lm_head, self.embed(seq, batch), seq.sample_ids > 0, constraint,
                        decoding or self.decoding, pad_id=self.space.pad_id)  # (B, N)
         r = self.space.range(modality)
@@ -173,8 +201,7 @@ class TokenTaskModule(L.LightningModule):
     # --- release -------------------------------------------------------------------------------------
     def export(self, directory: str | Path) -> Path:
         """Write a release directory (config JSON + safetensors) that ``from_release`` loads."""
-        hparams = {k: (asdict(v) if hasattr(v, "__dataclass_fields__") else v) for k, v in self.hparams.items()}
-        return export_release(self, hparams, directory)
+        return export_release(self, dict(self.hparams), directory)
 
     @classmethod
     def from_release(cls, directory: str | Path) -> TokenTaskModule:

@@ -25,7 +25,7 @@ def export_release(module: nn.Module, hparams: dict[str, Any], directory: str | 
     config = {
         "format_version": RELEASE_FORMAT,
         "class_path": f"{cls.__module__}.{cls.__qualname__}",
-        "init_args": _jsonable(hparams),
+        "init_args": jsonable(init_args(hparams)),
     }
     with atomic_directory(directory) as tmp:
         save_model(module, str(tmp / WEIGHTS_NAME))  # handles tied (shared) weights
@@ -53,12 +53,17 @@ def load_release(directory: str | Path, expected: type | None = None) -> nn.Modu
     return module.eval()
 
 
-def _jsonable(value: Any) -> Any:
+def init_args(hparams: dict[str, Any]) -> dict[str, Any]:
+    """Saved hyperparameters minus the private keys LightningCLI adds (``_class_path``, ``_instantiator``)."""
+    return {k: v for k, v in hparams.items() if not k.startswith("_")}
+
+
+def jsonable(value: Any) -> Any:
     """Dataclass configs and tuples -> plain JSON values."""
     if hasattr(value, "__dataclass_fields__"):
-        return {k: _jsonable(getattr(value, k)) for k in value.__dataclass_fields__}
+        return {k: jsonable(getattr(value, k)) for k in value.__dataclass_fields__}
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     return value
