@@ -7,9 +7,18 @@ from typing import Any
 
 import yaml
 
-TRAINER = {"max_steps": 2, "max_epochs": 1, "limit_val_batches": 1, "limit_test_batches": 1,
-           "limit_predict_batches": 1, "log_every_n_steps": 1, "enable_progress_bar": False, "devices": 1,
-           "accelerator": "cpu", "precision": "32-true"}
+TRAINER = {
+    "max_steps": 2,
+    "max_epochs": 1,
+    "limit_val_batches": 1,
+    "limit_test_batches": 1,
+    "limit_predict_batches": 1,
+    "log_every_n_steps": 1,
+    "enable_progress_bar": False,
+    "devices": 1,
+    "accelerator": "cpu",
+    "precision": "32-true",
+}
 SMALL = {"batch_size": 8, "num_workers": 0}
 BACKBONE = {"n_layer": 1, "n_head": 2, "d_model": 32}
 
@@ -25,7 +34,11 @@ def _rewrite(value: Any, root: Path) -> Any:
 
 
 def _shrink_entry(key: str, value: Any, root: Path) -> Any:
-    if key.startswith("num_") and isinstance(value, int) and key not in ("num_beams", "num_codebooks", "num_examples"):
+    if (
+        key.startswith("num_")
+        and isinstance(value, int)
+        and key not in ("num_beams", "num_codebooks", "num_examples")
+    ):
         return min(value, 16) if value > 0 else value
     if key in SMALL and isinstance(value, int):
         return min(value, SMALL[key])

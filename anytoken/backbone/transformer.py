@@ -25,7 +25,12 @@ class KVCache:
     """
 
     def __init__(
-        self, config: TransformerConfig, batch_size: int, max_len: int, device: torch.device, dtype: torch.dtype
+        self,
+        config: TransformerConfig,
+        batch_size: int,
+        max_len: int,
+        device: torch.device,
+        dtype: torch.dtype,
     ) -> None:
         shape = (config.n_layer, batch_size, config.n_kv_head, max_len, config.head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)  # (L, B, nkv, S, hs)
@@ -48,7 +53,9 @@ class KVCache:
         self.v = self.v.index_select(1, index)
 
 
-def rope_tables(config: TransformerConfig, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_tables(
+    config: TransformerConfig, device: torch.device | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``cos, sin`` ``[max_seq_len, head_dim / 2]`` for rotary position embeddings."""
     half = config.head_dim // 2
     inv_freq = 1.0 / config.rope_base ** (torch.arange(half, device=device, dtype=torch.float32) / half)
@@ -57,7 +64,7 @@ def rope_tables(config: TransformerConfig, device: torch.device | None = None) -
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate channel pairs ``(i, i + hs/2)`` of ``x`` ``[B, nh, T, hs]`` by position angles ``[B, 1, T, hs/2]``."""
+    """Rotate channel pairs ``(i, i + hs/2)`` of ``x`` ``[B, nh, T, hs]`` by angles ``[B, 1, T, hs/2]``."""
     x1, x2 = x.float().chunk(2, dim=-1)  # (B, nh, T, hs/2) each
     out = torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
     return out.type_as(x)
@@ -81,7 +88,9 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         B, T, _ = x.shape
         c = self.config
-        q, k, v = self.qkv(x).split([c.n_head * c.head_dim, c.n_kv_head * c.head_dim, c.n_kv_head * c.head_dim], -1)
+        q, k, v = self.qkv(x).split(
+            [c.n_head * c.head_dim, c.n_kv_head * c.head_dim, c.n_kv_head * c.head_dim], -1
+        )
         q = q.view(B, T, c.n_head, c.head_dim).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, c.n_kv_head, c.head_dim).transpose(1, 2)  # (B, nkv, T, hs)
         v = v.view(B, T, c.n_kv_head, c.head_dim).transpose(1, 2)  # (B, nkv, T, hs)
@@ -162,7 +171,11 @@ class CausalTransformer(nn.Module):
         """GPT-2 initialisation: N(0, 0.02), residual projections scaled by 1/sqrt(2 * n_layer)."""
         for name, p in self.named_parameters():
             if p.dim() == 2:
-                std = 0.02 / math.sqrt(2 * self.config.n_layer) if name.endswith(("proj.weight", "down.weight")) else 0.02
+                std = (
+                    0.02 / math.sqrt(2 * self.config.n_layer)
+                    if name.endswith(("proj.weight", "down.weight"))
+                    else 0.02
+                )
                 nn.init.normal_(p, std=std)
 
     def forward(
@@ -221,6 +234,10 @@ class CausalTransformer(nn.Module):
         return n - self.embed.weight.numel() if non_embedding else n
 
     def flops_per_token(self, seq_len: int) -> int:
-        """Training FLOPs per token (forward + backward): 6N plus attention's 12 * L * d * T (PaLM, app. B)."""
+        """Training FLOPs per token (fwd + bwd): 6N plus attention's 12 * L * d * T (PaLM, app. B)."""
         c = self.config
-        return 6 * self.num_parameters(non_embedding=True) + 6 * c.d_model * c.vocab_size + 12 * c.n_layer * c.d_model * seq_len
+        return (
+            6 * self.num_parameters(non_embedding=True)
+            + 6 * c.d_model * c.vocab_size
+            + 12 * c.n_layer * c.d_model * seq_len
+        )

@@ -101,7 +101,9 @@ def _filter_logits(logits: torch.Tensor, config: DecodingConfig) -> torch.Tensor
 class _Stepper:
     """Runs the model one token at a time on the KV cache, tracking key validity and positions."""
 
-    def __init__(self, model: CausalTransformer, head: nn.Module, prompt_mask: torch.Tensor, max_new: int) -> None:
+    def __init__(
+        self, model: CausalTransformer, head: nn.Module, prompt_mask: torch.Tensor, max_new: int
+    ) -> None:
         B, T = prompt_mask.shape
         self.model, self.head = model, head
         self.cache = model.init_kv_cache(B, T + max_new)
@@ -114,16 +116,24 @@ class _Stepper:
         causal = torch.ones(T, T, dtype=torch.bool, device=inputs_embeds.device).tril()
         eye = torch.eye(T, dtype=torch.bool, device=inputs_embeds.device)
         mask = (causal & self.valid[:, None, :T]) | eye  # (B, T, T): left padding never attended to
-        h = self.model(inputs_embeds=inputs_embeds, positions=self.positions, attn_mask=mask[:, None],
-                       kv_cache=self.cache)
+        h = self.model(
+            inputs_embeds=inputs_embeds,
+            positions=self.positions,
+            attn_mask=mask[:, None],
+            kv_cache=self.cache,
+        )
         self.next_pos = self.positions[:, -1] + 1  # (B,)
         return self.head(h[:, -1]).float()  # (B, V)
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         S = self.cache.length + 1
         self.valid[:, S - 1] = True
-        h = self.model(tokens[:, None], positions=self.next_pos[:, None], attn_mask=self.valid[:, None, None, :S],
-                       kv_cache=self.cache)
+        h = self.model(
+            tokens[:, None],
+            positions=self.next_pos[:, None],
+            attn_mask=self.valid[:, None, None, :S],
+            kv_cache=self.cache,
+        )
         self.next_pos = self.next_pos + 1
         return self.head(h[:, -1]).float()  # (B, V)
 
@@ -160,7 +170,9 @@ def generate(
     """
     config = config or DecodingConfig()
     if inputs_embeds.shape[:2] != prompt_mask.shape:
-        raise ValueError(f"prompt_mask {tuple(prompt_mask.shape)} must match inputs_embeds {tuple(inputs_embeds.shape)}")
+        raise ValueError(
+            f"prompt_mask {tuple(prompt_mask.shape)} must match inputs_embeds {tuple(inputs_embeds.shape)}"
+        )
     stepper = _Stepper(model, head, prompt_mask, config.max_new_tokens)
     logits = stepper.prefill(inputs_embeds)
     if config.strategy == "beam":

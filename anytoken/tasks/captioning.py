@@ -35,7 +35,11 @@ class CaptioningModule(TokenTaskModule):
     def samples(self, batch: dict[str, Any], targets: bool) -> list[list[Segment]]:
         out = []
         for i in range(len(batch["images"])):
-            prompt: list[Segment] = [Special("<bos>"), Embeds("image", self.image_tokens, i), Special("<caption>")]
+            prompt: list[Segment] = [
+                Special("<bos>"),
+                Embeds("image", self.image_tokens, i),
+                Special("<caption>"),
+            ]
             if targets:
                 out.append(prompt + [Tokens("text", batch["caption_ids"][i], target=True)])
             else:
@@ -51,7 +55,9 @@ class CaptioningModule(TokenTaskModule):
     # --- evaluation ----------------------------------------------------------------------------------
     def _evaluate(self, batch: dict[str, Any], stage: str) -> None:
         loss = self.loss(batch)
-        self.log(f"{stage}/loss", loss, batch_size=len(batch["images"]), add_dataloader_idx=False, sync_dist=True)
+        self.log(
+            f"{stage}/loss", loss, batch_size=len(batch["images"]), add_dataloader_idx=False, sync_dist=True
+        )
         captions = self.caption(batch["images"])
         self._outputs.setdefault(stage, []).extend(zip(batch["image_ids"], captions, batch["references"]))
 
@@ -79,7 +85,10 @@ class CaptioningModule(TokenTaskModule):
         self._outputs = {}
 
     def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._evaluate(batch, EVAL_SPLITS[dataloader_idx] if dataloader_idx < len(EVAL_SPLITS) else f"test{dataloader_idx}")
+        self._evaluate(
+            batch,
+            EVAL_SPLITS[dataloader_idx] if dataloader_idx < len(EVAL_SPLITS) else f"test{dataloader_idx}",
+        )
 
     def on_test_epoch_end(self) -> None:
         lines = ["", "Generated captions beside their references:"]
@@ -92,4 +101,6 @@ class CaptioningModule(TokenTaskModule):
         rank_zero_info("\n".join(lines))
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, str]]:
-        return [{"image_id": i, "caption": c} for i, c in zip(batch["image_ids"], self.caption(batch["images"]))]
+        return [
+            {"image_id": i, "caption": c} for i, c in zip(batch["image_ids"], self.caption(batch["images"]))
+        ]

@@ -36,6 +36,22 @@ def _as(cls: type, value: Any) -> Any:
     return cls(**value) if isinstance(value, dict) else value
 
 
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over ``min(warmup_steps, total / 2)`` steps, then cosine decay to 10% of the peak."""
+    total = max(total_steps, 1)
+    warmup = min(warmup_steps, total // 2)
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
 class TokenTaskModule(L.LightningModule):
     """Base LightningModule of every anytoken task.
 
@@ -52,6 +68,9 @@ class TokenTaskModule(L.LightningModule):
         weight_decay: AdamW weight decay on matrices (not on norms or biases).
         warmup_steps: linear warm-up steps.
         decoding: how validation/test/predict generate.
+        input_dropout: while training, the fraction of target-segment *input* tokens replaced by
+            ``<pad>`` (word dropout): the model must read the media rather than lean on the text so far,
+            which helps it describe attribute combinations it never saw.
     """
 
     def __init__(
@@ -66,15 +85,20 @@ class TokenTaskModule(L.LightningModule):
         weight_decay: float = 0.05,
         warmup_steps: int = 100,
         decoding: DecodingConfig | None = None,
+        input_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         for key, value in self.hparams.items():  # plain data, so checkpoints load with weights_only=True
             self.hparams[key] = jsonable(value)
         if not isinstance(vocab, dict) or {"token_space", "tokenizers"} - set(vocab):
-            raise ValueError("vocab must be a dict with 'token_space' and 'tokenizers' (see the DataModule's vocab)")
+            raise ValueError(
+                "vocab must be a dict with 'token_space' and 'tokenizers' (see the DataModule's vocab)"
+            )
         self.space = TokenSpace.from_dict(vocab["token_space"])
-        self.tokenizers: dict[str, Tokenizer] = {m: tokenizer_from_spec(s) for m, s in vocab["tokenizers"].items()}
+        self.tokenizers: dict[str, Tokenizer] = {
+            m: tokenizer_from_spec(s) for m, s in vocab["tokenizers"].items()
+        }
         config = _as(TransformerConfig, backbone) or TransformerConfig.from_name("small")
         self.backbone = CausalTransformer(replace(config, vocab_size=self.space.vocab_size))
         self.lm_head = LMHead(self.backbone)
@@ -86,11 +110,16 @@ class TokenTaskModule(L.LightningModule):
             self.register_buffer("image_std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
             d_in, d = self.image_encoder.feature_dim, config.d_model
             self.projector = (
-                nn.Linear(d_in, d) if projector == "linear" else nn.Sequential(nn.Linear(d_in, d), nn.GELU(), nn.Linear(d, d))
+                nn.Linear(d_in, d)
+                if projector == "linear"
+                else nn.Sequential(nn.Linear(d_in, d), nn.GELU(), nn.Linear(d, d))
             )
         self.mask = mask
         self.loss_weights = loss_weights or {}
         self.decoding = _as(DecodingConfig, decoding) or DecodingConfig()
+        if not 0.0 <= input_dropout < 1.0:
+            raise ValueError(f"input_dropout must be in [0, 1), got {input_dropout}")
+        self.input_dropout = input_dropout
 
     # --- what tasks define ---------------------------------------------------------------------------
     def samples(self, batch: dict[str, Any], targets: bool) -> list[list[Segment]]:
@@ -113,7 +142,9 @@ class TokenTaskModule(L.LightningModule):
         """Token embeddings ``[B, T, d]`` with projected image features spliced into placeholder positions."""
         x = self.backbone.embed_ids(seq.input_ids)  # (B, T, d)
         if seq.embed_sources.numel():
-            feats = self.projector(self.image_encoder(self.normalize_images(media["images"])))  # (N_img, n, d)
+            feats = self.projector(
+                self.image_encoder(self.normalize_images(media["images"]))
+            )  # (N_img, n, d)
             feats = feats[seq.embed_sources].reshape(-1, x.shape[-1]).to(x.dtype)  # (S * n, d)
             x = x.masked_scatter(seq.embed_mask[..., None], feats)
         return x
@@ -122,20 +153,27 @@ class TokenTaskModule(L.LightningModule):
         """``[B, 3, H, W]`` in ``[0, 1]`` -> the encoder's input size and normalisation."""
         size = self.image_encoder.config.image_size
         if images.shape[-2:] != (size, size):
-            images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+            images = F.interpolate(
+                images, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+            )
         return (images - self.image_mean) / self.image_std
 
     def sequences(self, batch: dict[str, Any], targets: bool = True, **kwargs: Any) -> SequenceBatch:
         samples = self.samples(batch, targets)
         return build_sequences(
-            samples, self.space, max_length=self.backbone.config.max_seq_len, mask=self.mask,
-            loss_weights=self.loss_weights, **kwargs,
+            samples,
+            self.space,
+            max_length=self.backbone.config.max_seq_len,
+            mask=self.mask,
+            loss_weights=self.loss_weights,
+            **kwargs,
         ).to(self.device)
 
     def hidden_states(self, seq: SequenceBatch, media: dict[str, torch.Tensor]) -> torch.Tensor:
         """Backbone output ``[B, T, d]`` for a built batch (image features spliced in)."""
-        return self.backbone(inputs_embeds=self.embed(seq, media), positions=seq.positions,
-                             attn_mask=seq.attention_mask())  # (B, T, d)
+        return self.backbone(
+            inputs_embeds=self.embed(seq, media), positions=seq.positions, attn_mask=seq.attention_mask()
+        )  # (B, T, d)
 
     def loss(self, batch: dict[str, Any]) -> torch.Tensor:
         """Weighted next-token cross-entropy over target positions."""
@@ -161,7 +199,10 @@ class TokenTaskModule(L.LightningModule):
     # --- generation ----------------------------------------------------------------------------------
     @torch.no_grad()
     def generate_segment(
-        self, batch: dict[str, Any], modality: str, decoding: DecodingConfig | None = None,
+        self,
+        batch: dict[str, Any],
+        modality: str,
+        decoding: DecodingConfig | None = None,
         grammar: SegmentGrammar | None = None,
     ) -> list[torch.Tensor]:
         """Continue each sample's prompt with one well-formed ``modality`` segment; local ids per sample.
@@ -171,8 +212,15 @@ class TokenTaskModule(L.LightningModule):
         seq = self.sequences(batch, targets=False, padding_side="left")
         grammar = grammar or self.tokenizers[modality].grammar()
         constraint = GrammarConstraint(self.space, modality, grammar)
-        out = generate(self.backbone, self.lm_head, self.embed(seq, batch), seq.sample_ids > 0, constraint,
-                       decoding or self.decoding, pad_id=self.space.pad_id)  # (B, N)
+        out = generate(
+            self.backbone,
+            self.lm_head,
+            self.embed(seq, batch),
+            seq.sample_ids > 0,
+            constraint,
+            decoding or self.decoding,
+            pad_id=self.space.pad_id,
+        )  # (B, N)
         r = self.space.range(modality)
         return [row[(row >= r.start) & (row < r.stop)] - r.start for row in out.cpu()]
 
@@ -184,18 +232,10 @@ class TokenTaskModule(L.LightningModule):
         hp = self.hparams
         opt = torch.optim.AdamW(
             [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=hp.lr, betas=(0.9, 0.95),
+            lr=hp.lr,
+            betas=(0.9, 0.95),
         )
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
-        warmup = min(hp.warmup_steps, total // 2)
-
-        def schedule(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = min((step - warmup) / max(total - warmup, 1), 1.0)
-            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        sched = warmup_cosine(opt, hp.warmup_steps, int(self.trainer.estimated_stepping_batches))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # --- release -------------------------------------------------------------------------------------
@@ -221,4 +261,3 @@ class TokenTaskModule(L.LightningModule):
         vocab = checkpoint.get("hyper_parameters", {}).get("vocab")
         if vocab is not None:
             self.check_token_space(vocab["token_space"])
-

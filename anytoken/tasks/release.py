@@ -38,7 +38,9 @@ def load_release(directory: str | Path, expected: type | None = None) -> nn.Modu
     directory = Path(directory)
     path = directory / CONFIG_NAME
     if not path.is_file() or not (directory / WEIGHTS_NAME).is_file():
-        raise FileNotFoundError(f"{directory} is not an anytoken release (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
+        raise FileNotFoundError(
+            f"{directory} is not an anytoken release (needs {CONFIG_NAME} and {WEIGHTS_NAME})"
+        )
     config = json.loads(path.read_text())
     if config.get("format_version") != RELEASE_FORMAT:
         raise ValueError(f"{path}: unsupported release format_version {config.get('format_version')!r}")
@@ -49,7 +51,10 @@ def load_release(directory: str | Path, expected: type | None = None) -> nn.Modu
     module = cls(**config["init_args"])
     missing, unexpected = load_model(module, str(directory / WEIGHTS_NAME), strict=False)
     if missing or unexpected:
-        raise ValueError(f"{directory}: weights do not match the model (missing {missing[:5]}, unexpected {unexpected[:5]})")
+        raise ValueError(
+            f"{directory}: weights do not match the model "
+            f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
     return module.eval()
 
 

@@ -40,7 +40,9 @@ class SegmentGrammar:
         if not self.steps or any(not step for step in self.steps):
             raise ValueError("SegmentGrammar needs at least one step, each with at least one interval")
         if any(lo < 0 or hi <= lo for step in self.steps for lo, hi in step):
-            raise ValueError(f"SegmentGrammar intervals must be non-empty [lo, hi) with lo >= 0: {self.steps}")
+            raise ValueError(
+                f"SegmentGrammar intervals must be non-empty [lo, hi) with lo >= 0: {self.steps}"
+            )
         if self.min_length < 0 or (self.max_length is not None and self.max_length < self.min_length):
             raise ValueError(f"bad grammar lengths: min {self.min_length}, max {self.max_length}")
 
@@ -50,7 +52,9 @@ class SegmentGrammar:
         return cls(steps=(((0, vocab_size),),), min_length=length, max_length=length)
 
     @classmethod
-    def open_ended(cls, vocab_size: int, min_length: int = 1, max_length: int | None = None) -> SegmentGrammar:
+    def open_ended(
+        cls, vocab_size: int, min_length: int = 1, max_length: int | None = None
+    ) -> SegmentGrammar:
         """Any number of ids from ``[0, vocab_size)`` until the segment's end marker (text)."""
         return cls(steps=(((0, vocab_size),),), min_length=min_length, max_length=max_length)
 
@@ -130,10 +134,15 @@ class Tokenizer(abc.ABC):
 
             path = directory / WEIGHTS_FILE
             if not path.is_file():
-                raise FileNotFoundError(f"{directory} has no {WEIGHTS_FILE} for the trainable tokenizer {self.name}")
+                raise FileNotFoundError(
+                    f"{directory} has no {WEIGHTS_FILE} for the trainable tokenizer {self.name}"
+                )
             missing, unexpected = load_model(self, str(path), strict=False)
             if missing or unexpected:
-                raise ValueError(f"{path}: weights do not match {self.name} (missing {missing[:5]}, unexpected {unexpected[:5]})")
+                raise ValueError(
+                    f"{path}: weights do not match {self.name} "
+                    f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
+                )
             self.eval()
 
     # media files -------------------------------------------------------------------------------------
@@ -142,7 +151,7 @@ class Tokenizer(abc.ABC):
         raise NotImplementedError(f"{self.name} cannot read media files")
 
     def write_media(self, media: Any, path: Path) -> None:
-        """Write what ``decode`` returns to ``path`` (used by ``anytoken decode``; the caller makes it atomic)."""
+        """Write what ``decode`` returns to ``path`` (``anytoken decode``; the caller makes it atomic)."""
         raise NotImplementedError(f"{self.name} cannot write media files")
 
     @classmethod

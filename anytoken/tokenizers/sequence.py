@@ -129,7 +129,9 @@ def _flatten(sample: Sequence[Segment], space: TokenSpace, prefix_mask: bool) ->
         _append(row, [space.begin(seg.modality)], False, m, blk, False)
         if isinstance(seg, Embeds):
             if seg.length <= 0:
-                raise ValueError(f"Embeds segment of {seg.modality} needs a positive length, got {seg.length}")
+                raise ValueError(
+                    f"Embeds segment of {seg.modality} needs a positive length, got {seg.length}"
+                )
             _append(row, [space.pad_id] * seg.length, False, m, blk, True)
             row.sources.append(seg.source)
             close, target = True, False

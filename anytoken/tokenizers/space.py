@@ -35,7 +35,9 @@ class TokenSpace:
             raise ValueError("a TokenSpace needs at least one modality")
         for name, size in modalities.items():
             if not name.isidentifier() or not isinstance(size, int) or size < 0:
-                raise ValueError(f"modality {name!r}: names must be identifiers and sizes ints >= 0, got {size}")
+                raise ValueError(
+                    f"modality {name!r}: names must be identifiers and sizes ints >= 0, got {size}"
+                )
         if len(set(tasks)) != len(tasks) or set(tasks) & set(modalities):
             raise ValueError(f"task tags must be unique and differ from modality names: {list(tasks)}")
         self.modalities = dict(modalities)
@@ -55,7 +57,9 @@ class TokenSpace:
         self.vocab_size = -(-offset // pad_to_multiple) * pad_to_multiple
 
     @classmethod
-    def from_tokenizers(cls, tokenizers: Mapping[str, Tokenizer], tasks: Sequence[str] = (), **kwargs: Any) -> TokenSpace:
+    def from_tokenizers(
+        cls, tokenizers: Mapping[str, Tokenizer], tasks: Sequence[str] = (), **kwargs: Any
+    ) -> TokenSpace:
         """Build the space from modality name -> tokenizer."""
         return cls({name: tok.vocab_size for name, tok in tokenizers.items()}, tasks, **kwargs)
 
@@ -107,7 +111,9 @@ class TokenSpace:
         if ids.is_floating_point():
             raise ValueError(f"token ids must be integers, got {ids.dtype}")
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= size):
-            raise ValueError(f"{modality} ids must lie in [0, {size}), got [{int(ids.min())}, {int(ids.max())}]")
+            raise ValueError(
+                f"{modality} ids must lie in [0, {size}), got [{int(ids.min())}, {int(ids.max())}]"
+            )
         return ids.long() + self._offsets[modality]
 
     def to_local(self, ids: torch.Tensor, modality: str) -> torch.Tensor:
@@ -151,14 +157,20 @@ class TokenSpace:
         for s, step in enumerate(grammar.steps):
             for lo, hi in step:
                 if hi > size:
-                    raise ValueError(f"grammar interval [{lo}, {hi}) exceeds {modality}'s vocabulary of {size}")
+                    raise ValueError(
+                        f"grammar interval [{lo}, {hi}) exceeds {modality}'s vocabulary of {size}"
+                    )
                 mask[s, offset + lo : offset + hi] = True
         return mask
 
     # persistence -------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable layout; ``from_dict`` rebuilds an equal space."""
-        return {"modalities": dict(self.modalities), "tasks": list(self.tasks), "pad_to_multiple": self.pad_to_multiple}
+        return {
+            "modalities": dict(self.modalities),
+            "tasks": list(self.tasks),
+            "pad_to_multiple": self.pad_to_multiple,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TokenSpace:
@@ -184,7 +196,9 @@ class TokenSpace:
         for name in self.modalities:
             r = self.range(name)
             rows.append(f"{name:<12} [{r.start}, {r.stop})  {len(r)} ids")
-        rows.append(f"{'unused':<12} [{self.used_size}, {self.vocab_size})  padding to a multiple of {self.pad_to_multiple}")
+        rows.append(
+            f"{'unused':<12} [{self.used_size}, {self.vocab_size})  padding to a multiple of {self.pad_to_multiple}"
+        )
         return "\n".join(rows)
 
     def __repr__(self) -> str:

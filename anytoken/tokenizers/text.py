@@ -33,7 +33,9 @@ class TextTokenizer(Tokenizer):
         """Decode a 1-D sequence of local ids into a string."""
         ids = self.check_ids(ids)
         if ids.dim() != 1:
-            raise ValueError(f"{self.name}: decode expects a 1-D sequence of ids, got shape {tuple(ids.shape)}")
+            raise ValueError(
+                f"{self.name}: decode expects a 1-D sequence of ids, got shape {tuple(ids.shape)}"
+            )
         return self._decode(ids.tolist())
 
     def reconstruction_error(self, x: str) -> float:

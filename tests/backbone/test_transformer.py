@@ -31,7 +31,9 @@ def test_kv_cache_equals_full_recompute():
     ids = torch.randint(0, 64, (3, 16))
     full = model(ids)
     cache = model.init_kv_cache(3, 16)
-    chunks = [model(ids[:, :5], kv_cache=cache)] + [model(ids[:, i : i + 1], kv_cache=cache) for i in range(5, 16)]
+    chunks = [model(ids[:, :5], kv_cache=cache)] + [
+        model(ids[:, i : i + 1], kv_cache=cache) for i in range(5, 16)
+    ]
     torch.testing.assert_close(torch.cat(chunks, dim=1), full, rtol=1e-4, atol=1e-5)
     assert cache.length == 16
 
@@ -41,7 +43,9 @@ def test_inputs_embeds_and_positions():
     ids = torch.randint(0, 64, (2, 6))
     torch.testing.assert_close(model(inputs_embeds=model.embed_ids(ids)), model(ids))
     # RoPE is relative: a uniform shift changes nothing, other spacings do
-    torch.testing.assert_close(model(ids, positions=torch.arange(3, 9).expand(2, 6)), model(ids), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        model(ids, positions=torch.arange(3, 9).expand(2, 6)), model(ids), rtol=1e-4, atol=1e-5
+    )
     assert not torch.allclose(model(ids, positions=torch.arange(0, 12, 2).expand(2, 6)), model(ids))
 
 

@@ -6,13 +6,17 @@ from anytoken.tokenizers import SegmentGrammar, Special, Tokens, build_sequences
 
 
 def _prompts(space, bpe, texts=("a", "a small red")):
-    samples = [[Special("<bos>"), Special("<caption>"), Tokens("text", bpe.encode(t), close=False)] for t in texts]
+    samples = [
+        [Special("<bos>"), Special("<caption>"), Tokens("text", bpe.encode(t), close=False)] for t in texts
+    ]
     batch = build_sequences(samples, space, max_length=64, padding_side="left")
     return batch.input_ids, batch.sample_ids > 0
 
 
 def _run(model, head, space, ids, mask, constraint, **kw):
-    return generate(model, head, model.embed_ids(ids), mask, constraint, DecodingConfig(**kw), pad_id=space.pad_id)
+    return generate(
+        model, head, model.embed_ids(ids), mask, constraint, DecodingConfig(**kw), pad_id=space.pad_id
+    )
 
 
 def test_greedy_on_kv_cache_equals_full_recompute(space, bpe, tiny_model):
@@ -45,8 +49,16 @@ def test_cycling_grammar_alternates_ranges(space, bpe, tiny_model):
     model, head = tiny_model
     ids, mask = _prompts(space, bpe)
     grammar = SegmentGrammar(steps=(((0, 8),), ((8, 16),)), min_length=6, max_length=6)
-    out = _run(model, head, space, ids, mask, GrammarConstraint(space, "image", grammar), strategy="sample",
-               max_new_tokens=8)
+    out = _run(
+        model,
+        head,
+        space,
+        ids,
+        mask,
+        GrammarConstraint(space, "image", grammar),
+        strategy="sample",
+        max_new_tokens=8,
+    )
     local = out[:, :6] - space.range("image").start
     assert (local[:, 0::2] < 8).all() and (local[:, 1::2] >= 8).all()
 
@@ -56,14 +68,20 @@ def test_beam_of_one_equals_greedy_and_topk_one_sampling_equals_greedy(space, bp
     ids, mask = _prompts(space, bpe)
     con = GrammarConstraint(space, "text", SegmentGrammar.open_ended(bpe.vocab_size, max_length=8))
     greedy = _run(model, head, space, ids, mask, con, max_new_tokens=9)
-    assert torch.equal(_run(model, head, space, ids, mask, con, strategy="beam", num_beams=1, max_new_tokens=9), greedy)
-    assert torch.equal(_run(model, head, space, ids, mask, con, strategy="sample", top_k=1, max_new_tokens=9), greedy)
+    assert torch.equal(
+        _run(model, head, space, ids, mask, con, strategy="beam", num_beams=1, max_new_tokens=9), greedy
+    )
+    assert torch.equal(
+        _run(model, head, space, ids, mask, con, strategy="sample", top_k=1, max_new_tokens=9), greedy
+    )
 
 
 def test_vocabulary_constraint_never_samples_padding_ids(space, bpe, tiny_model):
     model, head = tiny_model
     ids, mask = _prompts(space, bpe)
-    out = _run(model, head, space, ids, mask, VocabularyConstraint(space), strategy="sample", max_new_tokens=20)
+    out = _run(
+        model, head, space, ids, mask, VocabularyConstraint(space), strategy="sample", max_new_tokens=20
+    )
     done = torch.cumsum(out == space.eos_id, 1) > 0
     produced = out[~done | (out == space.eos_id)]
     assert (produced < space.used_size).all() and (produced != space.pad_id).all()

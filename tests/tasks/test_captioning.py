@@ -22,14 +22,29 @@ TINY = dict(
 
 @pytest.fixture(scope="module")
 def data():
-    dm = CaptioningDataModule(num_train=64, num_val=16, num_test=16, num_heldout=16, bpe_vocab_size=300,
-                              image_size=32, batch_size=16)
+    dm = CaptioningDataModule(
+        num_train=64,
+        num_val=16,
+        num_test=16,
+        num_heldout=16,
+        bpe_vocab_size=300,
+        image_size=32,
+        batch_size=16,
+    )
     return dm
 
 
 def _trainer(tmp_path, **kw) -> L.Trainer:
-    opts = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                default_root_dir=tmp_path, num_sanity_val_steps=0, deterministic=True)
+    opts = dict(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        num_sanity_val_steps=0,
+        deterministic=True,
+    )
     return L.Trainer(**(opts | kw))
 
 
@@ -65,7 +80,9 @@ def test_checkpoint_from_another_token_space_fails_loudly(tmp_path, data):
     trainer = _trainer(tmp_path, max_steps=1, limit_val_batches=0)
     trainer.fit(CaptioningModule(data.vocab, **TINY), datamodule=data)
     ckpt = torch.load(trainer.checkpoint_callback.best_model_path or _last(tmp_path), weights_only=False)
-    other = CaptioningDataModule(num_train=64, num_val=0, num_test=0, num_heldout=0, bpe_vocab_size=280, image_size=32)
+    other = CaptioningDataModule(
+        num_train=64, num_val=0, num_test=0, num_heldout=0, bpe_vocab_size=280, image_size=32
+    )
     with pytest.raises(ValueError, match="TokenSpace differs"):
         CaptioningModule(other.vocab, **TINY).on_load_checkpoint(ckpt)
 
@@ -116,8 +133,14 @@ class _SaveRankWeights(L.Callback):
 
 @pytest.mark.slow
 def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path, data):
-    trainer = _trainer(tmp_path, strategy="ddp_spawn", devices=2, max_steps=3, limit_val_batches=0,
-                       callbacks=[_SaveRankWeights(tmp_path)])
+    trainer = _trainer(
+        tmp_path,
+        strategy="ddp_spawn",
+        devices=2,
+        max_steps=3,
+        limit_val_batches=0,
+        callbacks=[_SaveRankWeights(tmp_path)],
+    )
     trainer.fit(CaptioningModule(data.vocab, **TINY), datamodule=data)
     w0, w1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
     assert w0.keys() == w1.keys()

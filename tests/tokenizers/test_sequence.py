@@ -6,7 +6,12 @@ from anytoken.tokenizers.sequence import IGNORE_INDEX
 
 
 def _caption_sample(bpe, text, source=0, n=4):
-    return [Special("<bos>"), Embeds("image", n, source), Special("<caption>"), Tokens("text", bpe.encode(text), target=True)]
+    return [
+        Special("<bos>"),
+        Embeds("image", n, source),
+        Special("<caption>"),
+        Tokens("text", bpe.encode(text), target=True),
+    ]
 
 
 def test_targets_are_next_tokens_of_target_segments_only(space, bpe):
@@ -22,8 +27,9 @@ def test_targets_are_next_tokens_of_target_segments_only(space, bpe):
 
 
 def test_loss_weights_per_modality(space, bpe):
-    batch = build_sequences([_caption_sample(bpe, "a large blue circle")], space, max_length=64,
-                            loss_weights={"text": 0.5})
+    batch = build_sequences(
+        [_caption_sample(bpe, "a large blue circle")], space, max_length=64, loss_weights={"text": 0.5}
+    )
     w = batch.loss_weights[batch.targets != IGNORE_INDEX]
     assert torch.allclose(w, torch.full_like(w, 0.5))
 
@@ -39,7 +45,10 @@ def test_prefix_mask_is_bidirectional_inside_the_image_only(space, bpe):
 
 
 def test_packing_keeps_samples_apart(space, bpe):
-    samples = [_caption_sample(bpe, t, i) for i, t in enumerate(["a small red square", "a large blue circle", "a small green triangle"])]
+    samples = [
+        _caption_sample(bpe, t, i)
+        for i, t in enumerate(["a small red square", "a large blue circle", "a small green triangle"])
+    ]
     padded = build_sequences(samples, space, max_length=64)
     packed = build_sequences(samples, space, max_length=64, pack=True)
     assert packed.input_ids.shape[0] < padded.input_ids.shape[0]
@@ -56,7 +65,9 @@ def test_packing_keeps_samples_apart(space, bpe):
 
 
 def test_left_padding_for_prompts(space, bpe):
-    prompts = [[Special("<bos>"), Tokens("text", bpe.encode(t), close=False)] for t in ["a", "a small red square"]]
+    prompts = [
+        [Special("<bos>"), Tokens("text", bpe.encode(t), close=False)] for t in ["a", "a small red square"]
+    ]
     batch = build_sequences(prompts, space, max_length=64, padding_side="left")
     assert (batch.input_ids[:, -1] != space.pad_id).all()
     assert batch.sample_ids[0, 0] == 0 and batch.attention_mask() is not None

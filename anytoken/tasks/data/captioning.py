@@ -19,7 +19,9 @@ from anytoken.tokenizers.text import BPETokenizer, CLIPBPETokenizer
 TASK_TAGS = ("caption", "vqa")
 
 
-def build_text_tokenizer(kind: Literal["bpe", "clip_bpe"], corpus: list[str], vocab_size: int, path: str | None) -> Tokenizer:
+def build_text_tokenizer(
+    kind: Literal["bpe", "clip_bpe"], corpus: list[str], vocab_size: int, path: str | None
+) -> Tokenizer:
     """A text tokenizer: loaded from ``path``, open_clip's CLIP BPE, or a BPE trained on ``corpus``."""
     if path is not None:
         return Tokenizer.from_pretrained(path)
@@ -67,16 +69,29 @@ class CaptioningDataModule(L.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        self.image_size, self.batch_size, self.num_workers, self.seed = image_size, batch_size, num_workers, seed
-        self.splits = self._make_splits(source, scenes, num_train, num_val, num_test, num_heldout, coco_train, coco_val)
+        self.image_size, self.batch_size, self.num_workers, self.seed = (
+            image_size,
+            batch_size,
+            num_workers,
+            seed,
+        )
+        self.splits = self._make_splits(
+            source, scenes, num_train, num_val, num_test, num_heldout, coco_train, coco_val
+        )
         corpus = [r for item in _captions(self.splits["train"]) for r in item]
         self.tokenizer = build_text_tokenizer(text_tokenizer, corpus, bpe_vocab_size, tokenizer_path)
         self.space = TokenSpace({"text": self.tokenizer.vocab_size, "image": 0}, tasks=TASK_TAGS)
 
     @staticmethod
     def _make_splits(
-        source: str, scenes: ScenesConfig | None, num_train: int, num_val: int, num_test: int, num_heldout: int,
-        coco_train: tuple[str, str] | None, coco_val: tuple[str, str] | None,
+        source: str,
+        scenes: ScenesConfig | None,
+        num_train: int,
+        num_val: int,
+        num_test: int,
+        num_heldout: int,
+        coco_train: tuple[str, str] | None,
+        coco_val: tuple[str, str] | None,
     ) -> dict[str, Dataset]:
         if source == "scenes":
             config = scenes or ScenesConfig()
@@ -84,9 +99,15 @@ class CaptioningDataModule(L.LightningDataModule):
             return {split: ScenesCaptionDataset(split, n, config) for split, n in sizes.items() if n > 0}
         if source == "coco":
             if coco_train is None or coco_val is None:
-                raise ValueError("source='coco' needs coco_train and coco_val, each [annotations.json, images_dir]")
+                raise ValueError(
+                    "source='coco' needs coco_train and coco_val, each [annotations.json, images_dir]"
+                )
             val = CocoCaptionsDataset(*coco_val)
-            return {"train": CocoCaptionsDataset(*coco_train, one_item_per_caption=True), "val": val, "test": val}
+            return {
+                "train": CocoCaptionsDataset(*coco_train, one_item_per_caption=True),
+                "val": val,
+                "test": val,
+            }
         raise ValueError(f"source must be 'scenes' or 'coco', got {source!r}")
 
     @property
