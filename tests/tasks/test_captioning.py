@@ -176,3 +176,38 @@ def test_cli_fit_test_caption_and_errors(tmp_path, capsys, repo_root):
         main(["fit", "--config", config, "--model.init_args.no_such_option", "1"])
     with pytest.raises(SystemExit, match="unknown command"):
         main(["train"])
+
+
+def _write_coco(root, captions):
+    import json
+
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True)
+    images, annotations = [], []
+    for i, caption in enumerate(captions):
+        Image.new("RGB", (40 + i, 30), (i * 40 % 255, 80, 120)).save(root / "images" / f"{i}.jpg")
+        images.append({"id": i, "file_name": f"{i}.jpg", "width": 40 + i, "height": 30})
+        annotations.append({"id": 100 + i, "image_id": i, "caption": caption})
+    (root / "captions.json").write_text(json.dumps({"images": images, "annotations": annotations}))
+    return [str(root / "captions.json"), str(root / "images")]
+
+
+def test_coco_format_trains_and_evaluates(tmp_path):
+    pair = _write_coco(tmp_path, ["a dog on a sofa", "two cats", "a red bus on the road", "a man riding a horse"])
+    dm = CaptioningDataModule(source="coco", coco_train=pair, coco_val=pair, image_size=32, batch_size=2,
+                              bpe_vocab_size=280)
+    trainer = _trainer(tmp_path, max_epochs=1, limit_val_batches=1)
+    model = CaptioningModule(dm.vocab, **TINY)
+    trainer.fit(model, datamodule=dm)
+    assert "val/cider_d" in trainer.callback_metrics
+    with pytest.raises(ValueError, match="coco_train and coco_val"):
+        CaptioningDataModule(source="coco")
+
+
+def test_empty_caption_is_a_clear_error(data):
+    from PIL import Image
+
+    item = {"image": Image.new("RGB", (8, 8)), "caption": "  ", "references": [""], "image_id": "x"}
+    with pytest.raises(ValueError, match="empty caption for image 'x'"):
+        data.collate([item])
