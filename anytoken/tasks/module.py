@@ -19,7 +19,7 @@ from anytoken.backbone import CausalTransformer, TransformerConfig
 from anytoken.heads import DecodingConfig, GrammarConstraint, LMHead, generate
 from anytoken.tasks.release import export_release, jsonable, load_release
 from anytoken.tokenizers.base import SegmentGrammar, Tokenizer, tokenizer_from_spec
-from anytoken.tokenizers.image_encoder import ImageEncoder, ImageEncoderConfig, image_mean_std
+from anytoken.tokenizers.image_encoder import ImageEncoder, ImageEncoderConfig
 from anytoken.tokenizers.sequence import (
     IGNORE_INDEX,
     Embeds,
@@ -105,9 +105,6 @@ class TokenTaskModule(L.LightningModule):
         self.image_encoder: ImageEncoder | None = None
         if image_encoder is not None:
             self.image_encoder = ImageEncoder(_as(ImageEncoderConfig, image_encoder))
-            mean, std = image_mean_std(self.image_encoder.config)
-            self.register_buffer("image_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
-            self.register_buffer("image_std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
             d_in, d = self.image_encoder.feature_dim, config.d_model
             self.projector = (
                 nn.Linear(d_in, d)
@@ -142,21 +139,10 @@ class TokenTaskModule(L.LightningModule):
         """Token embeddings ``[B, T, d]`` with projected image features spliced into placeholder positions."""
         x = self.backbone.embed_ids(seq.input_ids)  # (B, T, d)
         if seq.embed_sources.numel():
-            feats = self.projector(
-                self.image_encoder(self.normalize_images(media["images"]))
-            )  # (N_img, n, d)
+            feats = self.projector(self.image_encoder(media["images"]))  # (N_img, n, d)
             feats = feats[seq.embed_sources].reshape(-1, x.shape[-1]).to(x.dtype)  # (S * n, d)
             x = x.masked_scatter(seq.embed_mask[..., None], feats)
         return x
-
-    def normalize_images(self, images: torch.Tensor) -> torch.Tensor:
-        """``[B, 3, H, W]`` in ``[0, 1]`` -> the encoder's input size and normalisation."""
-        size = self.image_encoder.config.image_size
-        if images.shape[-2:] != (size, size):
-            images = F.interpolate(
-                images, size=(size, size), mode="bilinear", antialias=True, align_corners=False
-            )
-        return (images - self.image_mean) / self.image_std
 
     def sequences(self, batch: dict[str, Any], targets: bool = True, **kwargs: Any) -> SequenceBatch:
         samples = self.samples(batch, targets)
@@ -178,7 +164,10 @@ class TokenTaskModule(L.LightningModule):
     def loss(self, batch: dict[str, Any]) -> torch.Tensor:
         """Weighted next-token cross-entropy over target positions."""
         seq = self.sequences(batch)
-        hidden = self.hidden_states(seq, batch)  # (B, T, d)
+        return self.lm_loss(seq, self.hidden_states(seq, batch))
+
+    def lm_loss(self, seq: SequenceBatch, hidden: torch.Tensor) -> torch.Tensor:
+        """Weighted next-token cross-entropy of ``seq``'s targets given the hidden states ``[B, T, d]``."""
         keep = seq.targets != IGNORE_INDEX  # only target positions go through the head
         logits = self.lm_head(hidden[keep]).float()  # (N, V)
         ce = F.cross_entropy(logits, seq.targets[keep], reduction="none")
