@@ -18,6 +18,8 @@ USAGE = """usage: anytoken COMMAND [ARGS]
 commands:
   fit | validate | test | predict   Lightning CLI: anytoken fit --config configs/caption_scenes.yaml
   caption IMAGE... --ckpt PATH      caption image files with a checkpoint (.ckpt) or release directory
+  vqa IMAGE "QUESTION" --ckpt PATH  answer a question about an image file with a VQA model
+  demo captioning|vqa|tokenizers    launch a Gradio app on 127.0.0.1 (--ckpt PATH, --port N)
   export --ckpt X.ckpt -o DIR       write a release directory (config.json + model.safetensors)
   encode MEDIA --tokenizer DIR -o X.npy    media file -> local token ids
   decode X.npy --tokenizer DIR -o MEDIA    local token ids -> media file
@@ -25,11 +27,9 @@ commands:
 run 'anytoken COMMAND --help' for a command's options."""
 
 
-def _lightning(argv: Sequence[str]) -> None:
+def _run_cli(argv: Sequence[str] | None, run: bool):  # noqa: ANN202 - a LightningCLI instance
     import lightning as L
     from lightning.pytorch.cli import LightningCLI
-
-    from anytoken.tasks.module import TokenTaskModule
 
     class AnytokenCLI(LightningCLI):
         def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 - jsonargparse's parser
@@ -43,15 +43,30 @@ def _lightning(argv: Sequence[str]) -> None:
                     "(Lightning would otherwise train for 1000 epochs)"
                 )
 
-    AnytokenCLI(
-        TokenTaskModule,
+    return AnytokenCLI(
+        L.LightningModule,
         L.LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={cmd: {"allow_abbrev": False} for cmd in LIGHTNING_COMMANDS},
-        args=None if list(argv) == sys.argv[1:] else list(argv),
+        parser_kwargs={cmd: {"allow_abbrev": False} for cmd in LIGHTNING_COMMANDS} if run else {"allow_abbrev": False},
+        args=None if argv is None else list(argv),
+        run=run,
     )
+
+
+def _lightning(argv: Sequence[str]) -> None:
+    _run_cli(None if list(argv) == sys.argv[1:] else argv, run=True)
+
+
+def from_config(config: str | Path, *overrides: str):  # noqa: ANN201 - a LightningCLI instance
+    """Instantiate model, datamodule and trainer from a YAML config without running anything.
+
+    Example:
+        >>> cli = from_config("configs/caption_scenes.yaml", "--trainer.max_epochs=1")
+        >>> cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    """
+    return _run_cli(["--config", str(config), *overrides], run=False)
 
 
 def load_model(path: str | Path):  # noqa: ANN201 - returns the task module the file holds
@@ -101,7 +116,8 @@ def _caption(argv: Sequence[str]) -> None:
         model = load_model(args.ckpt)
         if not isinstance(model, CaptioningModule):
             raise ValueError(f"{args.ckpt} holds a {type(model).__name__}, not a captioning model")
-        size = model.image_encoder.config.image_size
+        encoder = model.image_encoder  # None: images enter as VQ tokens, at the image tokenizer's size
+        size = encoder.config.image_size if encoder is not None else model.tokenizers["image"].cfg.image_size
         images = torch.stack([image_to_tensor(load_image(p), size) for p in args.images])
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"anytoken caption: {err}") from None
@@ -169,7 +185,82 @@ def _decode(argv: Sequence[str]) -> None:
     print(f"{args.tokens} -> {args.output}")
 
 
-COMMANDS = {"caption": _caption, "export": _export, "encode": _encode, "decode": _decode}
+def _vqa(argv: Sequence[str]) -> None:
+    parser = argparse.ArgumentParser(prog="anytoken vqa", description="Answer a question about an image.")
+    parser.add_argument("image", help="an image file (any PIL format; converted to RGB)")
+    parser.add_argument("question", help='the question, e.g. "what color is the circle?"')
+    parser.add_argument("--ckpt", required=True, help="a .ckpt file or a release directory of a VQA model")
+    parser.add_argument("--strategy", choices=("greedy", "sample", "beam"), default="greedy")
+    parser.add_argument("--num-beams", type=int, default=4)
+    parser.add_argument("--max-new-tokens", type=int, default=16)
+    args = parser.parse_args(argv)
+    from anytoken.heads import DecodingConfig
+    from anytoken.tasks.data.images import load_image
+    from anytoken.tasks.data.transforms import image_to_tensor
+    from anytoken.tasks.vqa import VQAModule
+
+    try:
+        model = load_model(args.ckpt)
+        if not isinstance(model, VQAModule):
+            raise ValueError(f"{args.ckpt} holds a {type(model).__name__}, not a VQA model")
+        image = image_to_tensor(load_image(args.image), model.image_encoder.config.image_size)[None]
+        decoding = DecodingConfig(args.strategy, args.max_new_tokens, num_beams=args.num_beams)
+        print(model.ask(image, [args.question], decoding=decoding)[0])
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"anytoken vqa: {err}") from None
+
+
+DEMOS = ("captioning", "vqa", "tokenizers")  # demos/NAME.py, each with build_app(ckpt=...) -> gr.Blocks
+
+
+def load_demo(name: str):  # noqa: ANN201 - the demo's module
+    """The module ``demos/NAME.py`` of a source checkout (the demos are not installed with the package)."""
+    import importlib
+    import importlib.util
+
+    if name not in DEMOS:
+        raise ValueError(f"unknown demo {name!r}; choose from {list(DEMOS)}")
+    root = Path(__file__).resolve().parent.parent / "demos"
+    if not (root / f"{name}.py").is_file():
+        raise FileNotFoundError(f"no {root / name}.py: the demos ship with anytoken's source checkout")
+    if "demos" not in sys.modules:  # import demos/ as a package without putting the repo root on sys.path
+        spec = importlib.util.spec_from_file_location(
+            "demos", root / "__init__.py", submodule_search_locations=[str(root)]
+        )
+        package = importlib.util.module_from_spec(spec)
+        sys.modules["demos"] = package
+        spec.loader.exec_module(package)
+    return importlib.import_module(f"demos.{name}")
+
+
+def _demo(argv: Sequence[str]) -> None:
+    parser = argparse.ArgumentParser(prog="anytoken demo", description="Launch a Gradio app on 127.0.0.1.")
+    parser.add_argument("name", choices=DEMOS)
+    parser.add_argument("--ckpt", help="a release directory or .ckpt file (default: the demo's DEFAULT_CKPT)")
+    parser.add_argument("--port", type=int, help="the port (default: the first free one from 7860)")
+    parser.add_argument("--tokenizer", action="append", default=[],
+                        help="tokenizers demo: a directory written by save_pretrained (repeatable)")
+    args = parser.parse_args(argv)
+    if args.tokenizer and args.name != "tokenizers":
+        raise SystemExit("anytoken demo: --tokenizer is for the tokenizers demo only")
+    try:
+        module = load_demo(args.name)
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"anytoken demo: {err}") from None
+    extra = {"tokenizer_dirs": args.tokenizer} if args.tokenizer else {}
+    from demos.widgets import launch
+
+    launch(module.build_app(ckpt=args.ckpt, **extra), args.port)
+
+
+COMMANDS = {
+    "caption": _caption,
+    "vqa": _vqa,
+    "demo": _demo,
+    "export": _export,
+    "encode": _encode,
+    "decode": _decode,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

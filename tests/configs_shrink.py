@@ -44,9 +44,21 @@ def _shrink_entry(key: str, value: Any, root: Path) -> Any:
         return min(value, SMALL[key])
     if key == "backbone" and isinstance(value, dict):
         return {**value, **BACKBONE}
+    if key == "image_tokenizer" and isinstance(value, str):
+        return _tiny_image_tokenizer(_rewrite(value, root))
     if key == "max_new_tokens" and isinstance(value, int):
         return min(value, 8)
     return _rewrite(value, root)
+
+
+def _tiny_image_tokenizer(path: str) -> str:
+    """Configs that consume a trained image tokenizer get a tiny untrained one (2 x 2 tokens of 32 px)."""
+    from anytoken.tokenizers.image_vq import ImageVQTokenizer
+
+    if not Path(path).exists():
+        tiny = dict(image_size=32, downsample=16, channels=8, encoder_channels=8, channel_mult=[1, 1, 1, 1])
+        ImageVQTokenizer(**tiny, codebook_size=16, latent_dim=4).save_pretrained(path)
+    return path
 
 
 def shrink_config(path: Path, root: Path) -> Path:

@@ -16,8 +16,31 @@ def test_there_are_configs():
     assert CONFIGS, "no configs/*.yaml found"
 
 
+def _user_data_paths(config: Path) -> list[str]:
+    """``data/...`` paths a config expects the user to provide (real datasets are never downloaded)."""
+    import yaml
+
+    found: list[str] = []
+
+    def walk(value):
+        if isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+        elif isinstance(value, str) and value.startswith("data/"):
+            found.append(value)
+
+    walk(yaml.safe_load(config.read_text()))
+    return found
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
 def test_config_fits(config, tmp_path):
+    missing = [p for p in _user_data_paths(config) if not (config.parents[1] / p).exists()]
+    if missing:
+        pytest.skip(f"{config.name} reads user data ({missing[0]}, ...); its format runs on a fixture in tests/tasks")
     main(["fit", "--config", str(shrink_config(config, tmp_path))])
 
 

@@ -1,11 +1,21 @@
 """Decoding heads: the LM head, task heads, and constrained generation on the KV cache."""
 
+from anytoken.heads.classify import ClassifyHead
 from anytoken.heads.decoding import (
     DecodingConfig,
     GrammarConstraint,
     VocabularyConstraint,
     generate,
 )
+from anytoken.heads.fourier import FourierHead
 from anytoken.heads.lm import LMHead
 
-__all__ = ["DecodingConfig", "GrammarConstraint", "LMHead", "VocabularyConstraint", "generate"]
+__all__ = [
+    "ClassifyHead",
+    "DecodingConfig",
+    "FourierHead",
+    "GrammarConstraint",
+    "LMHead",
+    "VocabularyConstraint",
+    "generate",
+]

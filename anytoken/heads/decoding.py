@@ -3,6 +3,10 @@
 One mechanism constrains every modality: a ``GrammarConstraint`` turns the ``SegmentGrammar`` a tokenizer
 declares into a per-step mask over the TokenSpace, and allows the segment's end marker only where the
 grammar lets the segment end. A new modality declares a grammar; it never adds decoding code.
+
+Classifier-free guidance (``DecodingConfig.guidance_scale``) works with every strategy: ``generate`` runs
+the conditional and the unconditional prompts as one batch and picks tokens from
+``uncond + scale * (cond - uncond)`` logits; each chosen token continues both prompts.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class DecodingConfig:
     top_p: float | None = None  # sampling only: keep the smallest set with this much probability
     num_beams: int = 4  # beam search only
     length_penalty: float = 1.0  # beam search: score / length ** length_penalty
+    guidance_scale: float = 1.0  # classifier-free guidance; 1.0 = off (needs unconditional prompts otherwise)
 
     def __post_init__(self) -> None:
         if self.strategy not in ("greedy", "sample", "beam"):
@@ -142,6 +147,59 @@ class _Stepper:
         self.valid, self.next_pos = self.valid[index], self.next_pos[index]
 
 
+class _GuidedStepper:
+    """Classifier-free guidance around a ``_Stepper`` whose rows are ``[conditional; unconditional]``:
+    returns ``uncond + scale * (cond - uncond)`` logits for the conditional rows and feeds every chosen
+    token to both halves, so the decoding loops run unchanged."""
+
+    def __init__(self, stepper: _Stepper, scale: float, half: int) -> None:
+        self.inner, self.scale, self.half = stepper, scale, half
+
+    def _mix(self, logits: torch.Tensor) -> torch.Tensor:
+        cond, uncond = logits[: self.half], logits[self.half :]  # (B, V) each
+        return uncond + self.scale * (cond - uncond)
+
+    def prefill(self, inputs_embeds: torch.Tensor) -> torch.Tensor:
+        return self._mix(self.inner.prefill(inputs_embeds))
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self._mix(self.inner.step(torch.cat([tokens, tokens])))
+
+    def reorder(self, index: torch.Tensor) -> None:
+        self.inner.reorder(torch.cat([index, index + self.half]))
+        self.half = len(index)
+
+
+def _left_pad(x: torch.Tensor, length: int, value: float | bool) -> torch.Tensor:
+    """Pad ``x`` ``[B, T, ...]`` on the left of dim 1 to ``length``."""
+    pad = x.new_full((x.shape[0], length - x.shape[1], *x.shape[2:]), value)
+    return torch.cat([pad, x], dim=1)
+
+
+def _stepper(
+    model: CausalTransformer,
+    head: nn.Module,
+    embeds: torch.Tensor,
+    mask: torch.Tensor,
+    config: DecodingConfig,
+    uncond_embeds: torch.Tensor | None,
+    uncond_mask: torch.Tensor | None,
+) -> tuple[_Stepper | _GuidedStepper, torch.Tensor]:
+    """A plain stepper, or with guidance one over ``[cond; uncond]`` prompts left-padded to one length."""
+    if config.guidance_scale == 1.0:
+        return _Stepper(model, head, mask, config.max_new_tokens), embeds
+    if uncond_embeds is None or uncond_mask is None or len(uncond_embeds) != len(embeds):
+        raise ValueError(
+            "classifier-free guidance (guidance_scale != 1) needs uncond_embeds and uncond_mask, "
+            "one unconditional prompt per prompt"
+        )
+    T = max(embeds.shape[1], uncond_embeds.shape[1])
+    embeds = torch.cat([_left_pad(embeds, T, 0.0), _left_pad(uncond_embeds, T, 0.0)])  # (2B, T, d)
+    mask = torch.cat([_left_pad(mask, T, False), _left_pad(uncond_mask, T, False)])  # (2B, T)
+    stepper = _Stepper(model, head, mask, config.max_new_tokens)
+    return _GuidedStepper(stepper, config.guidance_scale, len(mask) // 2), embeds
+
+
 @torch.no_grad()
 def generate(
     model: CausalTransformer,
@@ -152,6 +210,8 @@ def generate(
     config: DecodingConfig | None = None,
     pad_id: int = 0,
     generator: torch.Generator | None = None,
+    uncond_embeds: torch.Tensor | None = None,
+    uncond_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Continue left-padded prompts by one constrained segment.
 
@@ -164,6 +224,9 @@ def generate(
         config: decoding strategy; default greedy.
         pad_id: filler after a row has ended.
         generator: random generator for sampling.
+        uncond_embeds: ``[B, T', d]`` unconditional prompts (left-padded) for classifier-free guidance;
+            used when ``config.guidance_scale != 1``.
+        uncond_mask: bool ``[B, T']``, False on their left padding.
 
     Returns:
         ``[B, N]`` generated global ids, the end id included where reached, ``pad_id`` after it.
@@ -173,7 +236,8 @@ def generate(
         raise ValueError(
             f"prompt_mask {tuple(prompt_mask.shape)} must match inputs_embeds {tuple(inputs_embeds.shape)}"
         )
-    stepper = _Stepper(model, head, prompt_mask, config.max_new_tokens)
+    stepper, inputs_embeds = _stepper(model, head, inputs_embeds, prompt_mask, config, uncond_embeds,
+                                      uncond_mask)
     logits = stepper.prefill(inputs_embeds)
     if config.strategy == "beam":
         return _beam_search(stepper, logits, constraint, config, pad_id)
@@ -199,7 +263,11 @@ def generate(
 
 
 def _beam_search(
-    stepper: _Stepper, logits: torch.Tensor, constraint: Constraint, config: DecodingConfig, pad_id: int
+    stepper: _Stepper | _GuidedStepper,
+    logits: torch.Tensor,
+    constraint: Constraint,
+    config: DecodingConfig,
+    pad_id: int,
 ) -> torch.Tensor:
     """Beam search; finished beams keep their score and emit ``pad_id``. Returns the best beam per row."""
     B, V = logits.shape

@@ -10,7 +10,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from anytoken.heads import DecodingConfig
 from anytoken.tasks.metrics import caption_metrics
 from anytoken.tasks.module import TokenTaskModule
-from anytoken.tokenizers.sequence import Embeds, Segment, Special, Tokens
+from anytoken.tokenizers.sequence import Segment, Special, Tokens
 
 EVAL_SPLITS = ("test", "heldout")  # names of the test dataloaders, in order
 
@@ -25,8 +25,8 @@ class CaptioningModule(TokenTaskModule):
 
     def __init__(self, *args: Any, num_examples: int = 8, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if self.image_encoder is None:
-            raise ValueError("CaptioningModule needs an image_encoder")
+        if self.image_encoder is None and "image" not in self.media_tokenizers:
+            raise ValueError("CaptioningModule needs an image_encoder or an image tokenizer (VQ tokens)")
         if "caption" not in self.space.tasks:
             raise ValueError(f"the TokenSpace has no <caption> tag (tasks: {list(self.space.tasks)})")
         self.num_examples = num_examples
@@ -37,7 +37,7 @@ class CaptioningModule(TokenTaskModule):
         for i in range(len(batch["images"])):
             prompt: list[Segment] = [
                 Special("<bos>"),
-                Embeds("image", self.image_tokens, i),
+                self.image_segment(batch, i),
                 Special("<caption>"),
             ]
             if targets:

@@ -5,6 +5,7 @@ optimiser. Tasks subclass it and say how a batch becomes segments (``samples``) 
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 from anytoken.backbone import CausalTransformer, TransformerConfig
 from anytoken.heads import DecodingConfig, GrammarConstraint, LMHead, generate
 from anytoken.tasks.release import export_release, jsonable, load_release
-from anytoken.tokenizers.base import SegmentGrammar, Tokenizer, tokenizer_from_spec
+from anytoken.tokenizers.base import CONFIG_FILE, SegmentGrammar, Tokenizer, tokenizer_from_spec
 from anytoken.tokenizers.image_encoder import ImageEncoder, ImageEncoderConfig
 from anytoken.tokenizers.sequence import (
     IGNORE_INDEX,
@@ -26,6 +27,7 @@ from anytoken.tokenizers.sequence import (
     Segment,
     SequenceBatch,
     Special,
+    Tokens,
     build_sequences,
 )
 from anytoken.tokenizers.space import TokenSpace
@@ -36,20 +38,42 @@ def _as(cls: type, value: Any) -> Any:
     return cls(**value) if isinstance(value, dict) else value
 
 
+class WarmupCosine:
+    """LR factor: linear warm-up over ``min(warmup_steps, total / 2)`` steps, then cosine decay to 10%.
+
+    A class rather than a closure, so schedulers pickle (spawned DDP workers, checkpoint callbacks).
+    """
+
+    def __init__(self, warmup_steps: int, total_steps: int) -> None:
+        self.total = max(total_steps, 1)
+        self.warmup = min(warmup_steps, self.total // 2)
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        progress = min((step - self.warmup) / max(self.total - self.warmup, 1), 1.0)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
 def warmup_cosine(
     optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up over ``min(warmup_steps, total / 2)`` steps, then cosine decay to 10% of the peak."""
-    total = max(total_steps, 1)
-    warmup = min(warmup_steps, total // 2)
+    """``LambdaLR`` with the ``WarmupCosine`` factor."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(warmup_steps, total_steps))
 
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min((step - warmup) / max(total - warmup, 1), 1.0)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+def load_tokenizer(spec: dict[str, Any]) -> Tokenizer:
+    """A tokenizer from its spec. A spec may add ``"path"``, a ``save_pretrained`` directory: when it exists
+    the weights come from there (and must match the spec's config); otherwise the tokenizer starts from
+    its config alone and a checkpoint or release fills in the weights it carries."""
+    path = spec.get("path")
+    if not path or not (Path(path) / CONFIG_FILE).is_file():
+        return tokenizer_from_spec(spec)
+    tokenizer = Tokenizer.from_pretrained(path)
+    saved = json.dumps(jsonable(tokenizer.spec()), sort_keys=True)
+    if saved != json.dumps(jsonable({k: spec.get(k) for k in ("tokenizer", "config")}), sort_keys=True):
+        raise ValueError(f"the tokenizer saved in {path} differs from the spec this model was built with")
+    return tokenizer
 
 
 class TokenTaskModule(L.LightningModule):
@@ -96,9 +120,12 @@ class TokenTaskModule(L.LightningModule):
                 "vocab must be a dict with 'token_space' and 'tokenizers' (see the DataModule's vocab)"
             )
         self.space = TokenSpace.from_dict(vocab["token_space"])
-        self.tokenizers: dict[str, Tokenizer] = {
-            m: tokenizer_from_spec(s) for m, s in vocab["tokenizers"].items()
-        }
+        self.tokenizers: dict[str, Tokenizer] = {m: load_tokenizer(s) for m, s in vocab["tokenizers"].items()}
+        # trainable tokenizers (image VQ, audio codec) are frozen parts of the model: their weights travel in
+        # its checkpoints and releases, so a release encodes and decodes media on its own
+        self.media_tokenizers = nn.ModuleDict(
+            {m: t for m, t in self.tokenizers.items() if isinstance(t, nn.Module)}
+        ).requires_grad_(False)
         config = _as(TransformerConfig, backbone) or TransformerConfig.from_name("small")
         self.backbone = CausalTransformer(replace(config, vocab_size=self.space.vocab_size))
         self.lm_head = LMHead(self.backbone)
@@ -134,6 +161,33 @@ class TokenTaskModule(L.LightningModule):
     def image_prompt(self, source: int, task: str) -> list[Segment]:
         """``<bos> <image> [features of image source] </image> <task>``: image-conditioned tasks' prompt."""
         return [Special("<bos>"), Embeds("image", self.image_tokens, source), Special(f"<{task}>")]
+
+    def image_segment(self, batch: dict[str, Any], index: int) -> Segment:
+        """Image ``index`` of the batch as a prefix: encoder features, or (a model without an image encoder
+        but with an image tokenizer) its VQ token ids."""
+        if self.image_encoder is not None:
+            return Embeds("image", self.image_tokens, index)
+        return Tokens("image", self.media_ids(batch, "image")[index], prefix=True)
+
+    def media_ids(self, batch: dict[str, Any], modality: str, key: str = "images") -> torch.Tensor:
+        """Local ids ``[B, N]`` of ``batch[key]`` from the ``modality`` tokenizer, flattened per sample and
+        cached in the batch as ``f"{modality}_tokens"`` (a DataModule may supply them pre-computed)."""
+        if f"{modality}_tokens" not in batch:
+            if modality not in self.media_tokenizers:
+                raise ValueError(f"{type(self).__name__} has no trainable {modality} tokenizer for {key!r}")
+            ids = self.media_tokenizers[modality].encode(batch[key].to(self.device))
+            batch[f"{modality}_tokens"] = ids.flatten(1).cpu()
+        return batch[f"{modality}_tokens"]
+
+    def train(self, mode: bool = True) -> TokenTaskModule:
+        super().train(mode)
+        self.media_tokenizers.eval()  # frozen: never update codebook statistics or use dropout
+        return self
+
+    def unconditional(self, batch: dict[str, Any]) -> dict[str, Any] | None:
+        """The batch with its condition dropped, whose prompts classifier-free guidance contrasts with the
+        conditional ones; None: the task has no unconditional form."""
+        return None
 
     def embed(self, seq: SequenceBatch, media: dict[str, torch.Tensor]) -> torch.Tensor:
         """Token embeddings ``[B, T, d]`` with projected image features spliced into placeholder positions."""
@@ -201,14 +255,23 @@ class TokenTaskModule(L.LightningModule):
         seq = self.sequences(batch, targets=False, padding_side="left")
         grammar = grammar or self.tokenizers[modality].grammar()
         constraint = GrammarConstraint(self.space, modality, grammar)
+        decoding = decoding or self.decoding
+        uncond: dict[str, Any] = {}
+        if decoding.guidance_scale != 1.0:
+            uncond_batch = self.unconditional(batch)
+            if uncond_batch is None:
+                raise ValueError(f"{type(self).__name__} has no unconditional prompts: use guidance_scale 1")
+            useq = self.sequences(uncond_batch, targets=False, padding_side="left")
+            uncond = {"uncond_embeds": self.embed(useq, uncond_batch), "uncond_mask": useq.sample_ids > 0}
         out = generate(
             self.backbone,
             self.lm_head,
             self.embed(seq, batch),
             seq.sample_ids > 0,
             constraint,
-            decoding or self.decoding,
+            decoding,
             pad_id=self.space.pad_id,
+            **uncond,
         )  # (B, N)
         r = self.space.range(modality)
         return [row[(row >= r.start) & (row < r.stop)] - r.start for row in out.cpu()]

@@ -44,6 +44,8 @@ class CaptioningDataModule(L.LightningDataModule):
         text_tokenizer: ``"bpe"`` (trained on the training captions) or ``"clip_bpe"`` (open_clip's).
         bpe_vocab_size: size of the trained BPE.
         tokenizer_path: load a saved text tokenizer instead of building one.
+        image_tokenizer: a saved image VQ tokenizer: images then enter as its token ids (the model
+            tokenizes them; build it with ``image_encoder: null``) instead of encoder features.
         image_size: side of the square images handed to the model.
         batch_size: training batch size; evaluation uses twice this.
         num_workers: DataLoader worker processes.
@@ -63,6 +65,7 @@ class CaptioningDataModule(L.LightningDataModule):
         text_tokenizer: Literal["bpe", "clip_bpe"] = "bpe",
         bpe_vocab_size: int = 512,
         tokenizer_path: str | None = None,
+        image_tokenizer: str | None = None,
         image_size: int = 64,
         batch_size: int = 64,
         num_workers: int = 0,
@@ -80,7 +83,10 @@ class CaptioningDataModule(L.LightningDataModule):
         )
         corpus = [r for item in _captions(self.splits["train"]) for r in item]
         self.tokenizer = build_text_tokenizer(text_tokenizer, corpus, bpe_vocab_size, tokenizer_path)
-        self.space = TokenSpace({"text": self.tokenizer.vocab_size, "image": 0}, tasks=TASK_TAGS)
+        self.image_tokenizer_path = image_tokenizer
+        self.image_tokenizer = None if image_tokenizer is None else Tokenizer.from_pretrained(image_tokenizer)
+        image_vocab = 0 if self.image_tokenizer is None else self.image_tokenizer.vocab_size
+        self.space = TokenSpace({"text": self.tokenizer.vocab_size, "image": image_vocab}, tasks=TASK_TAGS)
 
     @staticmethod
     def _make_splits(
@@ -113,7 +119,10 @@ class CaptioningDataModule(L.LightningDataModule):
     @property
     def vocab(self) -> dict[str, Any]:
         """The TokenSpace layout and tokenizer specs the model is built with (linked by the CLI)."""
-        return {"token_space": self.space.to_dict(), "tokenizers": {"text": self.tokenizer.spec()}}
+        tokenizers = {"text": self.tokenizer.spec()}
+        if self.image_tokenizer is not None:
+            tokenizers["image"] = self.image_tokenizer.spec() | {"path": self.image_tokenizer_path}
+        return {"token_space": self.space.to_dict(), "tokenizers": tokenizers}
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         """Items -> ``{"images" [B, 3, S, S], "caption_ids", "references", "image_ids"}``."""

@@ -1,0 +1,174 @@
+"""DataModule for pose estimation: built-in stick figures or a COCO keypoints set, plus the pose tokenizer.
+
+Each item is one person seen through a square frame: the whole image (``frame="image"``: one person per
+image, as the stick figures) or the person's box enlarged by ``box_margin`` (``frame="box"``: top-down, as
+for COCO). The frame is cut out (padding black outside the image), resized to ``image_size`` and its
+keypoints are normalised to it, so token bins are fractions of the frame and decoding maps them back
+to image pixels.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from anytoken.tasks.data.coco_keypoints import CocoKeypointsDataset
+from anytoken.tasks.data.sampling import SeededSampler
+from anytoken.tasks.data.stick_figures import StickFiguresConfig, StickFiguresDataset
+from anytoken.tokenizers.pose import PoseTokenizer
+from anytoken.tokenizers.space import TokenSpace
+
+TASK_TAGS = ("pose_estimation",)
+
+
+def square_frame(bbox: tuple[float, float, float, float], margin: float) -> tuple[float, float, float, float]:
+    """The square ``(x0, y0, s, s)`` centred on ``bbox`` ``(x, y, w, h)``, ``s = max(w, h) * (1 + margin)``.
+
+    Raises:
+        ValueError: for an empty box.
+    """
+    x, y, w, h = bbox
+    side = max(w, h) * (1 + margin)
+    if not side > 0:
+        raise ValueError(f"cannot frame an empty box {bbox}")
+    return (x + w / 2 - side / 2, y + h / 2 - side / 2, side, side)
+
+
+def crop_frame(image: Image.Image, frame: tuple[float, float, float, float], size: int) -> torch.Tensor:
+    """The frame of ``image`` resized to ``[3, size, size]`` in ``[0, 1]`` (black outside the image)."""
+    x0, y0, w, h = frame
+    patch = image.transform(
+        (size, size), Image.Transform.EXTENT, (x0, y0, x0 + w, y0 + h), Image.Resampling.BILINEAR
+    )
+    return torch.from_numpy(np.asarray(patch, dtype=np.float32) / 255.0).permute(2, 0, 1)  # (3, S, S)
+
+
+class PoseDataModule(L.LightningDataModule):
+    """Persons with keypoints, as batches for ``PoseEstimationModule``.
+
+    Args:
+        source: ``"stick_figures"`` (built-in, generated) or ``"coco"`` (a COCO keypoints JSON + images).
+        figures: stick figure settings (source ``"stick_figures"``).
+        num_train: training figures; ``num_val``/``num_test`` likewise (test figures are held out).
+        coco_train: ``[annotations.json, images_dir]`` for training (source ``"coco"``).
+        coco_val: ``[annotations.json, images_dir]`` for validation and testing (source ``"coco"``).
+        frame: ``"image"`` (one person per image) or ``"box"`` (top-down crops of person boxes).
+        box_margin: how much the square around a person box is enlarged (frame ``"box"``).
+        num_bins: coordinate bins per axis of the pose tokenizer.
+        visibility: the tokenizer's visibility scheme (``"token"`` or ``"none"``).
+        outside: the tokenizer's policy for keypoints outside the frame (``"error"`` or ``"clip"``).
+        image_size: side of the square crops handed to the model.
+        batch_size: training batch size; evaluation uses twice this.
+        num_workers: DataLoader worker processes.
+        seed: shuffling seed.
+    """
+
+    def __init__(
+        self,
+        source: Literal["stick_figures", "coco"] = "stick_figures",
+        figures: StickFiguresConfig | None = None,
+        num_train: int = 20_000,
+        num_val: int = 256,
+        num_test: int = 1_000,
+        coco_train: tuple[str, str] | None = None,
+        coco_val: tuple[str, str] | None = None,
+        frame: Literal["image", "box"] = "image",
+        box_margin: float = 0.25,
+        num_bins: int = 64,
+        visibility: Literal["token", "none"] = "token",
+        outside: Literal["error", "clip"] = "error",
+        image_size: int = 64,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if frame not in ("image", "box") or box_margin < 0:
+            raise ValueError(
+                f"frame must be 'image' or 'box' and box_margin >= 0, got {frame!r}, {box_margin}"
+            )
+        self.frame, self.box_margin, self.image_size = frame, box_margin, image_size
+        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        if source == "stick_figures":
+            config = figures or StickFiguresConfig(image_size=image_size)
+            sizes = {"train": num_train, "val": num_val, "test": num_test}
+            self.splits: dict[str, Dataset] = {
+                s: StickFiguresDataset(s, n, config) for s, n in sizes.items() if n > 0
+            }
+        elif source == "coco":
+            if coco_train is None or coco_val is None:
+                raise ValueError(
+                    "source='coco' needs coco_train and coco_val, each [annotations.json, images_dir]"
+                )
+            val = CocoKeypointsDataset(*coco_val)
+            self.splits = {"train": CocoKeypointsDataset(*coco_train), "val": val, "test": val}
+        else:
+            raise ValueError(f"source must be 'stick_figures' or 'coco', got {source!r}")
+        train = self.splits["train"]
+        self.tokenizer = PoseTokenizer(
+            train.keypoint_names, train.skeleton, num_bins=num_bins, visibility=visibility, outside=outside
+        )
+        self.space = TokenSpace({"pose": self.tokenizer.vocab_size, "image": 0}, tasks=TASK_TAGS)
+
+    @property
+    def vocab(self) -> dict[str, Any]:
+        """The TokenSpace layout and tokenizer specs the model is built with (linked by the CLI)."""
+        return {"token_space": self.space.to_dict(), "tokenizers": {"pose": self.tokenizer.spec()}}
+
+    def frame_of(self, item: dict[str, Any]) -> tuple[float, float, float, float]:
+        """The square frame of one item, in image pixels."""
+        if self.frame == "box":
+            return square_frame(item["bbox"], self.box_margin)
+        w, h = item["image"].size
+        return square_frame((0.0, 0.0, float(w), float(h)), 0.0)
+
+    def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        """Items -> ``images [B, 3, S, S]``, ``pose_ids [B, L]``, ``keypoints [B, K, 3]`` (pixels),
+        ``frames``/``boxes`` ``[B, 4]``, ``areas [B]``, ``image_ids``."""
+        frames = torch.tensor([self.frame_of(item) for item in items], dtype=torch.float64)  # (B, 4)
+        keypoints = torch.from_numpy(
+            np.stack([np.asarray(item["keypoints"], dtype=np.float64) for item in items])
+        )
+        return {
+            "images": torch.stack(
+                [
+                    crop_frame(item["image"], tuple(f.tolist()), self.image_size)
+                    for item, f in zip(items, frames)
+                ]
+            ),
+            "pose_ids": self.tokenizer.encode(keypoints, frames),
+            "keypoints": keypoints.float(),
+            "frames": frames,
+            "boxes": torch.tensor([list(item["bbox"]) for item in items], dtype=torch.float64),
+            "areas": torch.tensor([float(item["area"]) for item in items], dtype=torch.float64),
+            "image_ids": [item["image_id"] for item in items],
+        }
+
+    def _loader(self, split: str, train: bool = False) -> DataLoader:
+        dataset = self.splits[split]
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size if train else 2 * self.batch_size,
+            sampler=SeededSampler(len(dataset), self.seed) if train else None,
+            drop_last=train and len(dataset) >= self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=self.collate,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test")

@@ -1,0 +1,141 @@
+"""DataModule for text-to-image on the built-in scenes: captions with their images and scene objects.
+
+The image tokenizer is a trained ``save_pretrained`` directory (``anytoken fit --config
+configs/vq_image_scenes.yaml`` writes one); scenes render at its ``image_size``. Its spec and path go into
+``vocab``, so the model loads its weights, keeps them frozen and ships them in its checkpoints. Images
+are tokenized by the model on its device (a small fraction of a training step; see the benchmarks), not
+here. The ``heldout`` split has (colour, shape) pairs never seen in training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from anytoken.tasks.data.captioning import build_text_tokenizer
+from anytoken.tasks.data.sampling import SeededSampler
+from anytoken.tasks.data.scenes import ScenesCaptionDataset, ScenesConfig
+from anytoken.tokenizers.base import Tokenizer
+from anytoken.tokenizers.image_io import image_to_tensor
+from anytoken.tokenizers.image_vq import ImageVQTokenizer
+from anytoken.tokenizers.space import TokenSpace
+
+TASK_TAGS = ("draw",)
+
+
+class SceneObjectsDataset(Dataset):
+    """``ScenesCaptionDataset`` items plus ``objects``: the scene's objects as dicts (for judging; plain data,
+    which Lightning moves between devices)."""
+
+    def __init__(
+        self, split: Literal["train", "val", "test", "heldout"], num: int, config: ScenesConfig
+    ) -> None:
+        self.scenes = ScenesCaptionDataset(split, num, config)
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.scenes[index] | {"objects": [asdict(o) for o in self.scenes.scenes[index].objects]}
+
+
+class TextToImageDataModule(L.LightningDataModule):
+    """Scenes captions and images as batches for ``TextToImageModule``.
+
+    Args:
+        image_tokenizer: directory of a saved image VQ tokenizer (``save_pretrained``).
+        scenes: scene settings (``image_size`` is the tokenizer's); one object per scene by default.
+        num_train: training scenes; ``num_val``/``num_test``/``num_heldout`` likewise.
+        text_tokenizer: ``"bpe"`` (trained on the training captions) or ``"clip_bpe"``.
+        bpe_vocab_size: size of the trained BPE.
+        tokenizer_path: load a saved text tokenizer instead of building one.
+        batch_size: training batch size; evaluation uses the same.
+        num_workers: DataLoader worker processes.
+        seed: shuffling seed.
+    """
+
+    def __init__(
+        self,
+        image_tokenizer: str,
+        scenes: ScenesConfig | None = None,
+        num_train: int = 20_000,
+        num_val: int = 64,
+        num_test: int = 256,
+        num_heldout: int = 256,
+        text_tokenizer: Literal["bpe", "clip_bpe"] = "bpe",
+        bpe_vocab_size: int = 320,
+        tokenizer_path: str | None = None,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        try:
+            self.image_tokenizer = Tokenizer.from_pretrained(image_tokenizer)
+        except FileNotFoundError as err:
+            raise ValueError(
+                f"{err}; train one first: anytoken fit --config configs/vq_image_scenes.yaml"
+            ) from None
+        if not isinstance(self.image_tokenizer, ImageVQTokenizer):
+            raise ValueError(f"{image_tokenizer} holds a {self.image_tokenizer.name} tokenizer, not image_vq")
+        self.image_tokenizer_path = str(image_tokenizer)
+        self.image_size = self.image_tokenizer.cfg.image_size
+        base = scenes or ScenesConfig(min_objects=1, max_objects=1)
+        config = ScenesConfig(**{**vars(base), "image_size": self.image_size})
+        sizes = {"train": num_train, "val": num_val, "test": num_test, "heldout": num_heldout}
+        self.splits = {split: SceneObjectsDataset(split, n, config) for split, n in sizes.items() if n > 0}
+        corpus = [scene.caption() for scene in self.splits["train"].scenes.scenes]
+        self.tokenizer = build_text_tokenizer(text_tokenizer, corpus, bpe_vocab_size, tokenizer_path)
+        self.space = TokenSpace(
+            {"text": self.tokenizer.vocab_size, "image": self.image_tokenizer.vocab_size}, tasks=TASK_TAGS
+        )
+        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+
+    @property
+    def vocab(self) -> dict[str, Any]:
+        """The TokenSpace and tokenizer specs (the image tokenizer's with its path: the model loads it)."""
+        image = self.image_tokenizer.spec() | {"path": self.image_tokenizer_path}
+        return {
+            "token_space": self.space.to_dict(),
+            "tokenizers": {"text": self.tokenizer.spec(), "image": image},
+        }
+
+    def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        """Items -> ``{"images" [B, 3, S, S], "caption_ids", "captions", "objects", "image_ids"}``."""
+        captions = [item["caption"] for item in items]
+        return {
+            "images": torch.stack([image_to_tensor(item["image"], self.image_size) for item in items]),
+            "caption_ids": self.tokenizer.encode_batch(captions),
+            "captions": captions,
+            "objects": [item["objects"] for item in items],
+            "image_ids": [item["image_id"] for item in items],
+        }
+
+    def _loader(self, split: str, train: bool = False) -> DataLoader:
+        dataset = self.splits[split]
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=SeededSampler(len(dataset), self.seed) if train else None,
+            drop_last=train and len(dataset) >= self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=self.collate,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> list[DataLoader]:
+        """The test split, then the held-out split of unseen (colour, shape) pairs."""
+        return [self._loader(s) for s in ("test", "heldout") if s in self.splits]
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test")

@@ -1,0 +1,328 @@
+"""VQA data: the built-in scenes questions or the real VQA v2 format, batched one image per group.
+
+VQA v2 is three things: a questions JSON ``{"data_subtype": "val2014", "questions": [{"image_id",
+"question", "question_id"}]}``, an annotations JSON ``{"annotations": [{"question_id", "image_id",
+"question_type", "answer_type", "multiple_choice_answer", "answers": [{"answer", "answer_confidence",
+"answer_id"}] * 10}]}`` and the COCO image folder (``COCO_val2014_000000458752.jpg``, or the 2017
+naming ``000000458752.jpg``). Everything is validated when the dataset is built.
+
+Batches group questions by image: an image is rendered or decoded and encoded once for all its
+questions (about 10 per scene, 5 per VQA v2 image), which makes training several times cheaper.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from anytoken.tasks.data.captioning import TASK_TAGS, build_text_tokenizer
+from anytoken.tasks.data.images import load_image
+from anytoken.tasks.data.sampling import SeededSampler
+from anytoken.tasks.data.scenes import ScenesConfig, ScenesVQADataset
+from anytoken.tasks.data.transforms import image_to_tensor
+from anytoken.tasks.metrics import normalize_answer
+from anytoken.tokenizers.space import TokenSpace
+
+
+class VQAv2Dataset(Dataset):
+    """VQA v2 questions with their 10 human answers: items ``{"image", "question", "answer", "answers",
+    "question_type", "image_id", "question_id"}`` as ``ScenesVQADataset`` gives (plus ``question_id``).
+
+    ``answer`` is the ``multiple_choice_answer`` (the most common human answer); ``question_type`` is the
+    annotation's ``answer_type`` ("yes/no", "number", "other": the breakdown papers report) or, with
+    ``question_type_key="question_type"``, its question type ("what color is the", ... 65 of them).
+
+    Args:
+        questions: the questions JSON file.
+        annotations: the annotations JSON file.
+        images_dir: the COCO image folder.
+        question_type_key: which annotation field groups the per-type accuracy.
+
+    Raises:
+        ValueError: naming the file and entry, when a file is missing or not JSON, a key is missing, a
+            question has no annotation, an answer list has fewer than 2 answers, or images are missing.
+    """
+
+    def __init__(
+        self,
+        questions: str | Path,
+        annotations: str | Path,
+        images_dir: str | Path,
+        question_type_key: Literal["answer_type", "question_type"] = "answer_type",
+    ) -> None:
+        if question_type_key not in ("answer_type", "question_type"):
+            raise ValueError(
+                f"question_type_key must be 'answer_type' or 'question_type', got {question_type_key!r}"
+            )
+        self.images_dir = Path(images_dir)
+        if not self.images_dir.is_dir():
+            raise ValueError(f"VQA images_dir is not a directory: {self.images_dir}")
+        qdata = _read_json(Path(questions), "questions")
+        adata = _read_json(Path(annotations), "annotations")
+        subtype = str(qdata.get("data_subtype", ""))
+        by_id = _index_annotations(adata["annotations"], Path(annotations), question_type_key)
+        self.records: list[dict[str, Any]] = []
+        for i, entry in enumerate(qdata["questions"]):
+            entry = _require(entry, ("image_id", "question", "question_id"), f"{questions}: questions[{i}]")
+            if entry["question_id"] not in by_id:
+                raise ValueError(f"{annotations}: no annotation for question_id {entry['question_id']!r}")
+            if not isinstance(entry["question"], str) or not entry["question"].strip():
+                raise ValueError(f"{questions}: questions[{i}] has an empty or non-string question")
+            record = {"question": entry["question"].strip(), "image_id": str(entry["image_id"])}
+            self.records.append(record | by_id[entry["question_id"]] | {"question_id": entry["question_id"]})
+        if not self.records:
+            raise ValueError(f"{questions}: 'questions' is empty")
+        ids = sorted({r["image_id"] for r in self.records})
+        self.files = {image_id: _image_file(self.images_dir, int(image_id), subtype) for image_id in ids}
+        missing = [image_id for image_id, path in self.files.items() if path is None]
+        if missing:
+            raise ValueError(
+                f"{len(missing)} image(s) of {questions} are not in {self.images_dir} (looked for "
+                f"COCO_{subtype}_<id:012d>.jpg and <id:012d>.jpg), e.g. image ids {missing[:3]}"
+            )
+        self._load = lru_cache(maxsize=16)(load_image)  # the questions of one image come together
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        record = self.records[index]
+        return {"image": self._load(self.files[record["image_id"]])} | record
+
+
+def _read_json(path: Path, key: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise ValueError(f"VQA {key} file not found: {path}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from error
+    if not isinstance(data, dict) or not isinstance(data.get(key), list):
+        raise ValueError(f"{path}: expected a JSON object whose {key!r} is a list")
+    return data
+
+
+def _require(entry: object, keys: tuple[str, ...], where: str) -> dict[str, Any]:
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where} must be a JSON object, got {type(entry).__name__}")
+    missing = [key for key in keys if key not in entry]
+    if missing:
+        raise ValueError(f"{where} is missing key(s) {missing}")
+    return entry
+
+
+def _index_annotations(annotations: list[Any], path: Path, type_key: str) -> dict[Any, dict[str, Any]]:
+    """question_id -> {"answer", "answers", "question_type"}."""
+    out: dict[Any, dict[str, Any]] = {}
+    keys = ("question_id", "multiple_choice_answer", "answers", type_key)
+    for i, entry in enumerate(annotations):
+        entry = _require(entry, keys, f"{path}: annotations[{i}]")
+        answers = entry["answers"]
+        if not isinstance(answers, list) or len(answers) < 2:
+            raise ValueError(f"{path}: annotations[{i}] needs a list of at least 2 human answers")
+        texts = [_require(a, ("answer",), f"{path}: annotations[{i}].answers[{j}]")["answer"]
+                 for j, a in enumerate(answers)]
+        out[entry["question_id"]] = {
+            "answer": str(entry["multiple_choice_answer"]),
+            "answers": [str(t) for t in texts],
+            "question_type": str(entry[type_key]),
+        }
+    return out
+
+
+def _image_file(images_dir: Path, image_id: int, subtype: str) -> Path | None:
+    for name in (f"COCO_{subtype}_{image_id:012d}.jpg", f"{image_id:012d}.jpg"):
+        if (images_dir / name).is_file():
+            return images_dir / name
+    return None
+
+
+def question_records(dataset: Dataset) -> list[dict[str, Any]]:
+    """``{"question", "answer", "answers", "image_key"}`` per question, without loading any image."""
+    if isinstance(dataset, ScenesVQADataset):
+        return [{"question": qa.question, "answer": qa.answer, "answers": [qa.answer] * 10, "image_key": s}
+                for s, qa in dataset.items]
+    if isinstance(dataset, VQAv2Dataset):
+        return [r | {"image_key": r["image_id"]} for r in dataset.records]
+    raise TypeError(f"unsupported VQA dataset {type(dataset).__name__}")
+
+
+class ByImage(Dataset):
+    """Groups a VQA dataset's questions by image: item ``g`` is ``{"items": the items of the g-th image,
+    "caption": its caption or None}`` (scenes have one; VQA v2 has none)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+        groups: dict[Any, list[int]] = {}
+        for i, record in enumerate(question_records(dataset)):
+            groups.setdefault(record["image_key"], []).append(i)
+        self.groups = list(groups.values())
+        scenes = dataset.scenes if isinstance(dataset, ScenesVQADataset) else None
+        self.captions = [scenes[key].caption() for key in groups] if scenes is not None else None
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        caption = self.captions[index] if self.captions is not None else None
+        return {"items": [self.dataset[i] for i in self.groups[index]], "caption": caption}
+
+
+def answer_vocabulary(records: list[dict[str, Any]], num_answers: int) -> list[str]:
+    """The ``num_answers`` most frequent answers (ties: first seen first), for the classification head."""
+    counts = Counter(r["answer"].strip().lower() for r in records)
+    return [answer for answer, _ in counts.most_common(num_answers)]
+
+
+class VQADataModule(L.LightningDataModule):
+    """Questions about images, as batches for ``VQAModule``; one batch holds ``batch_size`` images with
+    all their questions.
+
+    Args:
+        source: ``"scenes"`` (built-in, generated) or ``"vqa_v2"`` (questions JSON + annotations JSON +
+            image folder).
+        scenes: scene generation settings (source ``"scenes"``).
+        num_train: training scenes; ``num_val``/``num_test``/``num_heldout`` likewise (each has ~10
+            questions).
+        vqa_train: ``[questions.json, annotations.json, images_dir]`` for training (source ``"vqa_v2"``).
+        vqa_val: the same for validation and testing (source ``"vqa_v2"``).
+        question_type_key: VQA v2 field the per-type accuracy groups by (``answer_type`` or
+            ``question_type``).
+        num_answers: classes of the classification head: the most frequent training answers.
+        text_tokenizer: ``"bpe"`` (trained on the training questions and answers) or ``"clip_bpe"``.
+        bpe_vocab_size: size of the trained BPE.
+        tokenizer_path: load a saved text tokenizer instead of building one.
+        image_size: side of the square images handed to the model.
+        batch_size: training images per batch (with all their questions); evaluation uses twice this.
+        num_workers: DataLoader worker processes.
+        seed: shuffling seed (the order is a function of seed and epoch, so resumed runs match).
+    """
+
+    def __init__(
+        self,
+        source: Literal["scenes", "vqa_v2"] = "scenes",
+        scenes: ScenesConfig | None = None,
+        num_train: int = 20_000,
+        num_val: int = 64,
+        num_test: int = 500,
+        num_heldout: int = 500,
+        vqa_train: tuple[str, str, str] | None = None,
+        vqa_val: tuple[str, str, str] | None = None,
+        question_type_key: Literal["answer_type", "question_type"] = "answer_type",
+        num_answers: int = 1000,
+        text_tokenizer: Literal["bpe", "clip_bpe"] = "bpe",
+        bpe_vocab_size: int = 512,
+        tokenizer_path: str | None = None,
+        image_size: int = 64,
+        batch_size: int = 16,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if num_answers < 2:
+            raise ValueError(f"num_answers must be at least 2, got {num_answers}")
+        self.image_size, self.batch_size, self.num_workers = image_size, batch_size, num_workers
+        self.seed = seed
+        sizes = {"train": num_train, "val": num_val, "test": num_test, "heldout": num_heldout}
+        self.splits = _make_splits(source, scenes, sizes, vqa_train, vqa_val, question_type_key)
+        self.grouped = {split: ByImage(dataset) for split, dataset in self.splits.items()}
+        records = question_records(self.splits["train"])
+        corpus = [text for r in records for text in (r["question"], r["answer"])]
+        corpus += self.grouped["train"].captions or []
+        self.tokenizer = build_text_tokenizer(text_tokenizer, corpus, bpe_vocab_size, tokenizer_path)
+        self.answers = answer_vocabulary(records, num_answers)
+        self._class_of = {normalize_answer(a): i for i, a in reversed(list(enumerate(self.answers)))}
+        self.space = TokenSpace({"text": self.tokenizer.vocab_size, "image": 0}, tasks=TASK_TAGS)
+
+    @property
+    def vocab(self) -> dict[str, Any]:
+        """TokenSpace layout, tokenizer specs and the answer classes (linked by the CLI into the model)."""
+        return {"token_space": self.space.to_dict(), "tokenizers": {"text": self.tokenizer.spec()},
+                "answers": list(self.answers)}
+
+    def answer_scores(self, answers: list[str]) -> torch.Tensor:
+        """Soft target ``[num_answers]``: ``min(#humans giving the class / 3, 1)`` per class."""
+        scores = torch.zeros(len(self.answers))
+        for label, count in Counter(normalize_answer(a) for a in answers).items():
+            if label in self._class_of:
+                scores[self._class_of[label]] = min(count / 3, 1.0)
+        return scores
+
+    def collate(self, groups: list[dict[str, Any]]) -> dict[str, Any]:
+        """``ByImage`` items -> ``{"images" [N, 3, S, S], "image_index" [Q], "question_tokens",
+        "answer_tokens", "answer_scores" [Q, K], "questions", "answers", "question_types", "image_ids"}``
+        plus ``"caption_tokens"`` (one per image) when every image has a caption."""
+        items = [(g, item) for g, group in enumerate(groups) for item in group["items"]]
+        for _, item in items:
+            if not item["question"].strip() or not item["answer"].strip():
+                raise ValueError(f"empty question or answer for image {item['image_id']!r}")
+        captions = [group["caption"] for group in groups]
+        extra = {} if None in captions else {"caption_tokens": self.tokenizer.encode_batch(captions)}
+        return extra | {
+            "images": torch.stack([image_to_tensor(group["items"][0]["image"], self.image_size)
+                                   for group in groups]),
+            "image_index": torch.tensor([g for g, _ in items], dtype=torch.long),
+            "question_tokens": self.tokenizer.encode_batch([item["question"].strip() for _, item in items]),
+            "answer_tokens": self.tokenizer.encode_batch([item["answer"].strip() for _, item in items]),
+            "answer_scores": torch.stack([self.answer_scores(item["answers"]) for _, item in items]),
+            "questions": [item["question"] for _, item in items],
+            "answers": [item["answers"] for _, item in items],
+            "question_types": [item["question_type"] for _, item in items],
+            "image_ids": [item["image_id"] for _, item in items],
+        }
+
+    def _loader(self, split: str, train: bool = False) -> DataLoader:
+        dataset = self.grouped[split]
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size if train else 2 * self.batch_size,
+            sampler=SeededSampler(len(dataset), self.seed) if train else None,
+            drop_last=train and len(dataset) >= self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=self.collate,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> list[DataLoader]:
+        """The test split, then (scenes) the held-out split of unseen attribute combinations."""
+        return [self._loader(s) for s in ("test", "heldout") if s in self.splits]
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+
+def _make_splits(
+    source: str,
+    scenes: ScenesConfig | None,
+    sizes: dict[str, int],
+    vqa_train: tuple[str, str, str] | None,
+    vqa_val: tuple[str, str, str] | None,
+    type_key: str,
+) -> dict[str, Dataset]:
+    if source == "scenes":
+        config = scenes or ScenesConfig()
+        if sizes["train"] < 1:
+            raise ValueError("source='scenes' needs num_train >= 1")
+        return {split: ScenesVQADataset(split, n, config) for split, n in sizes.items() if n > 0}
+    if source == "vqa_v2":
+        if vqa_train is None or vqa_val is None:
+            raise ValueError(
+                "source='vqa_v2' needs vqa_train and vqa_val, "
+                "each [questions.json, annotations.json, images_dir]"
+            )
+        val = VQAv2Dataset(*vqa_val, question_type_key=type_key)
+        return {"train": VQAv2Dataset(*vqa_train, question_type_key=type_key), "val": val, "test": val}
+    raise ValueError(f"source must be 'scenes' or 'vqa_v2', got {source!r}")

@@ -1,0 +1,469 @@
+"""The audio codec tokenizer: a SoundStream/EnCodec/DAC-family conv encoder, residual VQ, conv decoder.
+
+``encode`` maps waves ``[B, C, T]`` at ``sample_rate`` to codes ``[B, K, T']`` in ``[0, cardinality)``,
+``T' = ceil(T / hop_length)`` frames at ``frame_rate`` Hz; ``decode`` maps codes back to waves
+``[B, C, T' * hop_length]``. In a TokenSpace the codec takes one ``audio`` range of ``K * cardinality``
+local ids: code ``c`` of level ``k`` is id ``k * cardinality + c`` (``codes_to_ids``), frames are
+flattened level by level, and ``grammar()`` cycles one step per level, so constrained decoding of a
+flattened segment always yields whole frames. ``heads/codebooks.py`` offers the delay pattern instead.
+
+One model serves several bitrates: the residual VQ (``quantizers.ResidualVectorQuantizer``) is trained
+with quantizer dropout, and ``num_codebooks`` (at most ``num_quantizers``) picks how many levels
+``encode`` emits: bitrate = ``frame_rate * num_codebooks * log2(cardinality)`` bits/s.
+
+Architecture (DAC's, without EnCodec's LSTM): weight-normalised 1-D convs, Snake (or ELU) activations,
+strided convs (kernel ``2 * stride``) down and transposed convs up, residual units with dilations
+``dilations`` at every reduced resolution, no normalisation over time (the latents' batch norm is a
+per-frame affine map at inference). Every layer sees a bounded window, so long signals are encoded and
+decoded in chunks of ``chunk_seconds`` with the receptive field as context on both sides: chunked
+results equal whole-signal ones up to float rounding (the tests state the tolerance).
+
+Trained by ``tasks.tokenizer_training`` through ``loss(x)``: multi-scale mel (+ optional
+multi-resolution STFT and time-domain L1) reconstruction, the commitment loss, and optionally
+EnCodec's multi-scale STFT discriminator (hinge + feature matching) after ``disc_start``. The default
+configuration is sized for CPUs (about 0.6 GFLOP per second of audio each way); see
+``configs/codec_*.yaml`` for the bigger GPU setting.
+
+Inputs follow ``audio_io``'s policy: other channel counts are converted (mean to mono), a
+``sample_rate`` given to ``encode`` is resampled; NaN/inf, samples outside ``[-1, 1]``, clipping,
+silence, empty inputs, codes with the wrong number of levels or out of range raise ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.utils.parametrizations import weight_norm
+
+from anytoken.tokenizers.audio_io import AudioMedia, prepare_wave
+from anytoken.tokenizers.audio_losses import DEFAULT_SCALES, MultiScaleMel, MultiScaleSTFTDiscriminator
+from anytoken.tokenizers.base import WEIGHTS_FILE, SegmentGrammar, Tokenizer, register_tokenizer
+from anytoken.tokenizers.quantizers import ResidualVectorQuantizer, TokenizerOutput, usage_and_perplexity
+
+_TRAINING_ONLY = ("discriminator.",)
+
+
+@dataclass
+class AudioCodecConfig:
+    """Signal, architecture, quantizer and training losses of the audio codec."""
+
+    sample_rate: int = 16000  # Hz of the waves it codes (16000 or 24000 typical; inputs are resampled)
+    channels: int = 1  # audio channels it codes (inputs are converted: mean to mono)
+    strides: list[int] = field(default_factory=lambda: [4, 4, 4, 5])  # hop = product (320: 50 Hz at 16 kHz)
+    encoder_channels: int = 16  # encoder width at full rate, doubled at every stride
+    decoder_channels: int = 256  # decoder width at frame rate, halved at every stride
+    dilations: list[int] = field(default_factory=lambda: [1, 3])  # residual units per resolution
+    activation: Literal["snake", "elu"] = (
+        "snake"  # Snake (DAC; better pitch) or ELU (EnCodec; ~2x cheaper on CPU)
+    )
+    latent_dim: int = 32  # size of the quantized vectors
+    codebook_size: int = 1024  # codes per level (the cardinality)
+    num_quantizers: int = 12  # residual VQ levels in the model (12 x 10 bits x 50 Hz = 6 kbps)
+    num_codebooks: int | None = None  # levels encode emits (None: all): picks the bitrate
+    quantizer_dropout: float = 0.5  # chance a training batch uses only the first n ~ U{1..levels}
+    vq_ema: bool = True  # EMA codebooks (else learned through a codebook loss)
+    vq_decay: float = 0.99  # EMA decay of the codebooks
+    latent_norm: bool = True  # batch-normalise latents before the VQ (running statistics at inference)
+    vq_dead_threshold: float = 0.1  # restart codes picked fewer times per batch (EMA); 0: never
+    commitment_weight: float = 1.0  # weight of the commitment loss (per level)
+    mel_weight: float = 1.0  # multi-scale log-mel L1 weight
+    stft_weight: float = 0.0  # multi-resolution STFT loss weight
+    l1_weight: float = 0.0  # time-domain L1 weight
+    loss_scales: list[int] = field(default_factory=lambda: list(DEFAULT_SCALES))  # STFT windows of the losses
+    disc_weight: float = 0.0  # adversarial weight; 0 disables the multi-scale STFT discriminator
+    feature_weight: float = 2.0  # feature-matching weight (with the discriminator)
+    disc_start: int = 0  # training step at which the adversarial losses start
+    disc_channels: int = 32  # discriminator width
+    chunk_seconds: float = 10.0  # encode/decode longer signals in chunks of this length
+
+    def __post_init__(self) -> None:
+        if self.sample_rate < 1000 or self.channels < 1:
+            raise ValueError(
+                f"need sample_rate >= 1000 and channels >= 1, got {self.sample_rate}, {self.channels}"
+            )
+        if not self.strides or min(self.strides) < 1 or not self.dilations or min(self.dilations) < 1:
+            raise ValueError(f"strides and dilations need positive entries: {self.strides}, {self.dilations}")
+        if self.encoder_channels < 1 or self.decoder_channels < 2 ** len(self.strides) or self.latent_dim < 1:
+            raise ValueError(
+                f"decoder_channels must allow halving {len(self.strides)} times and widths be >= 1: "
+                f"{self.encoder_channels}, {self.decoder_channels}, {self.latent_dim}"
+            )
+        if self.codebook_size < 2 or self.num_quantizers < 1:
+            raise ValueError(
+                f"need codebook_size >= 2 and num_quantizers >= 1: {self.codebook_size}, "
+                f"{self.num_quantizers}"
+            )
+        if self.num_codebooks is not None and not 1 <= self.num_codebooks <= self.num_quantizers:
+            raise ValueError(
+                f"num_codebooks must be in [1, num_quantizers={self.num_quantizers}], "
+                f"got {self.num_codebooks}"
+            )
+        weights = (self.mel_weight, self.stft_weight, self.l1_weight, self.disc_weight, self.feature_weight)
+        if min(weights) < 0 or self.mel_weight + self.stft_weight + self.l1_weight == 0:
+            raise ValueError(f"loss weights must be >= 0 with some reconstruction loss, got {weights}")
+        if self.activation not in ("snake", "elu"):
+            raise ValueError(f"activation must be 'snake' or 'elu', got {self.activation!r}")
+        if self.chunk_seconds <= 0:
+            raise ValueError(f"chunk_seconds must be > 0, got {self.chunk_seconds}")
+
+    @property
+    def hop_length(self) -> int:
+        return math.prod(self.strides)
+
+
+class Snake(nn.Module):
+    """Snake activation ``x + sin^2(alpha x) / alpha`` with a learned ``alpha`` per channel (DAC)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.alpha = nn.Parameter(torch.ones(1, channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + (self.alpha * x).sin().pow(2) / (self.alpha + 1e-9)
+
+
+class Conv(nn.Module):
+    """Weight-normalised conv that keeps ``T / stride`` frames (zero padding split over both sides)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, dilation: int = 1) -> None:
+        super().__init__()
+        self.conv = weight_norm(nn.Conv1d(c_in, c_out, kernel, stride=stride, dilation=dilation))
+        total = (kernel - 1) * dilation + 1 - stride
+        self.pad = (total // 2, total - total // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.pad(x, self.pad))  # (B, c_out, T / stride)
+
+
+class UpConv(nn.Module):
+    """Weight-normalised transposed conv (kernel ``2 * stride``) giving exactly ``T * stride`` samples."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv = weight_norm(nn.ConvTranspose1d(c_in, c_out, 2 * stride, stride=stride))
+        self.trim = (stride // 2, stride - stride // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)  # (B, c_out, (T + 1) * stride)
+        return y[..., self.trim[0] : y.shape[-1] - self.trim[1]]
+
+
+def _act(kind: str, channels: int) -> nn.Module:
+    return Snake(channels) if kind == "snake" else nn.ELU()
+
+
+class ResidualUnit(nn.Module):
+    """Activation, dilated conv k7, activation, conv k1, plus the input."""
+
+    def __init__(self, channels: int, dilation: int, act: str = "snake") -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            _act(act, channels),
+            Conv(channels, channels, 7, dilation=dilation),
+            _act(act, channels),
+            Conv(channels, channels, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+def _encoder(c: AudioCodecConfig) -> nn.Sequential:
+    """Waves ``[B, C, T]`` -> latents ``[B, latent_dim, T / hop]``.
+
+    Residual units run after each strided conv, never at the input rate: the encoder runs on every
+    training step of the models that consume its tokens, so it must cost a fraction of one.
+    """
+    width = c.encoder_channels
+    layers: list[nn.Module] = [Conv(c.channels, width, 7)]
+    for stride in c.strides:
+        layers += [_act(c.activation, width), Conv(width, 2 * width, 2 * stride, stride=stride)]
+        width *= 2
+        layers += [ResidualUnit(width, d, c.activation) for d in c.dilations]
+    layers += [_act(c.activation, width), Conv(width, c.latent_dim, 3)]
+    if c.latent_norm:  # per-frame affine at inference, so chunking still holds
+        layers.append(nn.BatchNorm1d(c.latent_dim))
+    return nn.Sequential(*layers)
+
+
+def _decoder(c: AudioCodecConfig) -> nn.Sequential:
+    """Latents ``[B, latent_dim, T']`` -> waves ``[B, C, T' * hop]`` in ``(-1, 1)``; the mirror image of the
+    encoder (residual units before each transposed conv)."""
+    width = c.decoder_channels
+    layers: list[nn.Module] = [Conv(c.latent_dim, width, 7)]
+    for stride in reversed(c.strides):
+        layers += [ResidualUnit(width, d, c.activation) for d in c.dilations]
+        layers += [_act(c.activation, width), UpConv(width, width // 2, stride)]
+        width //= 2
+    layers += [_act(c.activation, width), Conv(width, c.channels, 7), nn.Tanh()]
+    return nn.Sequential(*layers)
+
+
+def _receptive_field(module: nn.Module, reverse: bool = False) -> int:
+    """Samples one output depends on (encoder), or input frames x hop an output sample needs (decoder)."""
+    convs = [m for m in module.modules() if isinstance(m, (Conv, UpConv))]
+    rf, jump = 1, 1
+    for m in reversed(convs) if reverse else convs:
+        if isinstance(m, UpConv):  # walking back from the output: an up-conv output needs 2 inputs
+            jump *= m.conv.stride[0]
+            rf += jump
+        else:
+            k, d, s = m.conv.kernel_size[0], m.conv.dilation[0], m.conv.stride[0]
+            rf += (k - 1) * d * jump
+            jump *= s
+    return rf
+
+
+@register_tokenizer
+class AudioCodecTokenizer(AudioMedia, nn.Module, Tokenizer):
+    """Waves <-> residual-VQ codes. Keyword arguments are the fields of ``AudioCodecConfig``.
+
+    Example:
+        >>> codec = AudioCodecTokenizer(sample_rate=16000, num_quantizers=8)
+        >>> codes = codec.encode(wave)  # (B, 8, T / 320) long in [0, 1024)
+        >>> wave_hat = codec.decode(codes)  # (B, 1, T') in [-1, 1]
+        >>> ids = codec.codes_to_ids(codes)  # (B, 8 * T / 320) local ids for the TokenSpace
+    """
+
+    name = "audio_codec"
+    modality = "audio"
+    sample_suffix = ".wav"  # training sample files (tasks.tokenizer_training)
+    sample_range = (-1.0, 1.0)
+
+    def __init__(self, **config: Any) -> None:
+        super().__init__()
+        self.cfg = AudioCodecConfig(**config)
+        c = self.cfg
+        self.encoder, self.decoder = _encoder(c), _decoder(c)
+        self.quantizer = ResidualVectorQuantizer(
+            c.latent_dim,
+            c.codebook_size,
+            c.num_quantizers,
+            quantizer_dropout=c.quantizer_dropout,
+            ema=c.vq_ema,
+            decay=c.vq_decay,
+            dead_threshold=c.vq_dead_threshold,
+            commitment_weight=c.commitment_weight,
+            init="kmeans",
+        )
+        self.mel = MultiScaleMel(c.sample_rate, c.loss_scales)
+        self.discriminator = (
+            MultiScaleSTFTDiscriminator(c.channels, channels=c.disc_channels) if c.disc_weight > 0 else None
+        )
+        self.encoder_context = math.ceil(_receptive_field(self.encoder) / c.hop_length) + 1  # frames
+        self.decoder_context = math.ceil(_receptive_field(self.decoder, reverse=True) / c.hop_length) + 1
+
+    # --- properties ----------------------------------------------------------------------------------
+    @property
+    def num_codebooks(self) -> int:
+        """Levels ``encode`` emits (K)."""
+        return self.cfg.num_codebooks or self.cfg.num_quantizers
+
+    @property
+    def cardinality(self) -> int:
+        """Codes per level (C)."""
+        return self.cfg.codebook_size
+
+    @property
+    def sample_rate(self) -> int:
+        return self.cfg.sample_rate
+
+    @property
+    def channels(self) -> int:
+        return self.cfg.channels
+
+    @property
+    def hop_length(self) -> int:
+        """Samples per frame."""
+        return self.cfg.hop_length
+
+    @property
+    def frame_rate(self) -> float:
+        """Frames (code vectors of K levels) per second."""
+        return self.cfg.sample_rate / self.cfg.hop_length
+
+    @property
+    def bitrate(self) -> float:
+        """Bits per second at ``num_codebooks`` levels."""
+        return self.frame_rate * self.num_codebooks * math.log2(self.cardinality)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.num_codebooks * self.cardinality
+
+    def grammar(self) -> SegmentGrammar:
+        """Whole frames: level 0's sub-range, then level 1's, ... cycling; at least one frame."""
+        C = self.cardinality
+        steps = tuple(((k * C, (k + 1) * C),) for k in range(self.num_codebooks))
+        return SegmentGrammar(steps=steps, min_length=self.num_codebooks)
+
+    def config(self) -> dict[str, Any]:
+        """The inference configuration (the adversarial terms are training aids: not exported)."""
+        return asdict(self.cfg) | {"disc_weight": 0.0}
+
+    def with_codebooks(self, num_codebooks: int | None) -> AudioCodecTokenizer:
+        """Use the first ``num_codebooks`` levels (a lower bitrate of the same weights); returns self."""
+        self.cfg.num_codebooks = num_codebooks
+        self.cfg.__post_init__()
+        return self
+
+    def _save_state(self, directory: Path) -> None:
+        from safetensors.torch import save_file
+
+        state = {k: v.contiguous() for k, v in self.state_dict().items() if not k.startswith(_TRAINING_ONLY)}
+        save_file(state, str(directory / WEIGHTS_FILE))
+
+    @property
+    def _device(self) -> torch.device:
+        return self.quantizer.step.device
+
+    # --- ids -----------------------------------------------------------------------------------------
+    def codes_to_ids(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes ``[..., K, T']`` -> ids ``[..., T' * K]`` frame by frame (level k code c: k * C + c)."""
+        offsets = torch.arange(codes.shape[-2], device=codes.device)[:, None] * self.cardinality  # (K, 1)
+        return (codes + offsets).transpose(-1, -2).reshape(*codes.shape[:-2], -1)
+
+    def ids_to_codes(self, ids: torch.Tensor) -> torch.Tensor:
+        """Flat local ids ``[..., T' * K]`` (as ``grammar()`` generates) -> codes ``[..., K, T']``."""
+        ids = self.check_ids(ids)
+        K, C = self.num_codebooks, self.cardinality
+        if ids.shape[-1] == 0 or ids.shape[-1] % K:
+            raise ValueError(f"audio_codec: {ids.shape[-1]} ids are not whole frames of {K} levels")
+        frames = ids.reshape(*ids.shape[:-1], -1, K)  # (..., T', K)
+        level = frames // C
+        if not bool((level == torch.arange(K, device=ids.device)).all()):
+            raise ValueError(f"audio_codec: ids must cycle through the {K} levels' ranges (k * {C} + c)")
+        return (frames % C).transpose(-1, -2)
+
+    # --- Tokenizer interface -------------------------------------------------------------------------
+    def prepare(self, wave: torch.Tensor, sample_rate: int | None = None) -> torch.Tensor:
+        """Waves ``[B, C, T]``, ``[C, T]`` or ``[T]`` -> ``[B, channels, T]`` at ``sample_rate`` on the
+        model's device, by ``audio_io``'s policy; ``sample_rate`` is the input's (None: the codec's)."""
+        return prepare_wave(wave, self.channels, self.sample_rate, sample_rate, "audio_codec.encode").to(
+            self._device
+        )
+
+    @torch.no_grad()
+    def encode(self, wave: torch.Tensor, sample_rate: int | None = None) -> torch.Tensor:
+        """Waves (see ``prepare``) -> codes ``[B, K, ceil(T / hop)]`` long in ``[0, cardinality)``."""
+        x = self.prepare(wave, sample_rate)
+        frames = math.ceil(x.shape[-1] / self.hop_length)
+        x = F.pad(x, (0, frames * self.hop_length - x.shape[-1]))  # (B, C, T' * hop)
+        training = self.encoder.training
+        self.encoder.eval()  # running latent statistics, whatever the module's mode
+        try:
+            z = self._chunked(self.encoder, x, frames, self.encoder_context, self.hop_length, 1)  # (B, D, T')
+        finally:
+            self.encoder.train(training)
+        return self.quantize(z.transpose(1, 2))  # (B, K, T')
+
+    def quantize(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents ``[B, T', D]`` -> codes ``[B, K, T']`` (nearest codes level by level; never trains)."""
+        residual, codes = z.float(), []
+        for vq in self.quantizer.levels[: self.num_codebooks]:
+            idx = vq.nearest(residual.reshape(-1, residual.shape[-1])).view(residual.shape[:-1])  # (B, T')
+            residual = residual - vq.lookup(idx)
+            codes.append(idx)
+        return torch.stack(codes, dim=1)
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes ``[B, K, T']`` or ``[K, T']``, or flat local ids ``[T' * K]`` -> waves ``[B, C, T' hop]``."""
+        codes = torch.as_tensor(codes)
+        if codes.dim() == 1:
+            codes = self.ids_to_codes(codes)
+        codes = codes[None] if codes.dim() == 2 else codes
+        K = self.num_codebooks
+        if codes.dim() != 3 or codes.shape[1] != K or codes.shape[0] == 0 or codes.shape[2] == 0:
+            raise ValueError(
+                f"audio_codec: codes must be [B, {K}, T'] or [{K}, T'] with T' >= 1 ({K} codebooks), "
+                f"got shape {tuple(codes.shape)}"
+            )
+        if codes.is_floating_point() or codes.dtype == torch.bool:
+            raise ValueError(f"audio_codec: codes must be integers, got dtype {codes.dtype}")
+        codes = codes.long()
+        if int(codes.min()) < 0 or int(codes.max()) >= self.cardinality:
+            raise ValueError(
+                f"audio_codec: codes must lie in [0, {self.cardinality}), got "
+                f"[{int(codes.min())}, {int(codes.max())}]"
+            )
+        z = self.quantizer.lookup(codes.to(self._device).transpose(1, 2)).transpose(1, 2)  # (B, D, T')
+        return self._chunked(self.decoder, z, codes.shape[-1], self.decoder_context, 1, self.hop_length)
+
+    def _chunked(
+        self, net: nn.Module, x: torch.Tensor, frames: int, context: int, f_in: int, f_out: int
+    ) -> torch.Tensor:
+        """``net`` over ``x`` ``[B, ch, frames * f_in]``, in chunks with ``context`` frames on each side."""
+        chunk = max(1, int(self.cfg.chunk_seconds * self.frame_rate))
+        if frames <= chunk + 2 * context:
+            return net(x)
+        out = []
+        for start in range(0, frames, chunk):
+            stop = min(start + chunk, frames)
+            lo, hi = max(0, start - context), min(frames, stop + context)
+            y = net(x[..., lo * f_in : hi * f_in])  # (B, ch', (hi - lo) * f_out)
+            out.append(y[..., (start - lo) * f_out : (stop - lo) * f_out])
+        return torch.cat(out, dim=-1)
+
+    def reconstruction_error(self, x: Any) -> float:
+        """Negative SI-SNR (dB) of ``decode(encode(x))`` against ``x``: lower is better, like an error."""
+        x = self.prepare(x)
+        recon = self.decode(self.encode(x))[..., : x.shape[-1]]
+        return -float(self.reconstruction_metrics(x, recon)["si_snr"])
+
+    # --- training ------------------------------------------------------------------------------------
+    def forward(self, wave: torch.Tensor, num_levels: int | None = None) -> tuple[torch.Tensor, Any]:
+        """Waves ``[B, C, T]`` (T a multiple of ``hop_length``) -> (reconstruction, ``QuantizerOutput``)."""
+        z = self.encoder(wave).transpose(1, 2)  # (B, T', D)
+        q = self.quantizer(z, num_levels)
+        return self.decoder(q.quantized.transpose(1, 2)), q
+
+    def loss(self, wave: torch.Tensor, step: int = 0) -> TokenizerOutput:
+        """Mel (+ STFT, + L1) reconstruction + commitment (+ adversarial and feature matching) losses."""
+        c = self.cfg
+        if wave.dim() != 3 or wave.shape[1] != c.channels or wave.shape[-1] == 0:
+            raise ValueError(f"audio_codec.loss needs waves [B, {c.channels}, T], got {tuple(wave.shape)}")
+        recon, q = self(F.pad(wave, (0, -wave.shape[-1] % self.hop_length)))  # whole frames in
+        recon = recon[..., : wave.shape[-1]]
+        mel = self.mel.distance(recon, wave)
+        loss = c.mel_weight * mel + q.loss
+        metrics = {"mel": mel.detach(), "quantizer_loss": q.loss.detach()}
+        if c.stft_weight > 0:
+            stft = self.mel.stft_distance(recon, wave)
+            loss, metrics["stft"] = loss + c.stft_weight * stft, stft.detach()
+        if c.l1_weight > 0:
+            l1 = (recon - wave).abs().mean()
+            loss, metrics["l1"] = loss + c.l1_weight * l1, l1.detach()
+        if self.discriminator is not None and step >= c.disc_start:
+            self.discriminator.requires_grad_(False)
+            adversarial, matching = self.discriminator.generator_losses(wave, recon)
+            self.discriminator.requires_grad_(True)
+            loss = loss + c.disc_weight * adversarial + c.feature_weight * matching
+            metrics |= {"adversarial": adversarial.detach(), "feature_matching": matching.detach()}
+        usage, perplexity = usage_and_perplexity(q.counts[: q.indices.shape[-1]])
+        metrics |= {"batch_usage": usage, "perplexity": perplexity}
+        return TokenizerOutput(loss, metrics, q.counts, recon)
+
+    def discriminator_loss(self, wave: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
+        """Hinge loss of the multi-scale STFT discriminator on real waves and detached reconstructions."""
+        if self.discriminator is None:
+            raise ValueError("this audio_codec has no discriminator (disc_weight is 0)")
+        return self.discriminator.discriminator_loss(wave, reconstruction)
+
+    def reconstruction_metrics(
+        self, wave: torch.Tensor, reconstruction: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """SI-SNR (dB, mean over signals) and multi-scale mel distance of reconstructions ``[B, C, T]``."""
+        from torchmetrics.functional.audio import scale_invariant_signal_noise_ratio
+
+        recon = reconstruction.detach().float()
+        return {
+            "si_snr": scale_invariant_signal_noise_ratio(recon, wave.float()).mean(),
+            "mel_distance": self.mel.distance(recon, wave.float()),
+        }

@@ -1,0 +1,402 @@
+"""The image VQ tokenizer: a VQGAN-style conv encoder, a quantizer (VQ or FSQ) and a conv decoder.
+
+``encode`` maps images ``[B, 3, H, W]`` in ``[0, 1]`` (or PIL images) to ids ``[B, h, w]`` with
+``h = H / downsample``; ``decode`` maps ids back to images; ``grammar()`` is exactly ``h * w`` ids, so a
+generated image segment always decodes. Trained by ``anytoken.tasks.tokenizer_training`` through
+``loss(x)``: L1/L2 reconstruction, the quantizer's commitment loss, and optionally a perceptual loss
+(VGG16 features, LPIPS-style, weights from a local file: nothing downloads) and a patch discriminator
+(hinge loss) that starts after ``disc_start`` steps.
+
+Wrong sizes follow ``image_io.image_to_tensor``'s policy: resize the shorter side to ``image_size``
+(bicubic, antialiased), then centre-crop. Values outside ``[0, 1]``, NaNs, ids outside the codebook or a
+grid other than ``h x w`` raise ``ValueError``. ``save_pretrained`` writes the inference model only
+(encoder, quantizer, decoder): the discriminator and perceptual network are training aids and stay in
+the Lightning checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from PIL import Image
+from torchvision.transforms import v2
+
+from anytoken.tokenizers.base import WEIGHTS_FILE, SegmentGrammar, Tokenizer, register_tokenizer
+from anytoken.tokenizers.image_io import image_to_tensor, load_image, to_rgb
+from anytoken.tokenizers.quantizers import FSQ, TokenizerOutput, VectorQuantizer, usage_and_perplexity
+
+_TRAINING_ONLY = ("discriminator.", "perceptual.")
+_IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+_VGG16_TAPS = (3, 8, 15, 22, 29)  # relu1_2 ... relu5_3, the LPIPS layers
+
+
+@dataclass
+class ImageVQConfig:
+    """Architecture, quantizer and training losses of the image VQ tokenizer."""
+
+    image_size: int = 64  # side of the square images it encodes (others are resized and cropped)
+    downsample: int = 8  # pixels per token side: a power of two, 8 or 16 in VQGAN
+    channels: int = 64  # decoder width at full resolution; its stage i has channels * channel_mult[i]
+    encoder_channels: int = 32  # encoder width likewise (a light encoder keeps tokenizing cheap)
+    channel_mult: list[int] = field(default_factory=lambda: [1, 2, 2])  # one per stride-2 stage
+    num_res_blocks: int = 1  # residual blocks per stage, at least 1
+    quantizer: Literal["vq", "fsq"] = "vq"  # vector quantization or finite scalar quantization
+    codebook_size: int = 1024  # "vq": number of codes ("fsq": the product of fsq_levels)
+    latent_dim: int = 16  # "vq": code dimension; low dimensions keep codebooks alive (ViT-VQGAN)
+    fsq_levels: list[int] = field(default_factory=lambda: [8, 5, 5, 5])  # "fsq": values per channel
+    vq_ema: bool = True  # "vq": EMA codebook (else learned through a codebook loss)
+    vq_normalize: bool = False  # "vq": l2-normalised codes (cosine similarity)
+    vq_init: Literal["kmeans", "data", "random"] = "kmeans"  # "vq": codebook initialisation
+    vq_dead_threshold: float = 1.0  # "vq": restart codes picked fewer times per batch (EMA); 0: never
+    vq_gradient: Literal["ste", "rotation"] = "ste"  # "vq": straight-through or the rotation trick
+    commitment_weight: float = 0.25  # "vq": weight of the commitment loss
+    l1_weight: float = 1.0  # reconstruction L1 weight
+    l2_weight: float = 0.0  # reconstruction L2 weight
+    perceptual_weight: float = 0.0  # VGG16 feature distance weight; > 0 needs perceptual_path
+    perceptual_path: str | None = None  # local torchvision VGG16 weights (.pth state dict or .safetensors)
+    disc_weight: float = 0.0  # adversarial weight; 0 disables the patch discriminator
+    disc_start: int = 0  # training step at which the adversarial loss starts
+    disc_channels: int = 64  # discriminator width
+    disc_layers: int = 3  # discriminator stride-2 layers (receptive field 70 px at 3)
+
+    def __post_init__(self) -> None:
+        stages = math.log2(self.downsample) if self.downsample > 0 else -1
+        if stages < 1 or stages != int(stages) or self.image_size % self.downsample:
+            raise ValueError(
+                f"downsample must be a power of two >= 2 dividing image_size, got {self.downsample} "
+                f"for image_size {self.image_size}"
+            )
+        if len(self.channel_mult) != int(stages) or min(self.channel_mult) < 1:
+            raise ValueError(
+                f"channel_mult needs log2(downsample) = {int(stages)} entries >= 1, got {self.channel_mult}"
+            )
+        if min(self.channels, self.encoder_channels) < 8 or self.channels % 8 or self.encoder_channels % 8:
+            raise ValueError(f"channels and encoder_channels must be multiples of 8 (GroupNorm): {self}")
+        if self.num_res_blocks < 1:
+            raise ValueError(f"num_res_blocks must be >= 1, got {self.num_res_blocks}")
+        if self.quantizer not in ("vq", "fsq"):
+            raise ValueError(f"quantizer must be 'vq' or 'fsq', got {self.quantizer!r}")
+        if self.quantizer == "vq" and (self.codebook_size < 2 or self.latent_dim < 1):
+            raise ValueError(
+                f"vq needs codebook_size >= 2 and latent_dim >= 1: {self.codebook_size}, {self.latent_dim}"
+            )
+        if self.perceptual_weight > 0 and not self.perceptual_path:
+            raise ValueError(
+                "perceptual_weight > 0 needs perceptual_path: local VGG16 weights (nothing downloads)"
+            )
+        if min(self.l1_weight, self.l2_weight, self.perceptual_weight, self.disc_weight) < 0:
+            raise ValueError("loss weights must be >= 0")
+
+    @property
+    def grid(self) -> int:
+        return self.image_size // self.downsample
+
+
+def _norm(c: int) -> nn.GroupNorm:
+    return nn.GroupNorm(min(32, c // 4), c, eps=1e-6)
+
+
+class ResBlock(nn.Module):
+    """GroupNorm-SiLU-conv3x3 twice, plus a (1x1 if the width changes) skip."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            _norm(c_in),
+            nn.SiLU(),
+            nn.Conv2d(c_in, c_out, 3, padding=1),
+            _norm(c_out),
+            nn.SiLU(),
+            nn.Conv2d(c_out, c_out, 3, padding=1),
+        )
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.skip(x) + self.body(x)
+
+
+def _encoder(c: ImageVQConfig, out_dim: int) -> nn.Sequential:
+    """Images ``[B, 3, S, S]`` in ``[-1, 1]`` -> latents ``[B, out_dim, S / f, S / f]``.
+
+    Light by design (residual blocks only after each stride-2 conv, at reduced resolution): encoding runs
+    on every training step of the models that consume the tokens, so it must cost a fraction of one.
+    """
+    widths = [c.encoder_channels * m for m in c.channel_mult]
+    layers: list[nn.Module] = [nn.Conv2d(3, c.encoder_channels, 3, padding=1)]
+    prev = c.encoder_channels
+    for width in widths:
+        layers.append(nn.Conv2d(prev, width, 3, stride=2, padding=1))
+        layers += [ResBlock(width, width) for _ in range(c.num_res_blocks)]
+        prev = width
+    layers += [ResBlock(prev, prev), _norm(prev), nn.SiLU(), nn.Conv2d(prev, out_dim, 1)]
+    return nn.Sequential(*layers)
+
+
+def _decoder(c: ImageVQConfig, in_dim: int) -> nn.Sequential:
+    """Codes ``[B, in_dim, h, w]`` -> images ``[B, 3, h * f, w * f]`` (about ``[-1, 1]``): residual blocks
+    at each resolution below the output's, then nearest upsampling + conv3x3."""
+    widths = [c.channels * m for m in reversed(c.channel_mult)]
+    prev = widths[0]
+    layers: list[nn.Module] = [nn.Conv2d(in_dim, prev, 3, padding=1), ResBlock(prev, prev)]
+    for width in widths:
+        layers += [ResBlock(prev, width)] + [ResBlock(width, width) for _ in range(c.num_res_blocks - 1)]
+        layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(width, width, 3, padding=1)]
+        prev = width
+    layers += [_norm(prev), nn.SiLU(), nn.Conv2d(prev, 3, 3, padding=1)]
+    return nn.Sequential(*layers)
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN (pix2pix/VQGAN) with GroupNorm: images ``[B, 3, S, S]`` -> real/fake logits per patch."""
+
+    def __init__(self, channels: int = 64, layers: int = 3) -> None:
+        super().__init__()
+        mods: list[nn.Module] = [nn.Conv2d(3, channels, 4, 2, 1), nn.LeakyReLU(0.2)]
+        prev = channels
+        for i in range(1, layers + 1):
+            width = channels * min(2**i, 8)
+            mods += [nn.Conv2d(prev, width, 4, 2 if i < layers else 1, 1), _norm(width), nn.LeakyReLU(0.2)]
+            prev = width
+        mods.append(nn.Conv2d(prev, 1, 4, 1, 1))
+        self.net = nn.Sequential(*mods)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)  # (B, 1, h', w')
+
+
+class PerceptualLoss(nn.Module):
+    """LPIPS-style distance on frozen VGG16 features (unit-normalised channels, equal layer weights).
+
+    Args:
+        path: torchvision VGG16 weights: a ``state_dict`` (``.pth``, loaded with ``weights_only=True``)
+            or ``.safetensors``; keys ``features.*`` (a full VGG16 state dict) are used.
+    """
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        from torchvision.models import vgg16
+
+        if not Path(path).is_file():
+            raise ValueError(f"perceptual_path {path!r} is not a file (local VGG16 weights are needed)")
+        if path.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            state = load_file(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        features = vgg16().features[: _VGG16_TAPS[-1] + 1]
+        state = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+        missing, _ = features.load_state_dict(state, strict=False)
+        if missing:
+            raise ValueError(f"{path}: not VGG16 weights (missing {missing[:4]})")
+        self.features = features.eval().requires_grad_(False)
+        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def train(self, mode: bool = True) -> PerceptualLoss:
+        return super().train(False)  # always frozen and in eval mode
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Mean feature distance between images ``x`` and ``y`` ``[B, 3, S, S]`` in ``[0, 1]``."""
+        h = torch.cat([x, y]).sub(self.mean).div(self.std)
+        loss = x.new_zeros(())
+        for i, layer in enumerate(self.features):
+            h = layer(h)
+            if i in _VGG16_TAPS:
+                fx, fy = F.normalize(h, dim=1).chunk(2)
+                loss = loss + (fx - fy).pow(2).sum(1).mean()
+        return loss / len(_VGG16_TAPS)
+
+
+@register_tokenizer
+class ImageVQTokenizer(nn.Module, Tokenizer):
+    """Images <-> grids of codebook ids. Keyword arguments are the fields of ``ImageVQConfig``.
+
+    Example:
+        >>> tok = ImageVQTokenizer(image_size=64, downsample=8)
+        >>> ids = tok.encode(images)  # (B, 8, 8) long in [0, 1024)
+        >>> recon = tok.decode(ids)  # (B, 3, 64, 64) in [0, 1]
+    """
+
+    name = "image_vq"
+    modality = "image"
+
+    def __init__(self, **config: Any) -> None:
+        super().__init__()
+        self.cfg = ImageVQConfig(**config)
+        c = self.cfg
+        if c.quantizer == "vq":
+            self.quantizer: VectorQuantizer | FSQ = VectorQuantizer(
+                c.latent_dim,
+                c.codebook_size,
+                ema=c.vq_ema,
+                normalize=c.vq_normalize,
+                init=c.vq_init,
+                dead_threshold=c.vq_dead_threshold,
+                commitment_weight=c.commitment_weight,
+                gradient=c.vq_gradient,
+            )
+        else:
+            self.quantizer = FSQ(c.fsq_levels)
+        self.encoder = _encoder(c, self.quantizer.dim)
+        self.decoder = _decoder(c, self.quantizer.dim)
+        self.discriminator = PatchDiscriminator(c.disc_channels, c.disc_layers) if c.disc_weight > 0 else None
+        self.perceptual = PerceptualLoss(c.perceptual_path) if c.perceptual_weight > 0 else None
+
+    # --- Tokenizer interface -------------------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        return self.quantizer.codebook_size
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """``(h, w)`` of the token grid."""
+        return self.cfg.grid, self.cfg.grid
+
+    def grammar(self) -> SegmentGrammar:
+        h, w = self.grid
+        return SegmentGrammar.fixed(self.vocab_size, h * w)
+
+    def config(self) -> dict[str, Any]:
+        """The inference configuration (training-only losses off: their weights are not exported)."""
+        training_only = {"perceptual_weight": 0.0, "perceptual_path": None, "disc_weight": 0.0}
+        return asdict(self.cfg) | training_only
+
+    def _save_state(self, directory: Path) -> None:
+        from safetensors.torch import save_file
+
+        state = {k: v.contiguous() for k, v in self.state_dict().items() if not k.startswith(_TRAINING_ONLY)}
+        save_file(state, str(directory / WEIGHTS_FILE))
+
+    @property
+    def _device(self) -> torch.device:
+        return self.decoder[0].weight.device
+
+    def prepare(self, images: torch.Tensor | Image.Image | list[Image.Image]) -> torch.Tensor:
+        """PIL image(s) or a float tensor ``[B, 3, H, W]``/``[3, H, W]`` in ``[0, 1]`` -> ``[B, 3, S, S]``
+        on the model's device, resized and centre-cropped to ``image_size`` when the size differs."""
+        size = self.cfg.image_size
+        if isinstance(images, Image.Image):
+            images = [images]
+        if isinstance(images, list):
+            if not images or not all(isinstance(i, Image.Image) for i in images):
+                raise ValueError("image_vq.encode takes a non-empty list of PIL images or a tensor")
+            return torch.stack([image_to_tensor(to_rgb(i), size) for i in images]).to(self._device)
+        if not isinstance(images, torch.Tensor) or not images.is_floating_point():
+            raise ValueError(
+                f"image_vq.encode needs float images in [0, 1], got {type(images).__name__} "
+                f"{getattr(images, 'dtype', '')}"
+            )
+        x = images[None] if images.dim() == 3 else images
+        if x.dim() != 4 or x.shape[1] != 3 or x.shape[0] == 0:
+            raise ValueError(
+                f"image_vq.encode needs images [B, 3, H, W] (or [3, H, W]), got {tuple(images.shape)}"
+            )
+        if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
+            raise ValueError(
+                "image_vq.encode needs finite pixel values in [0, 1] (divide uint8 images by 255)"
+            )
+        if x.shape[-2:] != (size, size):
+            x = v2.functional.center_crop(
+                v2.functional.resize(x, size, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
+                size,
+            ).clamp(0, 1)
+        return x.to(self._device)
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor | Image.Image | list[Image.Image]) -> torch.Tensor:
+        """Images -> ids ``[B, h, w]`` long (see ``prepare`` for the accepted inputs)."""
+        z = self.encoder(self.prepare(images) * 2 - 1).permute(0, 2, 3, 1)  # (B, h, w, D)
+        if isinstance(self.quantizer, FSQ):
+            return self.quantizer.codes_to_indices(self.quantizer(z).quantized)
+        return self.quantizer.nearest(z.reshape(-1, z.shape[-1]).float()).view(z.shape[:-1])
+
+    @torch.no_grad()
+    def decode(self, ids: torch.Tensor) -> torch.Tensor:
+        """Ids ``[B, h, w]``, ``[h, w]`` or flat ``[B, h * w]`` -> images ``[B, 3, H, W]`` in ``[0, 1]``."""
+        ids = self.check_ids(ids)
+        h, w = self.grid
+        if ids.dim() == 1 or ids.shape == (h, w):
+            ids = ids[None]
+        if ids.dim() == 2 and ids.shape[-1] == h * w:
+            ids = ids.view(-1, h, w)
+        if ids.dim() != 3 or ids.shape[1:] != (h, w) or ids.shape[0] == 0:
+            raise ValueError(
+                f"image_vq: token grid must be {h} x {w} ([B, {h}, {w}], [{h}, {w}] or {h * w} flat "
+                f"ids per image), got shape {tuple(ids.shape)}"
+            )
+        return self.decode_codes(self.quantizer.lookup(ids.to(self._device))).clamp(0, 1)
+
+    def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes ``[B, h, w, D]`` -> images ``[B, 3, H, W]`` (unclamped, about ``[0, 1]``)."""
+        return self.decoder(codes.permute(0, 3, 1, 2).to(self._device)) * 0.5 + 0.5
+
+    def reconstruction_error(self, x: Any) -> float:
+        """Mean squared error of ``decode(encode(x))`` against ``x`` in ``[0, 1]`` pixels."""
+        x = self.prepare(x)
+        return float((self.decode(self.encode(x)) - x).pow(2).mean())
+
+    def read_media(self, path: Path) -> torch.Tensor:
+        """An image file -> ``[1, 3, S, S]`` (``load_image``'s checks, then resize + centre crop)."""
+        return image_to_tensor(load_image(path), self.cfg.image_size)[None]
+
+    def write_media(self, media: torch.Tensor, path: Path) -> None:
+        """Images ``[3, H, W]`` or ``[B, 3, H, W]`` in ``[0, 1]`` -> one PNG (a grid when ``B > 1``)."""
+        from torchvision.utils import make_grid
+
+        x = media if media.dim() == 3 else make_grid(media, nrow=min(8, len(media)), padding=2)
+        array = (x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+        Image.fromarray(array).save(path, format="PNG")
+
+    # --- training ------------------------------------------------------------------------------------
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        """Images ``[B, 3, S, S]`` in ``[0, 1]`` -> (reconstruction ``[B, 3, S, S]``, ``QuantizerOutput``)."""
+        z = self.encoder(images * 2 - 1).permute(0, 2, 3, 1)  # (B, h, w, D)
+        q = self.quantizer(z)
+        return self.decode_codes(q.quantized), q
+
+    def loss(self, images: torch.Tensor, step: int = 0) -> TokenizerOutput:
+        """Reconstruction (+ perceptual, + adversarial after ``disc_start``) + quantizer loss."""
+        c = self.cfg
+        recon, q = self(images)
+        l1, l2 = (recon - images).abs().mean(), (recon - images).pow(2).mean()
+        loss = c.l1_weight * l1 + c.l2_weight * l2 + q.loss
+        metrics = {"l1": l1.detach(), "mse": l2.detach(), "quantizer_loss": q.loss.detach()}
+        if self.perceptual is not None:
+            perceptual = self.perceptual(recon, images)
+            loss = loss + c.perceptual_weight * perceptual
+            metrics["perceptual"] = perceptual.detach()
+        if self.discriminator is not None and step >= c.disc_start:
+            self.discriminator.requires_grad_(False)
+            adversarial = -self.discriminator(recon).mean()  # hinge generator loss
+            self.discriminator.requires_grad_(True)
+            loss = loss + c.disc_weight * adversarial
+            metrics["adversarial"] = adversarial.detach()
+        usage, perplexity = usage_and_perplexity(q.counts)
+        metrics |= {"batch_usage": usage, "perplexity": perplexity}
+        return TokenizerOutput(loss, metrics, q.counts, recon)
+
+    def discriminator_loss(self, images: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
+        """Hinge loss of the patch discriminator on real ``images`` and (detached) reconstructions."""
+        if self.discriminator is None:
+            raise ValueError("this image_vq tokenizer has no discriminator (disc_weight is 0)")
+        real, fake = self.discriminator(images), self.discriminator(reconstruction.detach())
+        return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+
+    def reconstruction_metrics(
+        self, images: torch.Tensor, reconstruction: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """PSNR (dB) and SSIM of reconstructions against images, both ``[B, 3, S, S]`` in ``[0, 1]``."""
+        from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+        recon = reconstruction.detach().float().clamp(0, 1)
+        return {
+            "psnr": peak_signal_noise_ratio(recon, images.float(), data_range=1.0, dim=(1, 2, 3)),
+            "ssim": structural_similarity_index_measure(recon, images.float(), data_range=1.0),
+        }

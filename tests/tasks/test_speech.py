@@ -1,0 +1,192 @@
+"""Spoken data (espeak-ng, alsa-utils), audio metrics, and the speech tasks in both audio layouts."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import pytest
+import torch
+
+from anytoken.tasks.audio_metrics import error_rates, mel_distance, normalize_transcript, si_snr
+from anytoken.tasks.data.scenes import ScenesConfig
+from anytoken.tasks.data.speech import (
+    HELDOUT_VOICES,
+    TRAIN_VOICES,
+    SpeechDataModule,
+    Utterance,
+    alsa_words,
+    espeak_path,
+    spoken_scenes,
+    synthesize,
+)
+from anytoken.tasks.speech import SpeechToTextModule, TextToSpeechModule
+from anytoken.tokenizers.audio_codec import AudioCodecTokenizer
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+needs_espeak = pytest.mark.skipif(
+    espeak_path() is None, reason="espeak-ng is not installed (apt-get install espeak-ng)"
+)
+CODEC = {
+    "tokenizer": "audio_codec",
+    "config": dict(
+        sample_rate=8000,
+        strides=[10, 20],
+        encoder_channels=4,
+        decoder_channels=16,
+        dilations=[1],
+        activation="elu",
+        latent_dim=8,
+        codebook_size=16,
+        num_quantizers=2,
+        loss_scales=[64, 128],
+    ),
+}
+BACKBONE = {"n_layer": 1, "n_head": 2, "d_model": 32, "max_seq_len": 256}
+
+
+def test_error_rates_and_audio_metrics() -> None:
+    scores = error_rates(["a red Square", "a blue circle"], ["a red square.", "a green circle"])
+    assert scores["wer"] == pytest.approx(1 / 6) and scores["exact"] == 0.5 and 0 < scores["cer"] < 0.5
+    assert normalize_transcript("  A Red, square! ") == "a red square"
+    with pytest.raises(ValueError, match="as many"):
+        error_rates(["a"], [])
+    t = torch.arange(8000) / 8000
+    x = torch.sin(2 * math.pi * 200 * t)[None]
+    assert si_snr(x, x + 0.01 * torch.randn_like(x)) > 30 and si_snr(x, torch.randn_like(x)) < 0
+    assert mel_distance(x, x, 8000) == 0 and mel_distance(x, torch.randn_like(x), 8000) > 1
+
+
+def test_spoken_scenes_are_deterministic_and_hold_out_voices() -> None:
+    train = spoken_scenes("train", 20)
+    assert train == spoken_scenes("train", 20) and {u.voice for u in train} <= set(TRAIN_VOICES)
+    assert {u.voice for u in spoken_scenes("heldout", 10)} <= set(HELDOUT_VOICES)
+    assert all(u.text.startswith("a ") for u in train)
+
+
+@needs_espeak
+def test_espeak_synthesis() -> None:
+    wave = synthesize(Utterance("a small red square"), sample_rate=16000)
+    assert wave.dim() == 2 and wave.shape[0] == 1 and 0.5 < wave.shape[1] / 16000 < 3
+    assert 0.05 < float(wave.abs().max()) <= 1
+    with pytest.raises(ValueError, match="empty"):
+        synthesize(Utterance("  "))
+
+
+@pytest.mark.skipif(
+    not alsa_words(), reason="alsa-utils' recorded words are not installed (apt-get install alsa-utils)"
+)
+def test_alsa_words_have_transcripts() -> None:
+    words = dict((p.stem, t) for p, t in alsa_words())
+    assert words["Front_Left"] == "front left" and "Noise" not in words
+
+
+@pytest.fixture(scope="module")
+def speech_data(tmp_path_factory) -> SpeechDataModule:
+    """Spoken scenes encoded by a tiny codec trained inline for 2 steps (the configs' pipeline)."""
+    if espeak_path() is None:
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("speech")
+    return SpeechDataModule(
+        codec_path=str(root / "codec"),
+        codec=CODEC,
+        num_codec_steps=2,
+        scenes=ScenesConfig(min_objects=1, max_objects=1),
+        num_train=6,
+        num_val=2,
+        num_test=2,
+        num_heldout=2,
+        bpe_vocab_size=270,
+        batch_size=2,
+        cache_dir=str(root / "cache"),
+    )
+
+
+def test_data_module_pipeline(speech_data: SpeechDataModule, tmp_path) -> None:
+    data = speech_data
+    assert (data.codec.sample_rate, data.codec.num_codebooks) == (8000, 2)
+    item = data.splits["train"][0]
+    assert item["codes"].shape[0] == 2 and item["codes"].dtype == torch.long and item["text"].startswith("a ")
+    batch = next(iter(data.train_dataloader()))
+    assert set(batch) == {"texts", "text_ids", "codes", "ids"} and len(batch["codes"]) == 2
+    assert data.vocab["token_space"]["modalities"]["audio"] == 32
+    assert set(data.test_names) >= {"test", "heldout"}
+    with pytest.raises(ValueError, match="no codec at"):
+        SpeechDataModule(codec_path=str(tmp_path / "missing"), num_train=1)
+
+
+@pytest.mark.parametrize("layout", ["flatten", "delay"])
+def test_speech_to_text_trains_generates_and_reloads(
+    speech_data: SpeechDataModule, layout: str, tmp_path
+) -> None:
+    model = SpeechToTextModule(
+        vocab=speech_data.vocab,
+        backbone=BACKBONE,
+        audio_layout=layout,
+        warmup_steps=1,
+        decoding={"max_new_tokens": 6},
+    )
+    trainer = L.Trainer(
+        max_steps=2,
+        limit_val_batches=1,
+        val_check_interval=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path),
+    )
+    trainer.fit(model, datamodule=speech_data)
+    assert "val/wer" in trainer.callback_metrics and "val/loss" in trainer.callback_metrics
+    assert torch.equal(model.codec.decoder[0].conv.weight, speech_data.codec.decoder[0].conv.weight)
+    texts = model.eval().transcribe([speech_data.splits["test"][0]["codes"]])
+    assert len(texts) == 1 and isinstance(texts[0], str)
+    model.export(tmp_path / "release")
+    loaded = SpeechToTextModule.from_release(tmp_path / "release")
+    batch = speech_data.collate(speech_data.splits["test"])
+    torch.testing.assert_close(loaded.loss(batch), model.loss(batch))  # codec weights travel with the model
+    assert loaded.transcribe(batch["codes"]) == model.transcribe(batch["codes"])
+
+
+@pytest.mark.parametrize("layout", ["flatten", "delay"])
+def test_text_to_speech_trains_and_speaks(speech_data: SpeechDataModule, layout: str, tmp_path) -> None:
+    model = TextToSpeechModule(
+        vocab=speech_data.vocab,
+        backbone=BACKBONE,
+        audio_layout=layout,
+        max_seconds=0.5,
+        num_audio_samples=1,
+        warmup_steps=1,
+    )
+    trainer = L.Trainer(
+        max_steps=2,
+        limit_val_batches=1,
+        val_check_interval=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path),
+    )
+    trainer.fit(model, datamodule=speech_data)
+    assert "val/duration_ratio" in trainer.callback_metrics
+    assert list((tmp_path / "speech").glob("val_step*_0.wav"))  # generated speech, decoded by the codec
+    model.eval()
+    codes = model.generate_codes(["a small red square", "a large blue circle at the top"])
+    assert all(c.shape[0] == 2 and 1 <= c.shape[1] <= model.max_frames and int(c.max()) < 16 for c in codes)
+    waves = model.speak(["a small red square"])
+    assert waves[0].shape[0] == 1 and waves[0].shape[1] % 200 == 0 and waves[0].abs().max() <= 1
+    batch = speech_data.collate(speech_data.splits["val"])
+    loss = model.train().loss(batch)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is None for p in model.codec.parameters())  # the codec stays frozen
+
+
+def test_speech_modules_need_an_audio_codec(speech_data: SpeechDataModule) -> None:
+    vocab = speech_data.vocab
+    bad = {**vocab, "tokenizers": {**vocab["tokenizers"], "audio": {"tokenizer": "mulaw", "config": {}}}}
+    with pytest.raises(ValueError, match="audio_codec"):
+        SpeechToTextModule(vocab=bad, backbone=BACKBONE)
+    assert isinstance(SpeechToTextModule(vocab=vocab, backbone=BACKBONE).codec, AudioCodecTokenizer)

@@ -1,0 +1,177 @@
+"""Table data and tasks on tiny models: bundled data, prediction, generation, release, the CLI."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from anytoken.backbone import TransformerConfig
+from anytoken.heads import DecodingConfig
+from anytoken.tasks.data.tables import BUNDLED, TableDataModule, load_bundled, load_table, split_table
+from anytoken.tasks.table_generation import TableGenerationModule, marginal_distance
+from anytoken.tasks.table_prediction import TablePredictionModule, prediction_metrics
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # configs_shrink lives in tests/
+from configs_shrink import shrink_config  # noqa: E402
+
+TINY = dict(backbone=TransformerConfig.from_name("tiny", max_seq_len=64), warmup_steps=2)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run faster on one thread, above all on a shared, busy CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def iris() -> TableDataModule:
+    return TableDataModule("iris", n_bins=8, batch_size=32)
+
+
+@pytest.fixture(scope="module")
+def diabetes() -> TableDataModule:
+    return TableDataModule("diabetes", n_bins=8, batch_size=32, max_rows=120)
+
+
+def _train(model, batch, steps: int = 30, lr: float = 5e-3) -> tuple[float, float]:
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    first = float(model.loss(batch))
+    for _ in range(steps):
+        loss = model.loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return first, float(loss)
+
+
+def test_bundled_datasets_load_offline_with_a_target_column() -> None:
+    shapes = {"iris": (150, 5), "wine": (178, 14), "breast_cancer": (569, 31), "diabetes": (442, 11),
+              "digits": (1797, 65)}
+    for name in BUNDLED:
+        frame = load_bundled(name)
+        assert frame.shape == shapes[name]
+        assert str(frame["target"].dtype) == ("float64" if name == "diabetes" else "str")
+    assert set(load_bundled("iris")["target"]) == {"setosa", "versicolor", "virginica"}
+    with pytest.raises(ValueError, match="unknown bundled dataset"):
+        load_bundled("titanic")
+
+
+def test_sources_and_splits(tmp_path) -> None:
+    frame = load_bundled("wine")
+    frame.to_csv(tmp_path / "wine.csv", index=False)
+    frame.to_parquet(tmp_path / "wine.parquet")
+    for source in (frame, tmp_path / "wine.csv", str(tmp_path / "wine.parquet")):
+        assert load_table(source).shape == frame.shape
+    with pytest.raises(ValueError, match="bundled dataset"):
+        load_table("wine.xlsx")
+    splits = split_table(frame, 0.2, 0.1, seed=3)
+    assert [len(splits[s]) for s in ("train", "val", "test")] == [124, 36, 18]
+    again = split_table(frame, 0.2, 0.1, seed=3)
+    pd.testing.assert_frame_equal(splits["test"], again["test"])
+    with pytest.raises(ValueError, match="fractions"):
+        split_table(frame, 0.6, 0.5, seed=0)
+
+
+def test_datamodule_batches_vocab_and_saved_tokenizer(tmp_path, iris) -> None:
+    batch = next(iter(iris.train_dataloader()))
+    assert isinstance(batch["rows"], pd.DataFrame) and batch["rows"].shape == (32, 5)
+    assert iris.vocab["tokenizers"]["table"]["tokenizer"] == "table"
+    assert iris.vocab["token_space"]["modalities"] == {"table": iris.tokenizer.vocab_size}
+    iris.tokenizer.save_pretrained(tmp_path / "tok")
+    dm = TableDataModule("iris", tokenizer_path=str(tmp_path / "tok"), drop=["sepal width (cm)"])
+    assert dm.tokenizer.columns == iris.tokenizer.columns  # the saved schema wins
+    with pytest.raises(ValueError, match="drop names columns"):
+        TableDataModule("iris", drop=["nope"])
+
+
+def test_classification_learns_and_decodes_only_target_values(iris) -> None:
+    model = TablePredictionModule(iris.vocab, target="target", **TINY)
+    assert model.is_classification and model.features == iris.tokenizer.columns[:4]
+    batch = next(iter(iris.train_dataloader()))
+    first, last = _train(model, batch)
+    assert last < 0.3 * first
+    model.eval()
+    rows = batch["rows"].drop(columns=["target"])  # the target column need not be present
+    pred = model.predict(rows)  # greedy decoding under the target column's grammar
+    assert set(pred.dropna()) <= {"setosa", "versicolor", "virginica"}
+    probs = model.column_probs(rows)  # (32, <missing> <unk> 3 classes)
+    assert probs.shape == (32, 5) and torch.allclose(probs.sum(-1), torch.ones(32))
+    values = [None, None, *iris.tokenizer.column("target").categories]
+    assert [None if pd.isna(p) else p for p in pred] == [values[i] for i in probs.argmax(-1)]
+
+
+def test_regression_predicts_numbers_by_mean_and_by_grammar(diabetes) -> None:
+    model = TablePredictionModule(diabetes.vocab, target="target", **TINY).eval()
+    rows = diabetes.splits["val"].head(6)
+    mean = model.predict(rows)
+    assert mean.dtype == np.float64 and mean.between(25, 346).all()
+    model.regression = "mode"
+    mode = model.predict(rows)
+    assert set(mode.dropna()) <= set(diabetes.tokenizer.column("target").reps)
+    metrics = prediction_metrics(rows["target"], mean, False)
+    assert set(metrics) == {"rmse", "mae"} and metrics["rmse"] >= metrics["mae"] > 0
+
+
+def test_any_column_can_be_the_target(iris) -> None:
+    model = TablePredictionModule(iris.vocab, target="petal width (cm)", **TINY).eval()
+    assert not model.is_classification and "target" in model.features
+    assert len(model.predict(iris.splits["val"].head(4))) == 4
+    with pytest.raises(ValueError, match="not a column"):
+        TablePredictionModule(iris.vocab, target="colour", **TINY)
+
+
+def test_generation_unconditional_and_conditioned(iris) -> None:
+    model = TableGenerationModule(iris.vocab, decoding=DecodingConfig(strategy="sample"), **TINY)
+    batch = next(iter(iris.train_dataloader()))
+    model.train()
+    losses = [float(model.loss(batch)) for _ in range(4)]  # random column subsets per batch
+    assert all(np.isfinite(losses))
+    model.eval()
+    rows = model.sample_rows(7)
+    assert rows.shape == (7, 5) and rows.dtypes.to_dict() == iris.splits["train"].dtypes.to_dict()
+    given = iris.splits["test"][["target", "sepal length (cm)"]].head(5)
+    completed = model.sample_rows(given=given)
+    assert list(completed.columns) == iris.tokenizer.columns
+    pd.testing.assert_frame_equal(completed[given.columns], given.reset_index(drop=True))
+    assert model.sample_rows(0).shape == (0, 5)
+    with pytest.raises(ValueError, match="proper subset"):
+        TableGenerationModule(iris.vocab, condition_on=iris.tokenizer.columns, **TINY)
+
+
+def test_marginal_distance() -> None:
+    real = pd.DataFrame({"x": np.arange(100.0), "c": ["a", "b"] * 50})
+    assert marginal_distance(real, real) == {"x": 0.0, "c": 0.0}
+    other = pd.DataFrame({"x": np.full(100, 1000.0), "c": ["z"] * 100})
+    assert marginal_distance(real, other) == {"x": pytest.approx(0.9), "c": 1.0}
+
+
+def test_release_round_trip_gives_identical_predictions(tmp_path, iris) -> None:
+    model = TablePredictionModule(iris.vocab, target="target", **TINY).eval()
+    model.export(tmp_path / "release")
+    loaded = TablePredictionModule.from_release(tmp_path / "release")
+    rows = iris.splits["test"]
+    torch.testing.assert_close(model.column_probs(rows), loaded.column_probs(rows), rtol=0, atol=0)
+    assert model.predict(rows).tolist() == loaded.predict(rows).tolist()
+
+
+@pytest.mark.parametrize("name", ["table_predict_wine", "table_generate_iris"])
+def test_config_fit_test_predict(name, tmp_path, repo_root) -> None:
+    from anytoken.cli import load_model, main
+
+    config = shrink_config(repo_root / "configs" / f"{name}.yaml", tmp_path)
+    main(["fit", "--config", str(config)])
+    ckpt = next(tmp_path.rglob("last.ckpt"))
+    main(["test", "--config", str(config), "--ckpt_path", str(ckpt)])
+    main(["predict", "--config", str(config), "--ckpt_path", str(ckpt)])
+    logged = " ".join(p.read_text() for p in tmp_path.rglob("metrics.csv"))
+    assert ("test/accuracy" if "predict" in name else "test/marginal_tvd") in logged
+    model = load_model(tmp_path / "runs" / name / "release")
+    assert model.table.columns == load_model(ckpt).table.columns
