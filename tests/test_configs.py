@@ -40,7 +40,9 @@ def _user_data_paths(config: Path) -> list[str]:
 def test_config_fits(config, tmp_path):
     missing = [p for p in _user_data_paths(config) if not (config.parents[1] / p).exists()]
     if missing:
-        pytest.skip(f"{config.name} reads user data ({missing[0]}, ...); its format runs on a fixture in tests/tasks")
+        pytest.skip(
+            f"{config.name} reads user data ({missing[0]}, ...); its format runs on a fixture in tests/tasks"
+        )
     main(["fit", "--config", str(shrink_config(config, tmp_path))])
 
 

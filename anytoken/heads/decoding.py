@@ -107,9 +107,15 @@ class _Stepper:
     """Runs the model one token at a time on the KV cache, tracking key validity and positions."""
 
     def __init__(
-        self, model: CausalTransformer, head: nn.Module, prompt_mask: torch.Tensor, max_new: int
+        self,
+        model: CausalTransformer,
+        head: nn.Module,
+        prompt_mask: torch.Tensor,
+        max_new: int,
+        prompt_blocks: torch.Tensor | None = None,
     ) -> None:
         B, T = prompt_mask.shape
+        self.blocks = prompt_blocks  # (B, T) prefix-LM block ids (0 = causal), as in training
         self.model, self.head = model, head
         self.cache = model.init_kv_cache(B, T + max_new)
         self.valid = torch.zeros(B, T + max_new, dtype=torch.bool, device=prompt_mask.device)
@@ -121,6 +127,9 @@ class _Stepper:
         causal = torch.ones(T, T, dtype=torch.bool, device=inputs_embeds.device).tril()
         eye = torch.eye(T, dtype=torch.bool, device=inputs_embeds.device)
         mask = (causal & self.valid[:, None, :T]) | eye  # (B, T, T): left padding never attended to
+        if self.blocks is not None:  # media prefixes attend bidirectionally, exactly as in training
+            b = self.blocks
+            mask = mask | ((b[:, :, None] == b[:, None, :]) & (b[:, :, None] > 0))
         h = self.model(
             inputs_embeds=inputs_embeds,
             positions=self.positions,
@@ -184,10 +193,12 @@ def _stepper(
     config: DecodingConfig,
     uncond_embeds: torch.Tensor | None,
     uncond_mask: torch.Tensor | None,
+    blocks: torch.Tensor | None,
+    uncond_blocks: torch.Tensor | None,
 ) -> tuple[_Stepper | _GuidedStepper, torch.Tensor]:
     """A plain stepper, or with guidance one over ``[cond; uncond]`` prompts left-padded to one length."""
     if config.guidance_scale == 1.0:
-        return _Stepper(model, head, mask, config.max_new_tokens), embeds
+        return _Stepper(model, head, mask, config.max_new_tokens, blocks), embeds
     if uncond_embeds is None or uncond_mask is None or len(uncond_embeds) != len(embeds):
         raise ValueError(
             "classifier-free guidance (guidance_scale != 1) needs uncond_embeds and uncond_mask, "
@@ -196,7 +207,17 @@ def _stepper(
     T = max(embeds.shape[1], uncond_embeds.shape[1])
     embeds = torch.cat([_left_pad(embeds, T, 0.0), _left_pad(uncond_embeds, T, 0.0)])  # (2B, T, d)
     mask = torch.cat([_left_pad(mask, T, False), _left_pad(uncond_mask, T, False)])  # (2B, T)
-    stepper = _Stepper(model, head, mask, config.max_new_tokens)
+    if blocks is not None or uncond_blocks is not None:
+        blocks = torch.cat(
+            [
+                _left_pad(b if b is not None else torch.zeros_like(m, dtype=torch.long), T, 0)
+                for b, m in (
+                    (blocks, embeds[: len(embeds) // 2, :, 0]),
+                    (uncond_blocks, uncond_embeds[..., 0]),
+                )
+            ]
+        )
+    stepper = _Stepper(model, head, mask, config.max_new_tokens, blocks)
     return _GuidedStepper(stepper, config.guidance_scale, len(mask) // 2), embeds
 
 
@@ -212,6 +233,8 @@ def generate(
     generator: torch.Generator | None = None,
     uncond_embeds: torch.Tensor | None = None,
     uncond_mask: torch.Tensor | None = None,
+    prompt_blocks: torch.Tensor | None = None,
+    uncond_blocks: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Continue left-padded prompts by one constrained segment.
 
@@ -227,6 +250,9 @@ def generate(
         uncond_embeds: ``[B, T', d]`` unconditional prompts (left-padded) for classifier-free guidance;
             used when ``config.guidance_scale != 1``.
         uncond_mask: bool ``[B, T']``, False on their left padding.
+        prompt_blocks: ``[B, T]`` prefix-LM block ids (``SequenceBatch.prefix_blocks``; 0 = causal), so a
+            model trained with ``mask="prefix"`` generates under the mask it was trained with.
+        uncond_blocks: the same for the unconditional prompts.
 
     Returns:
         ``[B, N]`` generated global ids, the end id included where reached, ``pad_id`` after it.
@@ -236,8 +262,17 @@ def generate(
         raise ValueError(
             f"prompt_mask {tuple(prompt_mask.shape)} must match inputs_embeds {tuple(inputs_embeds.shape)}"
         )
-    stepper, inputs_embeds = _stepper(model, head, inputs_embeds, prompt_mask, config, uncond_embeds,
-                                      uncond_mask)
+    stepper, inputs_embeds = _stepper(
+        model,
+        head,
+        inputs_embeds,
+        prompt_mask,
+        config,
+        uncond_embeds,
+        uncond_mask,
+        prompt_blocks,
+        uncond_blocks,
+    )
     logits = stepper.prefill(inputs_embeds)
     if config.strategy == "beam":
         return _beam_search(stepper, logits, constraint, config, pad_id)

@@ -262,7 +262,11 @@ class TokenTaskModule(L.LightningModule):
             if uncond_batch is None:
                 raise ValueError(f"{type(self).__name__} has no unconditional prompts: use guidance_scale 1")
             useq = self.sequences(uncond_batch, targets=False, padding_side="left")
-            uncond = {"uncond_embeds": self.embed(useq, uncond_batch), "uncond_mask": useq.sample_ids > 0}
+            uncond = {
+                "uncond_embeds": self.embed(useq, uncond_batch),
+                "uncond_mask": useq.sample_ids > 0,
+                "uncond_blocks": useq.prefix_blocks,
+            }
         out = generate(
             self.backbone,
             self.lm_head,
@@ -271,6 +275,7 @@ class TokenTaskModule(L.LightningModule):
             constraint,
             decoding,
             pad_id=self.space.pad_id,
+            prompt_blocks=seq.prefix_blocks,
             **uncond,
         )  # (B, N)
         r = self.space.range(modality)

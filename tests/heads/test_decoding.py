@@ -92,3 +92,38 @@ def test_bad_decoding_config():
         DecodingConfig(strategy="nucleus")
     with pytest.raises(ValueError, match="top_p"):
         DecodingConfig(top_p=1.5)
+
+
+def test_prefix_lm_prompts_generate_under_the_training_mask(space, bpe, tiny_model):
+    from anytoken.tokenizers import Embeds
+
+    model, head = tiny_model
+    samples = [
+        [
+            Special("<bos>"),
+            Embeds("image", 3, 0),
+            Special("<caption>"),
+            Tokens("text", bpe.encode("a"), close=False),
+        ]
+    ]
+    batch = build_sequences(samples, space, max_length=64, mask="prefix", padding_side="left")
+    embeds = (
+        model.embed_ids(batch.input_ids)
+        + torch.randn(1, batch.input_ids.shape[1], 64) * batch.embed_mask[..., None]
+    )
+    con = GrammarConstraint(space, "text", SegmentGrammar.open_ended(bpe.vocab_size, max_length=1))
+    out = generate(
+        model,
+        head,
+        embeds,
+        batch.sample_ids > 0,
+        con,
+        DecodingConfig(max_new_tokens=1),
+        pad_id=space.pad_id,
+        prompt_blocks=batch.prefix_blocks,
+    )
+    full = head(model(inputs_embeds=embeds, attn_mask=batch.attention_mask()))[:, -1]
+    expected = full.masked_fill(~con.allowed(torch.zeros(1, dtype=torch.long)), float("-inf")).argmax(-1)
+    assert out[0, 0] == expected[0]
+    causal = head(model(inputs_embeds=embeds))[:, -1]
+    assert not torch.allclose(causal, full)  # the mask matters, so the check above has teeth
