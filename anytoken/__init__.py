@@ -6,9 +6,11 @@ The public API; ``anytoken.tokenizers`` and ``anytoken.backbone`` import without
 from anytoken.backbone import CausalTransformer, TransformerConfig
 from anytoken.heads import DecodingConfig, GrammarConstraint, LMHead, generate
 from anytoken.tokenizers import (
+    AudioCodecTokenizer,
     BPETokenizer,
     CLIPBPETokenizer,
     ImageVQTokenizer,
+    MuLawTokenizer,
     SegmentGrammar,
     TableTokenizer,
     Tokenizer,
@@ -20,6 +22,7 @@ from anytoken.tokenizers import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AudioCodecTokenizer",
     "BPETokenizer",
     "CLIPBPETokenizer",
     "CausalTransformer",
@@ -27,6 +30,7 @@ __all__ = [
     "GrammarConstraint",
     "ImageVQTokenizer",
     "LMHead",
+    "MuLawTokenizer",
     "SegmentGrammar",
     "TableTokenizer",
     "TokenSpace",

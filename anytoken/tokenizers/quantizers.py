@@ -11,12 +11,14 @@ the first training batch, EMA codebook updates (no codebook gradient, no optimis
 codes (cosine similarity, ViT-VQGAN), a low code dimension (the encoder's last conv is the projection),
 and restarting dead codes (EMA count below a threshold) from random vectors of the current batch.
 
-Why hand-written rather than vector-quantize-pytorch: measured on the same 64x64 scenes + photo tiles
-(benchmarks/README.md, "Image tokenizers"), its ``VectorQuantize`` (EMA, k-means init, dead-code
-threshold) reached the same codebook usage and reconstruction as this file, while pulling in four
-packages (einops, einx, frozendict, loguru, torch-einops-utils) and an API that changes between minor
-versions; this file is ~350 lines we test and read, implements exactly the techniques the card names,
-and synchronises EMA statistics across DDP ranks.
+Why hand-written rather than vector-quantize-pytorch (1.32): measured side by side in the same image
+tokenizer, trained alike (benchmarks/bench_image_tokenizers.py --vqp, 80 steps, 64 tokens, 1024 codes),
+its ``VectorQuantize`` (EMA, k-means init, dead-code threshold) and this ``VectorQuantizer`` gave the same
+reconstruction (held-out photos 15.3 dB both, scenes 18.8 dB both) and usage (64% vs 66%). Equal quality,
+so the deciding facts were the rest: the library pulls in five packages (einops, einx, frozendict, loguru,
+torch-einops-utils) for what is ~350 lines here that we test and read, covering exactly the techniques
+the card names, with EMA statistics synchronised across DDP ranks and one output dataclass shared with
+FSQ and residual VQ.
 """
 
 from __future__ import annotations

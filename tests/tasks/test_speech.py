@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import lightning as L
 import pytest
@@ -82,13 +83,14 @@ def test_alsa_words_have_transcripts() -> None:
 
 
 @pytest.fixture(scope="module")
-def speech_data(tmp_path_factory) -> SpeechDataModule:
+def speech_data(tmp_path_factory) -> Iterator[SpeechDataModule]:
     """Spoken scenes encoded by a tiny codec trained inline for 2 steps (the configs' pipeline)."""
     if espeak_path() is None:
         pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("speech")
-    return SpeechDataModule(
+    yield SpeechDataModule(
         codec_path=str(root / "codec"),
         codec=CODEC,
         num_codec_steps=2,
@@ -101,6 +103,7 @@ def speech_data(tmp_path_factory) -> SpeechDataModule:
         batch_size=2,
         cache_dir=str(root / "cache"),
     )
+    torch.set_num_threads(threads)
 
 
 def test_data_module_pipeline(speech_data: SpeechDataModule, tmp_path) -> None:

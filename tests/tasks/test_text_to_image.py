@@ -1,4 +1,4 @@
-"""Text-to-image: the judge, training, constrained generation with guidance, releases that carry the tokenizer."""
+"""Text-to-image: the judge, training, guided constrained generation, releases that carry the tokenizer."""
 
 from __future__ import annotations
 

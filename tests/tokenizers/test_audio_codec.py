@@ -261,3 +261,50 @@ def test_cli_encode_decode_real_files_and_bad_input(tmp_path) -> None:
         with pytest.raises(SystemExit, match="codebooks|lie in|written as|empty|silent"):
             main([*argv, "--tokenizer", str(tmp_path / "codec")])
     assert not list(tmp_path.glob("x.*")) and not list(tmp_path.glob(".x*"))  # no partial outputs
+
+
+def test_trains_with_the_generic_task_on_a_folder_of_files(tmp_path) -> None:
+    import lightning as L
+
+    from anytoken.tasks.data.audio_clips import AudioClipsDataModule
+    from anytoken.tasks.tokenizer_training import ExportTokenizer, TokenizerTrainingModule
+
+    folder = tmp_path / "wavs"
+    folder.mkdir()
+    for i, (rate, channels) in enumerate([(8000, 1), (22050, 2), (16000, 1)]):
+        t = np.arange(rate // 2) / rate
+        wave = 0.3 * np.sin(2 * np.pi * (150 + 50 * i) * t)
+        _write(folder / f"{i}.{'flac' if i else 'wav'}", np.stack([wave] * channels, axis=1), rate)
+    data = AudioClipsDataModule(
+        sources=["folder"],
+        folder=str(folder),
+        sample_rate=8000,
+        clip_seconds=0.25,
+        num_train=8,
+        num_val=1,
+        val_fraction=0.34,
+        batch_size=2,
+    )
+    assert data.val_names == ["folder"] and next(iter(data.train_dataloader())).shape == (2, 1, 2000)
+    model = TokenizerTrainingModule(
+        {"tokenizer": "audio_codec", "config": TINY}, warmup_steps=1, num_samples=1
+    )
+    trainer = L.Trainer(
+        max_steps=2,
+        val_check_interval=2,
+        limit_val_batches=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        default_root_dir=str(tmp_path),
+        logger=L.pytorch.loggers.CSVLogger(str(tmp_path), name="logs"),
+        callbacks=[ExportTokenizer(str(tmp_path / "codec"))],
+    )
+    trainer.fit(model, datamodule=data)
+    assert {"val/folder/si_snr", "val/folder/mel_distance", "val/codebook_usage"} <= set(
+        trainer.callback_metrics
+    )
+    assert list(tmp_path.glob("logs/version_0/samples/folder_step*.wav"))  # input | reconstruction pairs
+    assert isinstance(Tokenizer.from_pretrained(tmp_path / "codec"), AudioCodecTokenizer)
+    with pytest.raises(ValueError, match="folder"):
+        AudioClipsDataModule(sources=["folder"])

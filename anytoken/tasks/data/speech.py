@@ -154,7 +154,7 @@ def train_codec(
     batch_size: int = 16,
     seed: int = 0,
 ) -> None:
-    """Train a codec from ``spec`` for ``steps`` on 1-s crops of ``waves`` and export it to ``directory``."""
+    """Train a codec from ``spec`` for ``steps`` on 0.5-s crops of ``waves``; export it to ``directory``."""
     from anytoken.tasks.data.audio_clips import Clips
     from anytoken.tasks.tokenizer_training import ExportTokenizer, TokenizerTrainingModule
 
@@ -162,10 +162,15 @@ def train_codec(
     # a fresh context: LightningCLI's hyperparameters of the DataModule being built must not leak into
     # this module's save_hyperparameters()
     module = contextvars.Context().run(
-        TokenizerTrainingModule, spec, lr=2e-3, betas=(0.8, 0.99), warmup_steps=min(50, steps // 10), num_samples=0
+        TokenizerTrainingModule,
+        spec,
+        lr=2e-3,
+        betas=(0.8, 0.99),
+        warmup_steps=min(50, steps // 10),
+        num_samples=0,
     )
     codec = module.tokenizer
-    clips = Clips(waves, [], steps * batch_size, 1.0, codec.sample_rate, codec.channels, seed)
+    clips = Clips(waves, [], steps * batch_size, 0.5, codec.sample_rate, codec.channels, seed)
     trainer = L.Trainer(
         max_steps=steps,
         logger=False,
