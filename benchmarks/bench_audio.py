@@ -26,15 +26,16 @@ import torch
 
 from anytoken.atomic import atomic_path
 from anytoken.tasks.audio_metrics import bitrate_kbps, error_rates, mel_distance, si_snr, tokens_per_second
+from anytoken.tasks.data.scenes import ScenesConfig
 from anytoken.tasks.data.speech import alsa_words, spoken_scenes, synthesize_all
 from anytoken.tokenizers import AudioCodecTokenizer, MuLawTokenizer, Tokenizer
 from anytoken.tokenizers.audio_io import read_audio, resample
 
 
-def held_out_speech(rate: int, num_spoken: int) -> dict[str, list[torch.Tensor]]:
+def held_out_speech(rate: int, num_spoken: int, scenes: ScenesConfig) -> dict[str, list[torch.Tensor]]:
     """``{"alsa": [...], "spoken": [...]}`` waves ``[1, T]`` at ``rate``."""
     sets = {"alsa": [read_audio(p, rate, 1)[0] for p, _ in alsa_words()]}
-    sets["spoken"] = synthesize_all(spoken_scenes("heldout", num_spoken), rate)
+    sets["spoken"] = synthesize_all(spoken_scenes("heldout", num_spoken, scenes), rate)
     return {k: v for k, v in sets.items() if v}
 
 
@@ -117,14 +118,14 @@ def real_time_factor(codec: AudioCodecTokenizer, seconds: float = 20.0, repeats:
     return {"x_real_time": seconds / best, "threads": torch.get_num_threads()}
 
 
-def stt_wer(release: str, num: int) -> dict[str, dict[str, float]]:
+def stt_wer(release: str, num: int, scenes: ScenesConfig) -> dict[str, dict[str, float]]:
     """CER/WER of a speech-to-text release on held-out spoken captions and on alsa-utils' recorded words."""
     from anytoken.tasks.speech import SpeechToTextModule
 
     model = SpeechToTextModule.from_release(release)
     rate, out = model.codec.sample_rate, {}
     for split in ("test", "heldout"):
-        utts = spoken_scenes(split, num)
+        utts = spoken_scenes(split, num, scenes)
         texts = model.transcribe_waves(synthesize_all(utts, rate))
         out[split] = error_rates(texts, [u.text for u in utts]) | {
             "examples": list(zip(texts[:3], [u.text for u in utts[:3]]))
@@ -147,15 +148,17 @@ def main() -> None:
     parser.add_argument("--num-spoken", type=int, default=16, help="held-out spoken captions")
     parser.add_argument("--stt", help="a speech-to-text release directory: report its CER/WER")
     parser.add_argument("--num-stt", type=int, default=64, help="spoken captions per split for CER/WER")
+    parser.add_argument("--objects", type=int, default=1, help="objects per spoken scene (the configs' 1)")
     parser.add_argument("--out", default="benchmarks/results/audio.json")
     args = parser.parse_args()
     codec = Tokenizer.from_pretrained(args.codec)
     if not isinstance(codec, AudioCodecTokenizer):
         raise SystemExit(f"{args.codec} holds a {type(codec).__name__}, not an audio codec")
+    scenes = ScenesConfig(min_objects=args.objects, max_objects=args.objects)
     rate, results = codec.sample_rate, {"codec": args.codec, "config": codec.config(), "sets": {}}
     mulaw = MuLawTokenizer(sample_rate=rate)
     tools = {name: shutil.which(name) for name in ("opusenc", "opusdec", "c2enc", "c2dec")}
-    for name, refs in held_out_speech(rate, args.num_spoken).items():
+    for name, refs in held_out_speech(rate, args.num_spoken, scenes).items():
         rows = codec_rows(codec, [k for k in args.levels if k <= codec.cfg.num_quantizers], refs)
         with tempfile.TemporaryDirectory() as tmp:
             if tools["opusenc"] and tools["opusdec"]:  # one file: Ogg headers do not inflate the bitrate
@@ -189,7 +192,7 @@ def main() -> None:
         "default": real_time_factor(AudioCodecTokenizer().eval()),
     }
     if args.stt:
-        results["stt"] = stt_wer(args.stt, args.num_stt)
+        results["stt"] = stt_wer(args.stt, args.num_stt, scenes)
     for name, entry in results["sets"].items():
         print(f"\nheld-out {name} ({entry['seconds']:.1f} s)")
         print(f"{'system':<28}{'kbps':>8}{'tokens/s':>10}{'SI-SNR dB':>11}{'mel dist':>10}")
