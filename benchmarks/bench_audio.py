@@ -1,8 +1,10 @@
 """Audio tokenizers side by side on held-out speech: the trained codec at its bitrates, Opus at 6 kbps
 (opus-tools), Codec2 at 3.2 kbps (codec2) and the 8-bit mu-law baseline; the codec's encode+decode
-real-time factor; and, given a speech-to-text release, its word error rate on held-out spoken captions.
+real-time factor; given a speech-to-text release, its word error rate on held-out spoken captions; and
+given a text-to-speech release too, how well the speech-to-text model understands what it says.
 
     python benchmarks/bench_audio.py --codec runs/codec_speech16k/tokenizer [--stt runs/speech_stt/release]
+        [--tts runs/speech_tts/release]
 
 Held-out speech: the recorded words of alsa-utils (human speech, 48 kHz, never trained on) and spoken
 scenes captions of the ``heldout`` split (espeak-ng voices no training split uses). Everything is
@@ -139,6 +141,22 @@ def stt_wer(release: str, num: int, scenes: ScenesConfig) -> dict[str, dict[str,
     return out
 
 
+def tts_intelligibility(
+    tts_release: str, stt_release: str, num: int, scenes: ScenesConfig
+) -> dict[str, float]:
+    """CER/WER of the speech-to-text model on what the text-to-speech model says for held-out captions
+    (its WAVs, re-encoded), and the generated / espeak duration ratio."""
+    from anytoken.tasks.speech import SpeechToTextModule, TextToSpeechModule
+
+    tts, stt = TextToSpeechModule.from_release(tts_release), SpeechToTextModule.from_release(stt_release)
+    texts = [u.text for u in spoken_scenes("test", num, scenes)]
+    waves = [w for i in range(0, num, 16) for w in tts.speak(texts[i : i + 16])]
+    spoken = synthesize_all(spoken_scenes("test", num, scenes), tts.codec.sample_rate)
+    ratio = sum(w.shape[-1] for w in waves) / sum(w.shape[-1] for w in spoken)
+    heard = stt.transcribe_waves(waves, tts.codec.sample_rate)
+    return error_rates(heard, texts) | {"duration_ratio": ratio, "examples": list(zip(heard[:3], texts[:3]))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -148,6 +166,7 @@ def main() -> None:
     parser.add_argument("--num-spoken", type=int, default=16, help="held-out spoken captions")
     parser.add_argument("--stt", help="a speech-to-text release directory: report its CER/WER")
     parser.add_argument("--num-stt", type=int, default=64, help="spoken captions per split for CER/WER")
+    parser.add_argument("--tts", help="a text-to-speech release: the --stt model's CER/WER on its speech")
     parser.add_argument("--objects", type=int, default=1, help="objects per spoken scene (the configs' 1)")
     parser.add_argument("--out", default="benchmarks/results/audio.json")
     args = parser.parse_args()
@@ -193,6 +212,8 @@ def main() -> None:
     }
     if args.stt:
         results["stt"] = stt_wer(args.stt, args.num_stt, scenes)
+    if args.tts and args.stt:
+        results["tts"] = tts_intelligibility(args.tts, args.stt, args.num_stt, scenes)
     for name, entry in results["sets"].items():
         print(f"\nheld-out {name} ({entry['seconds']:.1f} s)")
         print(f"{'system':<28}{'kbps':>8}{'tokens/s':>10}{'SI-SNR dB':>11}{'mel dist':>10}")
@@ -209,6 +230,11 @@ def main() -> None:
         print(
             "speech to text:",
             {k: {m: round(v[m], 3) for m in ("cer", "wer")} for k, v in results["stt"].items()},
+        )
+    if "tts" in results:
+        print(
+            "text to speech, heard by the speech-to-text model:",
+            {k: round(results["tts"][k], 3) for k in ("cer", "wer", "duration_ratio")},
         )
     with atomic_path(args.out) as tmp:
         Path(tmp).write_text(json.dumps(results, indent=2))
