@@ -19,7 +19,7 @@ commands:
   fit | validate | test | predict   Lightning CLI: anytoken fit --config configs/caption_scenes.yaml
   caption IMAGE... --ckpt PATH      caption image files with a checkpoint (.ckpt) or release directory
   vqa IMAGE "QUESTION" --ckpt PATH  answer a question about an image file with a VQA model
-  demo captioning|vqa|tokenizers    launch a Gradio app on 127.0.0.1 (--ckpt PATH, --port N)
+  demo captioning|vqa|tokenizers|anything   launch a Gradio app on 127.0.0.1 (--ckpt, --port)
   export --ckpt X.ckpt -o DIR       write a release directory (config.json + model.safetensors)
   encode MEDIA --tokenizer DIR -o X.npy    media file -> local token ids
   decode X.npy --tokenizer DIR -o MEDIA    local token ids -> media file
@@ -210,7 +210,7 @@ def _vqa(argv: Sequence[str]) -> None:
         raise SystemExit(f"anytoken vqa: {err}") from None
 
 
-DEMOS = ("captioning", "vqa", "tokenizers")  # demos/NAME.py, each with build_app(ckpt=...) -> gr.Blocks
+DEMOS = ("captioning", "vqa", "tokenizers", "anything")  # demos/NAME.py: build_app(ckpt=...) -> gr.Blocks
 
 
 def load_demo(name: str):  # noqa: ANN201 - the demo's module

@@ -179,6 +179,7 @@ def build_sequences(
     mask: Literal["causal", "prefix"] = "causal",
     loss_weights: Mapping[str, float] | None = None,
     padding_side: Literal["right", "left"] = "right",
+    sample_weights: Sequence[float] | None = None,
 ) -> SequenceBatch:
     """Turn samples into one batch.
 
@@ -190,6 +191,7 @@ def build_sequences(
         mask: ``"causal"``, or ``"prefix"`` where segments flagged ``prefix`` attend bidirectionally.
         loss_weights: modality name -> weight of its target tokens (default 1.0).
         padding_side: ``"left"`` for generation prompts, so every row ends at the same position.
+        sample_weights: per-sample factor on its target tokens' weights (a mixture's per-task weights).
     """
     if not samples:
         raise ValueError("build_sequences needs at least one sample")
@@ -198,6 +200,9 @@ def build_sequences(
     if pack and padding_side == "left":
         raise ValueError("packing is for training; left padding is for generation prompts: pick one")
     weights = {name: 1.0 for name in space.modalities} | dict(loss_weights or {})
+    factors = [1.0] * len(samples) if sample_weights is None else [float(w) for w in sample_weights]
+    if len(factors) != len(samples) or any(w < 0 for w in factors):
+        raise ValueError(f"sample_weights needs {len(samples)} values >= 0, got {list(sample_weights)}")
     rows = [_flatten(s, space, mask == "prefix") for s in samples]
     for i, row in enumerate(rows):
         if len(row.ids) > max_length:
@@ -207,11 +212,17 @@ def build_sequences(
             )
     groups = _pack([len(r.ids) for r in rows], max_length) if pack else [[i] for i in range(len(rows))]
     T = max(sum(len(rows[i].ids) for i in g) for g in groups)
-    return _collate(rows, groups, T, space, weights, padding_side)
+    return _collate(rows, groups, T, space, weights, padding_side, factors)
 
 
 def _collate(
-    rows: list[_Row], groups: list[list[int]], T: int, space: TokenSpace, weights: dict[str, float], side: str
+    rows: list[_Row],
+    groups: list[list[int]],
+    T: int,
+    space: TokenSpace,
+    weights: dict[str, float],
+    side: str,
+    factors: list[float],
 ) -> SequenceBatch:
     B = len(groups)
     out = {
@@ -239,7 +250,8 @@ def _collate(
             out["targets"][b, start : start + n - 1] = tgt
             modality = torch.tensor(row.modality)
             out["modality_ids"][b, sl] = modality
-            out["loss_weights"][b, start : start + n - 1] = weight_of[modality[1:]] * is_target[1:]
+            weight = weight_of[modality[1:]] * is_target[1:] * factors[i]
+            out["loss_weights"][b, start : start + n - 1] = weight
             out["positions"][b, sl] = torch.arange(n)
             out["sample_ids"][b, sl] = k + 1
             prefix = torch.tensor(row.prefix)

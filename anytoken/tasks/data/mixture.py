@@ -1,0 +1,242 @@
+"""A weighted mixture of task DataModules for one any-to-any model (``MixtureModule``).
+
+Each named task entry brings its own DataModule (a class path and its arguments, so any task's data
+joins by configuration). Training batches are lists of ``(task, batch)`` pairs: ``tasks_per_step``
+task batches per step, each task drawn with probability proportional to its ``weight``; the model packs
+their samples into rows. Validation and test keep one dataloader per task (and per test split), so every
+task's metrics stay separate.
+
+The vocabulary is the union of the entries' vocabularies: every modality and task tag of every task in one
+TokenSpace. A modality two tasks both tokenize must use the same tokenizer: an entry's ``shared`` maps a
+modality to the init argument through which its DataModule loads a saved tokenizer (e.g. ``{text:
+tokenizer_path}``), and it then gets the tokenizer built by an entry without ``shared`` for it (those are
+built first, whatever the order of the entries).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from anytoken.tasks.release import jsonable
+from anytoken.tokenizers.base import tokenizer_from_spec
+from anytoken.tokenizers.space import TokenSpace
+
+ENTRY_KEYS = {"datamodule", "data_args", "module", "module_args", "template",
+              "weight", "loss_weight", "shared"}
+
+
+def import_class(class_path: str) -> type:
+    """The class at ``"package.module.Name"``, with a clear error when it does not exist."""
+    module, _, name = class_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ValueError(f"cannot import {class_path!r}: {err}") from None
+
+
+def instantiate(class_path: str, args: dict[str, Any]) -> Any:
+    """``class_path(**args)`` with the arguments typed as the CLI types them (nested dataclass configs such as
+    ``ScenesConfig`` given as dicts), through jsonargparse."""
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(import_class(class_path), "target")
+    try:
+        config = parser.parse_object({"target": args})
+    except Exception as err:  # noqa: BLE001 - jsonargparse's errors vary; say which class they are about
+        raise ValueError(f"bad arguments for {class_path}: {err}") from None
+    return parser.instantiate(config).target
+
+
+def union_vocab(vocabs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One vocabulary holding every task's modalities, tags, tokenizers and extra keys (e.g. ``answers``).
+
+    A modality of size 0 (markers only: features enter the stream) merges with a sized one of the same
+    name; otherwise sizes, tokenizer specs and extra keys must agree, or ``ValueError`` names the clash.
+    """
+    modalities: dict[str, int] = {}
+    tags: list[str] = []
+    tokenizers: dict[str, dict[str, Any]] = {}
+    extras: dict[str, Any] = {}
+    owner: dict[str, str] = {}
+    for task, vocab in vocabs.items():
+        space = TokenSpace.from_dict(vocab["token_space"])
+        for name, size in space.modalities.items():
+            have = modalities.setdefault(name, size)
+            if have != size and 0 not in (have, size):
+                raise ValueError(f"modality {name!r} has {size} ids in task {task!r} but {have} in an "
+                                 "earlier task: share one tokenizer (the entry's 'shared')")
+            modalities[name] = max(have, size)
+        tags += [t for t in space.tasks if t not in tags]
+        for name, spec in vocab["tokenizers"].items():
+            if name in tokenizers and _key(tokenizers[name]) != _key(spec):
+                raise ValueError(f"tasks {owner[name]!r} and {task!r} tokenize {name!r} differently: give "
+                                 f"{task!r} the entry key shared: {{{name}: <its tokenizer-path argument>}}")
+            tokenizers.setdefault(name, spec)
+            owner.setdefault(name, task)
+        for key, value in vocab.items():
+            if key in ("token_space", "tokenizers"):
+                continue
+            if key in extras and extras[key] != value:
+                raise ValueError(f"tasks disagree on vocab[{key!r}] (task {task!r})")
+            extras[key] = value
+    space = TokenSpace(modalities, tags)
+    return {"token_space": space.to_dict(), "tokenizers": tokenizers, **extras}
+
+
+def _key(spec: dict[str, Any]) -> str:
+    """Identity of a tokenizer spec (its ``path`` is where weights come from, not what it is)."""
+    return json.dumps(jsonable({k: v for k, v in spec.items() if k != "path"}), sort_keys=True)
+
+
+class _Stream:
+    """``steps`` mixture batches: lists of ``(task, batch)`` pairs drawn from endless task loaders."""
+
+    def __init__(self, loaders: dict[str, Any], weights: list[float], per_step: int, steps: int,
+                 seed: int) -> None:
+        self.loaders, self.per_step, self.steps, self.seed = loaders, per_step, steps, seed
+        self.weights = torch.tensor(weights, dtype=torch.double)
+        self.iterators: dict[str, Iterator] = {}
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def _next(self, task: str) -> dict[str, Any]:
+        try:
+            return next(self.iterators[task])
+        except (KeyError, StopIteration):  # first use, or the task's epoch ended: start it again
+            self.iterators[task] = iter(self.loaders[task])
+            return next(self.iterators[task])
+
+    def __iter__(self) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        self.epoch += 1
+        names = list(self.loaders)
+        for _ in range(self.steps):
+            drawn = torch.multinomial(self.weights, self.per_step, replacement=True, generator=generator)
+            yield [(names[i], self._next(names[i])) for i in sorted(drawn.tolist())]
+
+
+class MixtureDataModule(L.LightningDataModule):
+    """Several tasks' DataModules as one weighted stream, for ``MixtureModule``.
+
+    Args:
+        tasks: task name -> entry with keys ``datamodule`` (class path of its DataModule) and ``data_args``
+            (its arguments), ``module`` (class path of its task module, whose own code evaluates it; omit
+            for a template-only task, evaluated by loss and token accuracy) and ``module_args`` (its
+            task-specific arguments), ``template`` (its layout as data, see ``anytoken.tasks.templates``;
+            omit to use the module's own ``samples``), ``weight`` (sampling weight, default 1),
+            ``loss_weight`` (default 1), ``shared`` (modality -> the DataModule's init argument that loads
+            a saved tokenizer of it). Class paths are plain strings here (not ``class_path`` blocks), so
+            the CLI passes entries through untouched.
+        tasks_per_step: task batches per training step (each task's batch size is its DataModule's).
+        steps_per_epoch: training steps per epoch.
+        seed: seed of the task draws (the order is a function of seed and epoch).
+    """
+
+    def __init__(
+        self,
+        tasks: dict[str, dict[str, Any]],
+        tasks_per_step: int = 4,
+        steps_per_epoch: int = 1000,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if not tasks:
+            raise ValueError("a mixture needs at least one task")
+        if tasks_per_step < 1 or steps_per_epoch < 1:
+            raise ValueError(f"tasks_per_step and steps_per_epoch must be >= 1, got {tasks_per_step}, "
+                             f"{steps_per_epoch}")
+        self.entries = {name: _check_entry(name, entry) for name, entry in tasks.items()}
+        self.tasks_per_step, self.steps_per_epoch, self.seed = tasks_per_step, steps_per_epoch, seed
+        self.datamodules: dict[str, L.LightningDataModule] = {}
+        built: dict[str, dict[str, Any]] = {}  # modality -> spec of the first tokenizer built for it
+        order = sorted(self.entries, key=lambda name: bool(self.entries[name].get("shared")))  # owners first
+        with tempfile.TemporaryDirectory(prefix="anytoken-mixture-") as tmp:
+            for name in order:
+                args = dict(self.entries[name].get("data_args") or {})
+                for modality, argument in (self.entries[name].get("shared") or {}).items():
+                    if modality in built:
+                        args[argument] = _saved(built[modality], Path(tmp) / modality)
+                dm = instantiate(self.entries[name]["datamodule"], args)
+                for modality, spec in dm.vocab["tokenizers"].items():
+                    built.setdefault(modality, spec)
+                self.datamodules[name] = dm
+        self.datamodules = {name: self.datamodules[name] for name in self.entries}
+        self._vocab = union_vocab({name: dm.vocab for name, dm in self.datamodules.items()})
+        self._vocab["tasks"] = {
+            name: {
+                "module": entry.get("module"),
+                "module_args": entry.get("module_args") or {},
+                "template": entry.get("template"),
+                "loss_weight": float(entry.get("loss_weight", 1.0)),
+                "modalities": TokenSpace.from_dict(self.datamodules[name].vocab["token_space"]).modalities,
+            }
+            for name, entry in self.entries.items()
+        }
+
+    @property
+    def vocab(self) -> dict[str, Any]:
+        """The union TokenSpace, tokenizer specs and the task entries (linked by the CLI into the model)."""
+        return self._vocab
+
+    @property
+    def test_names(self) -> list[tuple[str, int]]:
+        """``(task, its test dataloader index)`` of each test dataloader, in ``test_dataloader`` order."""
+        return [(name, i) for name, dm in self.datamodules.items()
+                for i in range(len(_as_list(dm.test_dataloader())))]
+
+    def setup(self, stage: str) -> None:
+        for dm in self.datamodules.values():
+            dm.trainer = self.trainer
+            dm.setup(stage)
+
+    def train_dataloader(self) -> _Stream:
+        loaders = {name: dm.train_dataloader() for name, dm in self.datamodules.items()}
+        weights = [float(e.get("weight", 1.0)) for e in self.entries.values()]
+        return _Stream(loaders, weights, self.tasks_per_step, self.steps_per_epoch, self.seed)
+
+    def val_dataloader(self) -> list[Any]:
+        """One dataloader per task, in entry order (each task's first when it has several)."""
+        return [_as_list(dm.val_dataloader())[0] for dm in self.datamodules.values()]
+
+    def test_dataloader(self) -> list[Any]:
+        """Every task's test dataloaders, in ``test_names`` order."""
+        return [loader for dm in self.datamodules.values() for loader in _as_list(dm.test_dataloader())]
+
+
+def _saved(spec: dict[str, Any], path: Path) -> str:
+    """A directory holding the tokenizer of ``spec``: its own ``path``, or ``path`` written from the spec
+    (enough for tokenizers without weights, such as BPE, whose spec holds the whole vocabulary)."""
+    if spec.get("path"):
+        return str(spec["path"])
+    if not path.exists():
+        tokenizer_from_spec(spec).save_pretrained(path)
+    return str(path)
+
+
+def _as_list(loaders: Any) -> list[Any]:
+    return list(loaders) if isinstance(loaders, (list, tuple)) else [loaders]
+
+
+def _check_entry(name: str, entry: dict[str, Any]) -> dict[str, Any]:
+    if not name.isidentifier():
+        raise ValueError(f"task names must be identifiers (they name log keys), got {name!r}")
+    unknown = set(entry) - ENTRY_KEYS
+    if unknown or not isinstance(entry.get("datamodule"), str):
+        raise ValueError(f"task {name!r}: an entry needs a datamodule class path and only the keys "
+                         f"{sorted(ENTRY_KEYS)}; got {sorted(entry)}")
+    if not entry.get("module") and not entry.get("template"):
+        raise ValueError(f"task {name!r} needs a module (its evaluation code) or a template, or both")
+    if float(entry.get("weight", 1.0)) <= 0 or float(entry.get("loss_weight", 1.0)) < 0:
+        raise ValueError(f"task {name!r}: weight must be > 0 and loss_weight >= 0")
+    return entry

@@ -1,0 +1,190 @@
+"""Prompt templates as data: which segments a task's samples hold, which tag, which segment is the target.
+
+A template is a list (YAML or Python) of items, one per segment:
+
+- ``"<bos>"``, ``"<caption>"``: a special token (a task tag or a base special);
+- ``{"embeds": "image", "from": "images"}``: placeholders for the encoder features of ``batch["images"]``;
+- ``{"tokens": "pose", "from": "pose_ids", "target": true}``: local ids of one modality.
+
+Optional keys: ``"index"`` names a batch key holding, per sample, which element of ``"from"`` it uses (a
+VQA question's image); ``"prefix"`` makes a token segment a bidirectional prefix (``embeds`` are prefixes);
+``"map"`` names a tokenizer method applied to each element (``"codes_to_ids"`` for audio codes);
+``"encode"`` (a dict of keyword arguments, possibly empty) encodes the whole batch value with the modality's
+tokenizer first (e.g. images with a VQ tokenizer, table rows with ``{"columns": [...]}``).
+
+Exactly one token segment is the target, and it comes last: with ``targets=False`` it becomes an open
+segment of its modality, the prompt that generation continues. So captioning is::
+
+    ["<bos>", {"embeds": "image", "from": "images"}, "<caption>",
+     {"tokens": "text", "from": "caption_ids", "target": true}]
+
+which gives exactly ``CaptioningModule.samples``; a mixture trains every task from such data alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from anytoken.tokenizers.base import Tokenizer
+from anytoken.tokenizers.sequence import Embeds, Segment, Special, Tokens
+
+ITEM_KEYS = {"tokens", "embeds", "from", "index", "target", "prefix", "map", "encode"}
+
+
+@dataclass(frozen=True)
+class SegmentSpec:
+    """One non-special segment of a template (see the module docstring for the keys)."""
+
+    modality: str
+    source: str  # the batch key the ids (or media) come from
+    embeds: bool = False
+    index: str | None = None
+    target: bool = False
+    prefix: bool = False
+    map: str | None = None
+    encode: dict[str, Any] | None = field(default=None, hash=False)
+
+
+Item = str | SegmentSpec
+
+
+class Template:
+    """A task's prompt layout, parsed from its data form.
+
+    Args:
+        items: the template's items (strings for specials, dicts for segments).
+
+    Raises:
+        ValueError: on unknown keys, a missing ``from``, no target or several, or a target not last.
+    """
+
+    def __init__(self, items: Sequence[str | Mapping[str, Any]]) -> None:
+        if not items:
+            raise ValueError("a template needs at least one item")
+        self.items: list[Item] = [_parse(item, i) for i, item in enumerate(items)]
+        targets = [i for i, item in enumerate(self.items) if isinstance(item, SegmentSpec) and item.target]
+        if targets != [len(self.items) - 1]:
+            raise ValueError(
+                f"a template needs exactly one target segment, as its last item; got targets at {targets} "
+                f"of {len(self.items)} items"
+            )
+        self.target: SegmentSpec = self.items[-1]  # type: ignore[assignment]
+        if self.target.embeds:
+            raise ValueError("the target segment must be 'tokens', not 'embeds' (features are not generated)")
+
+    @property
+    def specials(self) -> list[str]:
+        """The special tokens the template uses (a TokenSpace must have them all)."""
+        return [item for item in self.items if isinstance(item, str)]
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(dict.fromkeys(item.modality for item in self.items if isinstance(item, SegmentSpec)))
+
+    def num_samples(self, batch: Mapping[str, Any]) -> int:
+        """Samples in ``batch``: the length of the first segment source that is not indexed."""
+        for item in self.items:
+            if isinstance(item, SegmentSpec) and item.index is None:
+                return len(_value(batch, item.source))
+        first = next(item for item in self.items if isinstance(item, SegmentSpec))
+        return len(_value(batch, first.index))
+
+    def samples(
+        self,
+        batch: Mapping[str, Any],
+        targets: bool,
+        tokenizers: Mapping[str, Tokenizer],
+        image_tokens: int | None = None,
+    ) -> list[list[Segment]]:
+        """Segments per sample of ``batch``; with ``targets=False`` the prompt generation continues.
+
+        Args:
+            batch: the task DataModule's batch.
+            targets: include the target segment (training) or open it (generation).
+            tokenizers: modality -> tokenizer (for ``map`` and ``encode`` items).
+            image_tokens: placeholder positions of one ``embeds`` segment (the image encoder's tokens).
+        """
+        n = self.num_samples(batch)
+        items = self.items if targets else self.items[:-1]
+        columns = [_column(item, batch, tokenizers, image_tokens, n) for item in items]
+        out = [[column[i] for column in columns] for i in range(n)]
+        if not targets:
+            empty = torch.empty(0, dtype=torch.long)
+            for sample in out:
+                sample.append(Tokens(self.target.modality, empty, close=False))
+        return out
+
+    def __repr__(self) -> str:
+        return f"Template({[i if isinstance(i, str) else i.modality for i in self.items]})"
+
+
+def _parse(item: str | Mapping[str, Any], position: int) -> Item:
+    if isinstance(item, str):
+        if not (item.startswith("<") and item.endswith(">")):
+            raise ValueError(f"template item {position}: a special token looks like '<name>', got {item!r}")
+        return item
+    if not isinstance(item, Mapping):
+        raise ValueError(f"template item {position}: expected a string or a mapping, got {item!r}")
+    unknown = set(item) - ITEM_KEYS
+    kinds = [k for k in ("tokens", "embeds") if k in item]
+    if unknown or len(kinds) != 1 or "from" not in item:
+        raise ValueError(
+            f"template item {position}: needs exactly one of 'tokens'/'embeds' and a 'from' key, and only "
+            f"the keys {sorted(ITEM_KEYS)}; got {dict(item)}"
+        )
+    embeds = kinds[0] == "embeds"
+    if embeds and (item.get("target") or item.get("map") or "encode" in item or item["from"] != "images"):
+        raise ValueError(f"template item {position}: 'embeds' segments read batch['images'] as they are")
+    encode = item.get("encode")
+    if encode is not None and not isinstance(encode, Mapping):
+        raise ValueError(f"template item {position}: 'encode' must be a mapping of keyword arguments")
+    return SegmentSpec(
+        modality=str(item[kinds[0]]),
+        source=str(item["from"]),
+        embeds=embeds,
+        index=item.get("index"),
+        target=bool(item.get("target", False)),
+        prefix=bool(item.get("prefix", embeds)),
+        map=item.get("map"),
+        encode=None if encode is None else dict(encode),
+    )
+
+
+def _value(batch: Mapping[str, Any], key: str) -> Any:
+    if key not in batch:
+        raise ValueError(f"the template reads batch[{key!r}], but the batch has only {sorted(batch)}")
+    return batch[key]
+
+
+def _column(
+    item: Item,
+    batch: Mapping[str, Any],
+    tokenizers: Mapping[str, Tokenizer],
+    image_tokens: int | None,
+    n: int,
+) -> list[Segment]:
+    """One item's segment for each of the ``n`` samples."""
+    if isinstance(item, str):
+        return [Special(item)] * n
+    index = [int(i) for i in _value(batch, item.index)] if item.index else list(range(n))
+    if item.embeds:
+        if image_tokens is None:
+            raise ValueError("an 'embeds' segment needs a model with an image encoder")
+        return [Embeds(item.modality, image_tokens, source, prefix=item.prefix) for source in index]
+    values = _value(batch, item.source)
+    if item.encode is not None or item.map is not None:
+        if item.modality not in tokenizers:
+            raise ValueError(f"the template encodes {item.modality!r}, but there is no such tokenizer")
+        tokenizer = tokenizers[item.modality]
+    if item.encode is not None:
+        values = tokenizer.encode(values, **item.encode)
+        values = values.flatten(1) if isinstance(values, torch.Tensor) else values  # (B, N)
+    out = []
+    for i in index:
+        ids = getattr(tokenizer, item.map)(values[i]) if item.map else values[i]
+        out.append(Tokens(item.modality, torch.as_tensor(ids).cpu(), target=item.target, prefix=item.prefix))
+    return out

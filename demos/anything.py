@@ -1,0 +1,154 @@
+"""Gradio app: one any-to-any model, any input media, any task it was trained on.
+
+    anytoken demo anything [--ckpt runs/anything_tiny/release] [--port 7860]
+
+Give an image, a text, an audio file, a table row (JSON) or a trajectory history (JSON), pick the task tag,
+and the same backbone answers in the modality the tag asks for: ``<caption>`` text or ``<pose_estimation>``
+keypoints for the same image, a VQA answer, a forecast, a table prediction, a transcript, speech or a
+drawing, as the model's tasks allow. Without a model the app still starts and says how to train one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+import torch
+from PIL import Image, ImageDraw
+
+from anytoken.tasks.captioning import CaptioningModule
+from anytoken.tasks.forecasting import ForecastingModule
+from anytoken.tasks.mixture import MixtureModule
+from anytoken.tasks.pose_estimation import PoseEstimationModule
+from anytoken.tasks.speech import SpeechToTextModule, TextToSpeechModule
+from anytoken.tasks.table_prediction import TablePredictionModule
+from anytoken.tasks.text_to_image import TextToImageModule
+from anytoken.tasks.vqa import VQAModule
+from demos.widgets import load_task_model, read_image
+
+DEFAULT_CKPT = Path("runs/anything_tiny/release")  # where configs/anything_tiny.yaml writes its release
+TRAIN_HINT = "anytoken fit --config configs/anything_tiny.yaml"
+NEEDS = {  # task class -> the inputs it reads (shown in the page, checked before running)
+    CaptioningModule: "image",
+    VQAModule: "image + text (the question)",
+    PoseEstimationModule: "image",
+    ForecastingModule: "trajectory",
+    TablePredictionModule: "table row",
+    SpeechToTextModule: "audio",
+    TextToSpeechModule: "text",
+    TextToImageModule: "text (the caption)",
+}
+Result = tuple[Any, str, Any, Any, str]  # image, text, JSON, audio, message
+
+
+def _needs(module: Any) -> str:
+    return next((v for cls, v in NEEDS.items() if isinstance(module, cls)), "")
+
+
+def _draw_pose(image: Image.Image, keypoints: torch.Tensor) -> Image.Image:
+    """The image (256 px) with the visible keypoints ``[K, 3]`` (normalised to the image) drawn on it."""
+    out = image.convert("RGB").resize((256, 256))
+    draw = ImageDraw.Draw(out)
+    for x, y, v in keypoints.tolist():
+        if v > 0:
+            draw.ellipse([x * 256 - 3, y * 256 - 3, x * 256 + 3, y * 256 + 3], fill=(255, 64, 64))
+    return out
+
+
+def _run(model: MixtureModule, task: str, image_file: str | None, text: str, row: str, history: str,
+         audio_file: str | None, horizon: float) -> Result:
+    """Run one task; raises ValueError with what is missing or wrong in the input."""
+    module = model.task(task)
+    if isinstance(module, (CaptioningModule, VQAModule, PoseEstimationModule)):
+        images, image, problem = read_image(image_file, model)
+        if images is None:
+            raise ValueError(problem)
+        if isinstance(module, CaptioningModule):
+            return image, module.caption(images)[0], None, None, ""
+        if isinstance(module, VQAModule):
+            if not text.strip():
+                raise ValueError("Type a question in the text box.")
+            return image, module.ask(images, [text])[0], None, None, ""
+        keypoints = module.predict_keypoints(images)[0]  # (K, 3), normalised to the image
+        names = module.pose.keypoint_names
+        return _draw_pose(image, keypoints), "", dict(zip(names, keypoints.tolist())), None, ""
+    if isinstance(module, TablePredictionModule):
+        values = json.loads(row or "null")
+        if not isinstance(values, dict):
+            raise ValueError("Give the table row as a JSON object: {\"column\": value, ...}.")
+        value = module.predict(pd.DataFrame([values])).iloc[0]
+        value = None if pd.isna(value) else value if isinstance(value, str) else float(value)
+        return None, "(missing)" if value is None else str(value), {module.target: value}, None, ""
+    if isinstance(module, ForecastingModule):
+        past = torch.tensor(json.loads(history or "null"), dtype=torch.float64)
+        if past.dim() != 3 or past.shape[-1] != 2 or past.shape[1] < 2:
+            raise ValueError("Give the history as JSON [agent][step][x, y] with at least 2 steps per agent.")
+        ids = module.motion.encode(past)[None]  # (1, 2A(H-1)), time-major as in training
+        future = module.forecast(ids, past[None, :, 0], int(horizon))[0, 0]  # (A, F, 2)
+        return None, "", {"future": future.tolist()}, None, ""
+    if isinstance(module, SpeechToTextModule):
+        if audio_file is None:
+            raise ValueError("Upload an audio file.")
+        return None, module.transcribe_waves([module.codec.read_media(Path(audio_file))])[0], None, None, ""
+    if isinstance(module, (TextToSpeechModule, TextToImageModule)):
+        if not text.strip():
+            raise ValueError("Type a text first.")
+        if isinstance(module, TextToImageModule):
+            picture = module.draw([text])[0].permute(1, 2, 0).clamp(0, 1).mul(255).byte().numpy()
+            return Image.fromarray(picture).resize((256, 256), Image.NEAREST), "", None, None, ""
+        wave = module.speak([text])[0]  # (C, T)
+        return None, "", None, (module.codec.sample_rate, wave[0].numpy()), ""
+    raise ValueError(f"the demo has no input form for {type(module).__name__} tasks")
+
+
+def build_app(ckpt: str | Path | None = None) -> gr.Blocks:
+    """The any-to-any app; the model at ``ckpt`` (default ``DEFAULT_CKPT``) is loaded once, here.
+
+    Args:
+        ckpt: a release directory or ``.ckpt`` file of a ``MixtureModule``.
+    """
+    model, status = load_task_model(ckpt or DEFAULT_CKPT, MixtureModule, TRAIN_HINT)
+    tasks = list(model.task_modules) if model is not None else []
+
+    def run(task: str | None, image_file: str | None, text: str, row: str, history: str,
+            audio_file: str | None, horizon: float) -> Result:
+        if model is None:
+            return None, "", None, None, status
+        if task not in tasks:
+            return None, "", None, None, f"Pick a task: one of {tasks}."
+        start = time.perf_counter()
+        try:
+            image, out, data, audio, _ = _run(model, task, image_file, text or "", row, history, audio_file,
+                                              horizon)
+        except (ValueError, json.JSONDecodeError, KeyError) as err:
+            return None, "", None, None, f"**{task}** needs {_needs(model.task(task))}: {err}"
+        return image, out, data, audio, f"{task}: done in {1000 * (time.perf_counter() - start):.0f} ms."
+
+    with gr.Blocks(title="anytoken: any-to-any") as app:
+        gr.Markdown("# Any-to-any\nOne backbone, every task: give input media and pick the task tag.")
+        gr.Markdown(status)
+        if model is not None:
+            gr.Markdown("Tasks: " + ", ".join(f"`{t}` ({_needs(model.task(t))})" for t in tasks))
+        with gr.Row():
+            with gr.Column():
+                task = gr.Dropdown(tasks, value=tasks[0] if tasks else None, label="Task")
+                image_file = gr.File(label="Image file", file_types=["image"], type="filepath")
+                text = gr.Textbox(label="Text (question, caption to draw or to speak)")
+                row = gr.Textbox(label="Table row (JSON object)", placeholder='{"alcohol": 13.2, ...}')
+                history = gr.Textbox(label="Trajectory history (JSON [agent][step][x, y])")
+                horizon = gr.Slider(1, 24, value=12, step=1, label="Forecast steps")
+                audio_file = gr.File(label="Audio file", file_types=["audio"], type="filepath")
+                button = gr.Button("Run", variant="primary")
+            with gr.Column():
+                shown = gr.Image(label="Image", type="pil", interactive=False)
+                out_text = gr.Textbox(label="Text", interactive=False)
+                out_json = gr.JSON(label="Structured output")
+                out_audio = gr.Audio(label="Speech", interactive=False)
+                message = gr.Markdown()
+        button.click(run, [task, image_file, text, row, history, audio_file, horizon],
+                     [shown, out_text, out_json, out_audio, message], api_name="run")
+    return app
