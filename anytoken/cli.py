@@ -49,7 +49,9 @@ def _run_cli(argv: Sequence[str] | None, run: bool):  # noqa: ANN202 - a Lightni
         subclass_mode_model=True,
         subclass_mode_data=True,
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={cmd: {"allow_abbrev": False} for cmd in LIGHTNING_COMMANDS} if run else {"allow_abbrev": False},
+        parser_kwargs={cmd: {"allow_abbrev": False} for cmd in LIGHTNING_COMMANDS}
+        if run
+        else {"allow_abbrev": False},
         args=None if argv is None else list(argv),
         run=run,
     )
@@ -121,7 +123,9 @@ def _caption(argv: Sequence[str]) -> None:
         images = torch.stack([image_to_tensor(load_image(p), size) for p in args.images])
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"anytoken caption: {err}") from None
-    decoding = DecodingConfig(strategy=args.strategy, num_beams=args.num_beams, max_new_tokens=args.max_new_tokens)
+    decoding = DecodingConfig(
+        strategy=args.strategy, num_beams=args.num_beams, max_new_tokens=args.max_new_tokens
+    )
     for path, caption in zip(args.images, model.caption(images, decoding)):
         print(f"{path}\t{caption}")
 
@@ -238,8 +242,12 @@ def _demo(argv: Sequence[str]) -> None:
     parser.add_argument("name", choices=DEMOS)
     parser.add_argument("--ckpt", help="a release directory or .ckpt file (default: the demo's DEFAULT_CKPT)")
     parser.add_argument("--port", type=int, help="the port (default: the first free one from 7860)")
-    parser.add_argument("--tokenizer", action="append", default=[],
-                        help="tokenizers demo: a directory written by save_pretrained (repeatable)")
+    parser.add_argument(
+        "--tokenizer",
+        action="append",
+        default=[],
+        help="tokenizers demo: a directory written by save_pretrained (repeatable)",
+    )
     args = parser.parse_args(argv)
     if args.tokenizer and args.name != "tokenizers":
         raise SystemExit("anytoken demo: --tokenizer is for the tokenizers demo only")

@@ -197,12 +197,14 @@ class TokenSpace:
             r = self.range(name)
             rows.append(f"{name:<12} [{r.start}, {r.stop})  {len(r)} ids")
         rows.append(
-            f"{'unused':<12} [{self.used_size}, {self.vocab_size})  padding to a multiple of {self.pad_to_multiple}"
+            f"{'unused':<12} [{self.used_size}, {self.vocab_size})  "
+            f"padding to a multiple of {self.pad_to_multiple}"
         )
         return "\n".join(rows)
 
     def __repr__(self) -> str:
-        return f"TokenSpace(modalities={self.modalities}, tasks={list(self.tasks)}, vocab_size={self.vocab_size})"
+        tasks = list(self.tasks)
+        return f"TokenSpace(modalities={self.modalities}, tasks={tasks}, vocab_size={self.vocab_size})"
 
     def _check_modality(self, modality: str) -> str:
         if modality not in self.modalities:

@@ -194,9 +194,12 @@ def _write_coco(root, captions):
 
 
 def test_coco_format_trains_and_evaluates(tmp_path):
-    pair = _write_coco(tmp_path, ["a dog on a sofa", "two cats", "a red bus on the road", "a man riding a horse"])
-    dm = CaptioningDataModule(source="coco", coco_train=pair, coco_val=pair, image_size=32, batch_size=2,
-                              bpe_vocab_size=280)
+    pair = _write_coco(
+        tmp_path, ["a dog on a sofa", "two cats", "a red bus on the road", "a man riding a horse"]
+    )
+    dm = CaptioningDataModule(
+        source="coco", coco_train=pair, coco_val=pair, image_size=32, batch_size=2, bpe_vocab_size=280
+    )
     trainer = _trainer(tmp_path, max_epochs=1, limit_val_batches=1)
     model = CaptioningModule(dm.vocab, **TINY)
     trainer.fit(model, datamodule=dm)
