@@ -27,6 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from anytoken.atomic import atomic_path
 from anytoken.backbone import CausalTransformer, TransformerConfig
 from anytoken.tasks.data.images_folder import ImageDataModule
 from anytoken.tasks.module import warmup_cosine
@@ -39,6 +40,9 @@ BASE = dict(
 VARIANTS: dict[str, dict[str, Any]] = {
     "vq": dict(quantizer="vq", codebook_size=1024, latent_dim=8, vq_dead_threshold=0.5),
     "fsq": dict(quantizer="fsq", fsq_levels=[8, 5, 5, 5]),
+    "vq_cosine": dict(
+        quantizer="vq", codebook_size=1024, latent_dim=8, vq_dead_threshold=0.5, vq_normalize=True
+    ),
 }
 
 
@@ -99,6 +103,7 @@ def evaluate(tok: ImageVQTokenizer, data: ImageDataModule) -> dict[str, float]:
     total = torch.zeros(1, tok.vocab_size)
     for name, loader in zip(data.val_names, data.val_dataloader()):
         psnr, ssim, n = 0.0, 0.0, 0
+        counts = torch.zeros(1, tok.vocab_size)
         for x in loader:
             recon, q = tok(x)
             metrics = tok.reconstruction_metrics(x, recon)
@@ -107,8 +112,10 @@ def evaluate(tok: ImageVQTokenizer, data: ImageDataModule) -> dict[str, float]:
                 ssim + float(metrics["ssim"]) * len(x),
                 n + len(x),
             )
-            total += q.counts
+            counts += q.counts
+        total += counts
         result[f"{name}_psnr"], result[f"{name}_ssim"] = psnr / n, ssim / n
+        result[f"{name}_usage"] = float(usage_and_perplexity(counts)[0])
     usage, perplexity = usage_and_perplexity(total)
     return result | {"codebook_usage": float(usage), "perplexity": float(perplexity)}
 
@@ -164,6 +171,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--num-val", type=int, default=64, help="validation images per source")
+    parser.add_argument("--variants", nargs="+", default=["vq", "fsq", "vq_cosine"], choices=list(VARIANTS))
     parser.add_argument("--vqp", action="store_true", help="also train vector-quantize-pytorch's VQ")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/results/image_tokenizers.json")
@@ -177,7 +185,7 @@ def main() -> None:
         batch_size=args.batch_size,
     )
     rows: dict[str, dict[str, float]] = {}
-    for name in ["vq", "fsq"] + (["vqp"] if args.vqp else []):
+    for name in args.variants + (["vqp"] if args.vqp else []):
         tok = build(name)
         seconds = train(tok, data, args.steps, args.lr)
         rows[name] = evaluate(tok, data) | {
@@ -190,12 +198,13 @@ def main() -> None:
     cost = encode_vs_backbone_step()
     print(
         f"\n{'tokenizer':<10}{'codes':>7}{'tok/img':>8}{'photos PSNR':>13}{'SSIM':>7}{'scenes PSNR':>13}"
-        f"{'SSIM':>7}{'usage':>8}{'perplexity':>12}"
+        f"{'SSIM':>7}{'usage':>8}{'photos':>8}{'scenes':>8}{'perplexity':>12}"
     )
     for name, r in rows.items():
         print(
             f"{name:<10}{r['codebook_size']:>7}{r['tokens_per_image']:>8}{r['photos_psnr']:>13.2f}{r['photos_ssim']:>7.3f}"
-            f"{r['scenes_psnr']:>13.2f}{r['scenes_ssim']:>7.3f}{r['codebook_usage']:>8.1%}{r['perplexity']:>12.0f}"
+            f"{r['scenes_psnr']:>13.2f}{r['scenes_ssim']:>7.3f}{r['codebook_usage']:>8.1%}"
+            f"{r['photos_usage']:>8.1%}{r['scenes_usage']:>8.1%}{r['perplexity']:>12.0f}"
         )
     for key, s in speed.items():
         print(
@@ -206,20 +215,20 @@ def main() -> None:
         f"encode {cost['encode_s_per_image'] * 1e3:.2f} ms/image vs backbone step "
         f"{cost['backbone_step_s_per_image'] * 1e3:.2f} ms/image: ratio {cost['ratio']:.3f}"
     )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "args": vars(args),
-                "reconstruction": rows,
-                "throughput": speed,
-                "encode_vs_backbone_step": cost,
-            },
-            indent=2,
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(args.out) as tmp:
+        Path(tmp).write_text(
+            json.dumps(
+                {
+                    "args": vars(args),
+                    "reconstruction": rows,
+                    "throughput": speed,
+                    "encode_vs_backbone_step": cost,
+                },
+                indent=2,
+            )
         )
-    )
-    print(f"wrote {out}")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

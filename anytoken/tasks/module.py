@@ -191,12 +191,21 @@ class TokenTaskModule(L.LightningModule):
 
     def embed(self, seq: SequenceBatch, media: dict[str, torch.Tensor]) -> torch.Tensor:
         """Token embeddings ``[B, T, d]`` with projected image features spliced into placeholder positions."""
-        x = self.backbone.embed_ids(seq.input_ids)  # (B, T, d)
+        x = self.backbone.embed_ids(self.dropped_inputs(seq))  # (B, T, d)
         if seq.embed_sources.numel():
             feats = self.projector(self.image_encoder(media["images"]))  # (N_img, n, d)
             feats = feats[seq.embed_sources].reshape(-1, x.shape[-1]).to(x.dtype)  # (S * n, d)
             x = x.masked_scatter(seq.embed_mask[..., None], feats)
         return x
+
+    def dropped_inputs(self, seq: SequenceBatch) -> torch.Tensor:
+        """``seq.input_ids`` with ``input_dropout`` of the target-segment inputs replaced by ``<pad>`` while
+        training (the input at ``t + 1`` is the target at ``t``); unchanged otherwise."""
+        if not (self.training and self.input_dropout > 0):
+            return seq.input_ids
+        fed = F.pad(seq.targets[:, :-1] != IGNORE_INDEX, (1, 0))  # (B, T): input was a target before
+        drop = fed & (torch.rand(fed.shape, device=fed.device) < self.input_dropout)
+        return seq.input_ids.masked_fill(drop, self.space.pad_id)  # (B, T)
 
     def sequences(self, batch: dict[str, Any], targets: bool = True, **kwargs: Any) -> SequenceBatch:
         samples = self.samples(batch, targets)

@@ -103,7 +103,7 @@ class SpeechModule(TokenTaskModule):
 
     def embed(self, seq: SequenceBatch, media: dict[str, Any]) -> torch.Tensor:
         """Token embeddings ``[B, T, d]``; audio placeholders get the sum of their frame's code embeddings."""
-        x = self.backbone.embed_ids(seq.input_ids)  # (B, T, d)
+        x = self.backbone.embed_ids(self.dropped_inputs(seq))  # (B, T, d)
         if seq.embed_sources.numel():
             grids = self.frame_grids(media)
             grid = torch.cat([grids[s] for s in seq.embed_sources.tolist()]).to(x.device)  # (N, K)

@@ -214,3 +214,13 @@ def test_empty_caption_is_a_clear_error(data):
     item = {"image": Image.new("RGB", (8, 8)), "caption": "  ", "references": [""], "image_id": "x"}
     with pytest.raises(ValueError, match="empty caption for image 'x'"):
         data.collate([item])
+
+
+def test_input_dropout_pads_only_target_inputs_while_training(data):
+    model = CaptioningModule(data.vocab, input_dropout=0.5, **TINY)
+    seq = model.sequences(next(iter(data.train_dataloader())))
+    fed = torch.nn.functional.pad(seq.targets[:, :-1] != -100, (1, 0))  # inputs that were targets
+    dropped = model.train().dropped_inputs(seq) != seq.input_ids
+    assert dropped.any() and not (dropped & ~fed).any()  # some caption inputs, never the prompt
+    assert 0.3 < dropped.sum() / fed.sum() < 0.7
+    assert torch.equal(model.eval().dropped_inputs(seq), seq.input_ids)
