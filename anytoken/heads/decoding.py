@@ -11,7 +11,7 @@ the conditional and the unconditional prompts as one batch and picks tokens from
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
 import torch
@@ -221,6 +221,19 @@ def _stepper(
     return _GuidedStepper(stepper, config.guidance_scale, len(mask) // 2), embeds
 
 
+def _fit_context(
+    config: DecodingConfig, max_seq_len: int, embeds: torch.Tensor, uncond: torch.Tensor | None
+) -> DecodingConfig:
+    """``config`` with ``max_new_tokens`` cut to the room the context leaves after the (padded) prompts."""
+    T = embeds.shape[1]
+    if config.guidance_scale != 1.0 and uncond is not None:
+        T = max(T, uncond.shape[1])
+    room = max_seq_len - T
+    if room < 1:
+        raise ValueError(f"the prompt ({T} positions) fills the context (max_seq_len={max_seq_len})")
+    return replace(config, max_new_tokens=min(config.max_new_tokens, room))
+
+
 @torch.no_grad()
 def generate(
     model: CausalTransformer,
@@ -262,6 +275,7 @@ def generate(
         raise ValueError(
             f"prompt_mask {tuple(prompt_mask.shape)} must match inputs_embeds {tuple(inputs_embeds.shape)}"
         )
+    config = _fit_context(config, model.config.max_seq_len, inputs_embeds, uncond_embeds)
     stepper, inputs_embeds = _stepper(
         model,
         head,

@@ -127,3 +127,16 @@ def test_prefix_lm_prompts_generate_under_the_training_mask(space, bpe, tiny_mod
     assert out[0, 0] == expected[0]
     causal = head(model(inputs_embeds=embeds))[:, -1]
     assert not torch.allclose(causal, full)  # the mask matters, so the check above has teeth
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "beam"])
+def test_generation_stops_where_the_context_ends(space, bpe, tiny_model, strategy):
+    model, head = tiny_model
+    ids, mask = _prompts(space, bpe)
+    room = model.config.max_seq_len - ids.shape[1]
+    con = GrammarConstraint(space, "text", SegmentGrammar.open_ended(bpe.vocab_size, max_length=10_000))
+    out = _run(model, head, space, ids, mask, con, strategy=strategy, max_new_tokens=room + 50)
+    assert out.shape[1] <= room
+    full = torch.randint(0, bpe.vocab_size, (1, model.config.max_seq_len))
+    with pytest.raises(ValueError, match="fills the context"):
+        _run(model, head, space, full, torch.ones_like(full, dtype=torch.bool), con)
