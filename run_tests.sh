@@ -4,10 +4,12 @@ set -euo pipefail
 cd "$(dirname "$0")"
 export HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 GRADIO_ANALYTICS_ENABLED=False
 if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-  # espeak-ng: spoken test data; chromium: the demos' browser test; Java (already on the machine) runs
-  # pycocoevalcap's tokenizer. Failure to install only makes the dependent tests skip with a reason.
-  (apt-get update -qq && apt-get install -y -qq --no-install-recommends espeak-ng chromium) >/dev/null 2>&1 \
-    || echo "run_tests.sh: apt-get install failed; tests needing espeak-ng/chromium will skip"
+  # espeak-ng: spoken test data; alsa-utils: recorded spoken words (held-out speech); opus-tools and codec2:
+  # the real codecs bench_audio.py compares with; chromium: the demos' browser test; Java (already on the
+  # machine) runs pycocoevalcap's tokenizer. Failure to install only makes the dependent tests skip.
+  packages="espeak-ng alsa-utils opus-tools codec2 chromium"
+  (apt-get update -qq && apt-get install -y -qq --no-install-recommends $packages) >/dev/null 2>&1 \
+    || echo "run_tests.sh: apt-get install failed; tests needing $packages will skip"
 fi
 scripts/install.sh dev 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -m pytest "$@"
