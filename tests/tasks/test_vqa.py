@@ -122,6 +122,18 @@ def test_scenes_batches_group_questions_by_image(scenes_data: VQADataModule) -> 
     assert scenes_data.vocab["answers"] == scenes_data.answers
 
 
+def test_training_can_keep_a_fixed_subset_of_questions_per_image() -> None:
+    data = VQADataModule(num_train=12, num_val=4, num_test=4, num_heldout=0, batch_size=4, image_size=32,
+                         bpe_vocab_size=280, train_questions_per_image=2)
+    train, test = data.grouped["train"], data.grouped["test"]
+    assert all(len(train[g]["items"]) == 2 for g in range(len(train)))
+    assert [i["question"] for i in train[0]["items"]] == [i["question"] for i in train[0]["items"]]
+    assert all(len(test[g]["items"]) == len(test.groups[g]) > 2 for g in range(len(test)))
+    assert len(next(iter(data.train_dataloader()))["question_tokens"]) == 8
+    with pytest.raises(ValueError, match="max_questions"):
+        ByImage(data.splits["train"], max_questions=-1)
+
+
 def test_soft_scores_follow_the_vqa_rule(scenes_data: VQADataModule) -> None:
     scores = scenes_data.answer_scores(["yes"] * 2 + ["no"] * 8 + [])
     yes, no = scenes_data.answers.index("yes"), scenes_data.answers.index("no")

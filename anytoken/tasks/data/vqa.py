@@ -13,6 +13,7 @@ questions (about 10 per scene, 5 per VQA v2 image), which makes training several
 from __future__ import annotations
 
 import json
+import random
 from collections import Counter
 from functools import lru_cache
 from pathlib import Path
@@ -156,10 +157,16 @@ def question_records(dataset: Dataset) -> list[dict[str, Any]]:
 
 class ByImage(Dataset):
     """Groups a VQA dataset's questions by image: item ``g`` is ``{"items": the items of the g-th image,
-    "caption": its caption or None}`` (scenes have one; VQA v2 has none)."""
+    "caption": its caption or None}`` (scenes have one; VQA v2 has none).
 
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
+    ``max_questions > 0`` keeps that many of each image's questions, a fixed random subset per
+    ``(seed, image)``: more images per second of training when each carries ~10 questions.
+    """
+
+    def __init__(self, dataset: Dataset, max_questions: int = 0, seed: int = 0) -> None:
+        if max_questions < 0:
+            raise ValueError(f"max_questions must be >= 0 (0: all), got {max_questions}")
+        self.dataset, self.max_questions, self.seed = dataset, max_questions, seed
         groups: dict[Any, list[int]] = {}
         for i, record in enumerate(question_records(dataset)):
             groups.setdefault(record["image_key"], []).append(i)
@@ -172,7 +179,10 @@ class ByImage(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         caption = self.captions[index] if self.captions is not None else None
-        return {"items": [self.dataset[i] for i in self.groups[index]], "caption": caption}
+        group = self.groups[index]
+        if 0 < self.max_questions < len(group):
+            group = sorted(random.Random(f"{self.seed}/{index}").sample(group, self.max_questions))
+        return {"items": [self.dataset[i] for i in group], "caption": caption}
 
 
 def answer_vocabulary(records: list[dict[str, Any]], num_answers: int) -> list[str]:
@@ -201,6 +211,8 @@ class VQADataModule(L.LightningDataModule):
         tokenizer_path: load a saved text tokenizer instead of building one.
         image_size: side of the square images handed to the model.
         batch_size: training images per batch (with all their questions); evaluation uses twice this.
+        train_questions_per_image: keep this many questions per training image (a fixed random subset
+            per image and seed); 0 keeps all. Evaluation always asks every question.
         num_workers: DataLoader worker processes.
         seed: shuffling seed (the order is a function of seed and epoch, so resumed runs match).
     """
@@ -222,6 +234,7 @@ class VQADataModule(L.LightningDataModule):
         tokenizer_path: str | None = None,
         image_size: int = 64,
         batch_size: int = 16,
+        train_questions_per_image: int = 0,
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
@@ -232,7 +245,10 @@ class VQADataModule(L.LightningDataModule):
         self.seed = seed
         sizes = {"train": num_train, "val": num_val, "test": num_test, "heldout": num_heldout}
         self.splits = _make_splits(source, scenes, sizes, vqa_train, vqa_val, question_type_key)
-        self.grouped = {split: ByImage(dataset) for split, dataset in self.splits.items()}
+        self.grouped = {
+            split: ByImage(dataset, train_questions_per_image if split == "train" else 0, seed)
+            for split, dataset in self.splits.items()
+        }
         records = question_records(self.splits["train"])
         corpus = [text for r in records for text in (r["question"], r["answer"])]
         corpus += self.grouped["train"].captions or []
