@@ -101,8 +101,9 @@ def train_and_test(head: str, minutes: float, overrides: list[str], workdir: Pat
 
 
 def _questions_per_batch(data: VQADataModule) -> float:
-    groups = data._loader("train", train=True).dataset.groups
-    return data.batch_size * sum(map(len, groups)) / len(groups)
+    grouped = data.grouped["train"]
+    cap = grouped.max_questions or float("inf")
+    return data.batch_size * sum(min(len(g), cap) for g in grouped.groups) / len(grouped.groups)
 
 
 def demo_latency(name: str, ckpt: Path, requests: int, question: str | None) -> dict[str, Any]:
