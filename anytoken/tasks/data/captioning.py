@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from anytoken.tasks.data.coco import CocoCaptionsDataset
-from anytoken.tasks.data.sampling import SeededSampler
+from anytoken.tasks.data.sampling import split_loader
 from anytoken.tasks.data.scenes import ScenesCaptionDataset, ScenesConfig
 from anytoken.tasks.data.transforms import image_to_tensor
 from anytoken.tokenizers.base import Tokenizer
@@ -138,15 +138,8 @@ class CaptioningDataModule(L.LightningDataModule):
         }
 
     def _loader(self, split: str, train: bool = False) -> DataLoader:
-        dataset = self.splits[split]
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size if train else 2 * self.batch_size,
-            sampler=SeededSampler(len(dataset), self.seed) if train else None,
-            drop_last=train and len(dataset) >= self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            collate_fn=self.collate,
+        return split_loader(
+            self.splits[split], self.batch_size, self.collate, train, self.seed, self.num_workers
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -32,7 +32,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
 from anytoken.tasks.data.captioning import build_text_tokenizer
-from anytoken.tasks.data.sampling import SeededSampler
+from anytoken.tasks.data.sampling import split_loader
 from anytoken.tasks.data.scenes import ScenesConfig, make_scenes
 from anytoken.tokenizers.audio_codec import AudioCodecConfig, AudioCodecTokenizer
 from anytoken.tokenizers.audio_io import convert_channels, read_audio, resample
@@ -309,15 +309,8 @@ class SpeechDataModule(L.LightningDataModule):
         }
 
     def _loader(self, split: str, train: bool = False) -> DataLoader:
-        data = self.splits[split]
-        return DataLoader(
-            data,
-            batch_size=self.batch_size if train else 2 * self.batch_size,
-            sampler=SeededSampler(len(data), self.seed) if train else None,
-            drop_last=train and len(data) >= self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            collate_fn=self.collate,
+        return split_loader(
+            self.splits[split], self.batch_size, self.collate, train, self.seed, self.num_workers
         )
 
     def train_dataloader(self) -> DataLoader:

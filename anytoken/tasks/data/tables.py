@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from torch.utils.data import DataLoader
 
-from anytoken.tasks.data.sampling import SeededSampler
+from anytoken.tasks.data.sampling import split_loader
 from anytoken.tokenizers.space import TokenSpace
 from anytoken.tokenizers.table import TABLE_SUFFIXES, TableTokenizer, read_table
 
@@ -136,14 +136,9 @@ class TableDataModule(L.LightningDataModule):
         n = len(self.splits[split])
         if n == 0:
             raise ValueError(f"the {split} split is empty; raise its fraction or the number of rows")
-        return DataLoader(
-            range(n),  # the collate function turns index lists into frame slices
-            batch_size=self.batch_size if train else 2 * self.batch_size,
-            sampler=SeededSampler(n, self.seed) if train else None,
-            drop_last=train and n >= self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            collate_fn=partial(self.collate, split),
+        # the collate function turns index lists into frame slices
+        return split_loader(
+            range(n), self.batch_size, partial(self.collate, split), train, self.seed, self.num_workers
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from anytoken.tasks.data.captioning import TASK_TAGS, build_text_tokenizer
 from anytoken.tasks.data.images import load_image
-from anytoken.tasks.data.sampling import SeededSampler
+from anytoken.tasks.data.sampling import split_loader
 from anytoken.tasks.data.scenes import ScenesConfig, ScenesVQADataset
 from anytoken.tasks.data.transforms import image_to_tensor
 from anytoken.tasks.metrics import normalize_answer
@@ -295,15 +295,8 @@ class VQADataModule(L.LightningDataModule):
         }
 
     def _loader(self, split: str, train: bool = False) -> DataLoader:
-        dataset = self.grouped[split]
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size if train else 2 * self.batch_size,
-            sampler=SeededSampler(len(dataset), self.seed) if train else None,
-            drop_last=train and len(dataset) >= self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            collate_fn=self.collate,
+        return split_loader(
+            self.grouped[split], self.batch_size, self.collate, train, self.seed, self.num_workers
         )
 
     def train_dataloader(self) -> DataLoader:
