@@ -17,7 +17,6 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 
 from anytoken.heads import DecodingConfig
-from anytoken.heads.fourier import FourierHead
 from anytoken.tasks.data.motion import KINDS
 from anytoken.tasks.forecast_metrics import constant_velocity, displacement_errors, sample_errors
 from anytoken.tasks.module import TokenTaskModule
@@ -60,18 +59,7 @@ class ForecastingModule(TokenTaskModule):
                 "ForecastingModule needs a <forecast> task tag and a TrajectoryTokenizer for 'trajectory'"
             )
         self.motion: TrajectoryTokenizer = self.tokenizers["trajectory"]
-        if head == "fourier":
-            self.lm_head = FourierHead.for_modality(
-                self.lm_head,
-                self.backbone.config.d_model,
-                self.space,
-                "trajectory",
-                self.motion.bin_intervals,
-                num_frequencies=fourier_frequencies,
-                gamma=fourier_gamma,
-            )
-        elif head != "lm":
-            raise ValueError(f"head must be 'lm' or 'fourier', got {head!r}")
+        self.use_head(head, "trajectory", num_frequencies=fourier_frequencies, gamma=fourier_gamma)
         if num_futures < 1:
             raise ValueError(f"num_futures must be >= 1, got {num_futures}")
         self.num_futures = num_futures

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from anytoken.backbone import CausalTransformer, TransformerConfig
 from anytoken.heads import DecodingConfig, GrammarConstraint, LMHead, generate
+from anytoken.heads.fourier import FourierHead
 from anytoken.tasks.release import export_release, jsonable, load_release
 from anytoken.tokenizers.base import CONFIG_FILE, SegmentGrammar, Tokenizer, tokenizer_from_spec
 from anytoken.tokenizers.image_encoder import ImageEncoder, ImageEncoderConfig
@@ -197,6 +198,21 @@ class TokenTaskModule(L.LightningModule):
             feats = feats[seq.embed_sources].reshape(-1, x.shape[-1]).to(x.dtype)  # (S * n, d)
             x = x.masked_scatter(seq.embed_mask[..., None], feats)
         return x
+
+    def use_head(self, head: str, modality: str, **fourier: Any) -> None:
+        """``"lm"`` keeps the LM head; ``"fourier"`` replaces it with a ``FourierHead`` over ``modality``'s
+        bins (its tokenizer's ``bin_intervals``; ``fourier``: ``num_frequencies``, ``gamma``)."""
+        if head == "fourier":
+            self.lm_head = FourierHead.for_modality(
+                self.lm_head,
+                self.backbone.config.d_model,
+                self.space,
+                modality,
+                self.tokenizers[modality].bin_intervals,
+                **fourier,
+            )
+        elif head != "lm":
+            raise ValueError(f"head must be 'lm' or 'fourier', got {head!r}")
 
     def dropped_inputs(self, seq: SequenceBatch) -> torch.Tensor:
         """``seq.input_ids`` with ``input_dropout`` of the target-segment inputs replaced by ``<pad>`` while

@@ -15,7 +15,6 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 
 from anytoken.heads import DecodingConfig
-from anytoken.heads.fourier import FourierHead
 from anytoken.tasks.module import TokenTaskModule
 from anytoken.tasks.pose_metrics import COCO_SIGMAS, oks_ap, pck
 from anytoken.tokenizers.pose import PoseTokenizer
@@ -58,18 +57,7 @@ class PoseEstimationModule(TokenTaskModule):
                 "PoseEstimationModule needs a <pose_estimation> task tag and a PoseTokenizer for 'pose'"
             )
         self.pose: PoseTokenizer = self.tokenizers["pose"]
-        if head == "fourier":
-            self.lm_head = FourierHead.for_modality(
-                self.lm_head,
-                self.backbone.config.d_model,
-                self.space,
-                "pose",
-                self.pose.bin_intervals,
-                num_frequencies=fourier_frequencies,
-                gamma=fourier_gamma,
-            )
-        elif head != "lm":
-            raise ValueError(f"head must be 'lm' or 'fourier', got {head!r}")
+        self.use_head(head, "pose", num_frequencies=fourier_frequencies, gamma=fourier_gamma)
         K = self.pose.num_keypoints
         self.sigmas = list(oks_sigmas) if oks_sigmas is not None else (list(COCO_SIGMAS) if K == 17 else None)
         if self.sigmas is None or len(self.sigmas) != K:
