@@ -21,13 +21,12 @@ from dataclasses import replace
 from typing import Any
 
 import torch
-import torch.nn as nn
 
 from anytoken.heads import DecodingConfig, LMHead
 from anytoken.tasks.data.mixture import import_class
 from anytoken.tasks.module import TokenTaskModule
 from anytoken.tasks.templates import Template
-from anytoken.tokenizers.base import SegmentGrammar, Tokenizer
+from anytoken.tokenizers.base import SegmentGrammar
 from anytoken.tokenizers.sequence import IGNORE_INDEX, Embeds, Segment, SequenceBatch, Tokens, build_sequences
 
 SHARED = ("backbone", "lm_head", "image_encoder", "projector", "media_tokenizers")
@@ -130,14 +129,8 @@ class MixtureModule(TokenTaskModule):
 
     def setup(self, stage: str) -> None:
         """Take trained media tokenizer weights (e.g. a speech codec) from the task DataModules."""
-        datamodules = getattr(self.trainer.datamodule, "datamodules", {}) if self._trainer else {}
-        for dm in datamodules.values():
-            for value in vars(dm).values():
-                if not (isinstance(value, Tokenizer) and isinstance(value, nn.Module)):
-                    continue
-                for mine in self.media_tokenizers.values():
-                    if type(mine) is type(value) and mine.config() == value.config():
-                        mine.load_state_dict(value.state_dict())
+        if self._trainer is not None:
+            self.adopt_media_tokenizers(list(getattr(self.trainer.datamodule, "datamodules", {}).values()))
 
     def grow_from(self, source: str | TokenTaskModule) -> dict[str, Any]:
         """Start from a smaller model (a module, release directory or ``.ckpt``): its weights are copied, its

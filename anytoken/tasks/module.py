@@ -180,6 +180,23 @@ class TokenTaskModule(L.LightningModule):
             batch[f"{modality}_tokens"] = ids.flatten(1).cpu()
         return batch[f"{modality}_tokens"]
 
+    def setup(self, stage: str) -> None:
+        """Take trained media tokenizer weights (e.g. the speech codec that made the training tokens) from
+        the DataModule."""
+        if self._trainer is not None and self.trainer.datamodule is not None:
+            self.adopt_media_tokenizers([self.trainer.datamodule])
+
+    def adopt_media_tokenizers(self, datamodules: list[Any]) -> None:
+        """Copy into ``media_tokenizers`` the weights of every trainable tokenizer the ``datamodules`` hold
+        as an attribute whose type and config match one of this model's."""
+        for dm in datamodules:
+            for value in vars(dm).values():
+                if not (isinstance(value, Tokenizer) and isinstance(value, nn.Module)):
+                    continue
+                for mine in self.media_tokenizers.values():
+                    if type(mine) is type(value) and mine.config() == value.config():
+                        mine.load_state_dict(value.state_dict())
+
     def train(self, mode: bool = True) -> TokenTaskModule:
         super().train(mode)
         self.media_tokenizers.eval()  # frozen: never update codebook statistics or use dropout

@@ -79,10 +79,9 @@ class SpeechModule(TokenTaskModule):
     def setup(self, stage: str) -> None:
         """Take the trained codec weights from the DataModule (its codec made the training tokens)."""
         codec = getattr(self.trainer.datamodule, "codec", None)
-        if isinstance(codec, AudioCodecTokenizer):
-            if codec.config() != self.codec.config():
-                raise ValueError("the DataModule's codec differs from the model's (config mismatch)")
-            self.codec.load_state_dict(codec.state_dict())
+        if isinstance(codec, AudioCodecTokenizer) and codec.config() != self.codec.config():
+            raise ValueError("the DataModule's codec differs from the model's (config mismatch)")
+        super().setup(stage)
 
     def num_samples(self, batch: dict[str, Any]) -> int:
         return len(batch["text_ids"])

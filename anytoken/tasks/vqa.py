@@ -20,6 +20,7 @@ from anytoken.heads import ClassifyHead, DecodingConfig
 from anytoken.heads.classify import Pooling
 from anytoken.tasks.metrics import vqa_scores
 from anytoken.tasks.module import TokenTaskModule
+from anytoken.tokenizers.audio_codec import AudioCodecTokenizer
 from anytoken.tokenizers.sequence import (
     Embeds,
     Segment,
@@ -44,6 +45,8 @@ class VQAModule(TokenTaskModule):
     Args:
         head: ``"generate"`` (answer text from the LM head) or ``"classify"`` (one of ``vocab["answers"]``).
         pooling: how the classification head pools the sequence: ``"last"`` token or ``"mean"``.
+        question_modality: ``"text"`` (``question_tokens``) or ``"audio"``: spoken questions, the codec codes
+            ``question_codes`` of ``SpokenVQADataModule`` (needs an audio codec in ``vocab``).
         caption_weight: weight of an auxiliary captioning loss on the same images (batches with
             ``caption_tokens``, e.g. the scenes): dense image-dependent supervision that trains the image
             pathway much faster than answers alone; the model then also captions (``<caption>`` prompt).
@@ -56,6 +59,7 @@ class VQAModule(TokenTaskModule):
         *args: Any,
         head: Literal["generate", "classify"] = "generate",
         pooling: Pooling = "last",
+        question_modality: Literal["text", "audio"] = "text",
         caption_weight: float = 0.0,
         num_examples: int = 8,
         **kwargs: Any,
@@ -72,6 +76,12 @@ class VQAModule(TokenTaskModule):
         if head not in ("generate", "classify"):
             raise ValueError(f"head must be 'generate' or 'classify', got {head!r}")
         self.head = head
+        if question_modality not in ("text", "audio"):
+            raise ValueError(f"question_modality must be 'text' or 'audio', got {question_modality!r}")
+        if question_modality == "audio" and not isinstance(self.tokenizers.get("audio"), AudioCodecTokenizer):
+            raise ValueError("question_modality='audio' needs an audio_codec tokenizer in vocab "
+                             "(SpokenVQADataModule gives one)")
+        self.question_modality = question_modality
         self.answers: list[str] = list(self.hparams.vocab.get("answers") or [])
         self.classifier: ClassifyHead | None = None
         if head == "classify":
@@ -81,10 +91,18 @@ class VQAModule(TokenTaskModule):
         self.num_examples = num_examples
         self._outputs: dict[str, list[dict[str, Any]]] = {}
 
+    def question(self, batch: dict[str, Any], index: int) -> Tokens:
+        """Question ``index`` of ``batch``: its text ids, or (spoken) its codec codes as audio ids, heard
+        whole (a bidirectional prefix, as speech to text hears an utterance)."""
+        if self.question_modality == "text":
+            return Tokens("text", batch["question_tokens"][index])
+        ids = self.tokenizers["audio"].codes_to_ids(batch["question_codes"][index])
+        return Tokens("audio", ids, prefix=True)
+
     def samples(self, batch: dict[str, Any], targets: bool) -> list[list[Segment]]:
         out = []
-        for i, question in enumerate(batch["question_tokens"]):
-            segments = self.image_prompt(int(batch["image_index"][i]), "vqa") + [Tokens("text", question)]
+        for i in range(len(batch["image_index"])):
+            segments = self.image_prompt(int(batch["image_index"][i]), "vqa") + [self.question(batch, i)]
             if self.head == "classify":
                 out.append(segments)
             elif targets:
@@ -110,8 +128,8 @@ class VQAModule(TokenTaskModule):
         if self._captions(batch):
             for row, caption in zip(rows, batch["caption_tokens"]):
                 row += [Special("<caption>"), Tokens("text", caption, target=True)]
-        for i, question in enumerate(batch["question_tokens"]):
-            block: list[Segment] = [Special("<vqa>"), Tokens("text", question)]
+        for i in range(len(batch["image_index"])):
+            block: list[Segment] = [Special("<vqa>"), self.question(batch, i)]
             if self.head == "generate":
                 block.append(Tokens("text", batch["answer_tokens"][i], target=True))
             rows[int(batch["image_index"][i])] += block
@@ -168,7 +186,8 @@ class VQAModule(TokenTaskModule):
     # --- answering -----------------------------------------------------------------------------------
     @torch.no_grad()
     def answer(self, batch: dict[str, Any], decoding: DecodingConfig | None = None) -> list[str]:
-        """One answer per question of ``batch`` (needs ``images``, ``image_index``, ``question_tokens``)."""
+        """One answer per question of ``batch`` (needs ``images``, ``image_index`` and ``question_tokens``,
+        or ``question_codes`` for spoken questions)."""
         if self.head == "classify":
             return [self.answers[k] for k in self.class_logits(batch).argmax(-1).tolist()]
         ids = self.generate_segment(batch, "text", decoding)
@@ -178,36 +197,42 @@ class VQAModule(TokenTaskModule):
     def ask(
         self,
         images: torch.Tensor,
-        questions: list[str],
+        questions: list[str] | list[torch.Tensor],
         image_index: list[int] | None = None,
         decoding: DecodingConfig | None = None,
+        sample_rate: int | None = None,
     ) -> list[str]:
         """Answers to ``questions`` about ``images`` ``[N, 3, H, W]`` in ``[0, 1]``.
 
         Args:
             images: the images.
-            questions: the questions (non-empty strings).
+            questions: non-empty strings, or for a spoken-question model (``question_modality="audio"``)
+                waves ``[C, T]`` at ``sample_rate``.
             image_index: the image each question is about; default question ``i`` -> image ``i``.
             decoding: generation settings (generative head only).
+            sample_rate: of the waves (default the codec's).
         """
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be [N, 3, H, W], got shape {tuple(images.shape)}")
-        if not questions or any(not isinstance(q, str) or not q.strip() for q in questions):
-            raise ValueError("ask needs at least one question, each a non-empty string")
         index = list(range(len(questions))) if image_index is None else list(image_index)
         if len(index) != len(questions) or any(not 0 <= i < len(images) for i in index):
             raise ValueError(f"image_index must give each of the {len(questions)} questions an image in "
                              f"[0, {len(images)}), got {index}")
-        batch = {
-            "images": images.to(self.device),
-            "image_index": torch.tensor(index, dtype=torch.long),
-            "question_tokens": self.tokenizers["text"].encode_batch([q.strip() for q in questions]),
-        }
+        batch = {"images": images.to(self.device), "image_index": torch.tensor(index, dtype=torch.long)}
+        if self.question_modality == "audio":
+            if not questions or any(not isinstance(w, torch.Tensor) or w.dim() != 2 for w in questions):
+                raise ValueError("this model answers spoken questions: give at least one wave [C, T] each")
+            codec = self.media_tokenizers["audio"]
+            batch["question_codes"] = [codec.encode(w.to(self.device), sample_rate)[0] for w in questions]
+        else:
+            if not questions or any(not isinstance(q, str) or not q.strip() for q in questions):
+                raise ValueError("ask needs at least one question, each a non-empty string")
+            batch["question_tokens"] = self.tokenizers["text"].encode_batch([q.strip() for q in questions])
         return self.answer(batch, decoding)
 
     # --- evaluation ----------------------------------------------------------------------------------
     def _evaluate(self, batch: dict[str, Any], stage: str) -> None:
-        n = len(batch["question_tokens"])
+        n = len(batch["image_index"])
         self.log(f"{stage}/loss", self.loss(batch), batch_size=n, add_dataloader_idx=False, sync_dist=True)
         keys = ("questions", "answers", "question_types", "image_ids")
         for pred, *values in zip(self.answer(batch), *(batch[k] for k in keys)):

@@ -14,6 +14,7 @@ from anytoken.tasks.data.forecasting import ForecastDataModule
 from anytoken.tasks.data.mixture import MixtureDataModule, union_vocab
 from anytoken.tasks.data.pose import PoseDataModule
 from anytoken.tasks.data.scenes import ScenesConfig
+from anytoken.tasks.data.speech import espeak_path
 from anytoken.tasks.data.stick_figures import StickFiguresConfig
 from anytoken.tasks.data.vqa import VQADataModule
 from anytoken.tasks.forecasting import ForecastingModule
@@ -260,3 +261,47 @@ def test_single_task_model_grows_into_the_mixture_with_the_same_logits(tmp_path,
     valid = seq.sample_ids > 0
     torch.testing.assert_close(new[valid][:, mapping[used]], old[valid][:, used], rtol=1e-4, atol=1e-4)
     assert mixture.task("caption").caption(batch["images"][:2]) == single.caption(batch["images"][:2])
+
+
+TINY_CODEC = {
+    "tokenizer": "audio_codec",
+    "config": dict(sample_rate=8000, strides=[10, 20], encoder_channels=4, decoder_channels=16,
+                   dilations=[1], latent_dim=8, codebook_size=16, num_quantizers=1, loss_scales=[64, 128]),
+}
+SPOKEN_VQA = {  # a spoken question about an image, answered in text: a YAML-able entry, no new code
+    "datamodule": "anytoken.tasks.data.spoken_vqa.SpokenVQADataModule",
+    "shared": {"text": "tokenizer_path"},
+    "data_args": {"scenes": SCENES, **SIZES, "num_heldout": 0, "image_size": 32, "batch_size": 2,
+                  "codec": TINY_CODEC},
+    "module": "anytoken.tasks.vqa.VQAModule",
+    "module_args": {"question_modality": "audio", "decoding": {"max_new_tokens": 4}},
+    "template": ["<bos>", IMAGE | {"index": "image_index"}, "<vqa>",
+                 {"tokens": "audio", "from": "question_codes", "map": "codes_to_ids", "prefix": True},
+                 {"tokens": "text", "from": "answer_tokens", "target": True}],
+}
+
+
+@pytest.mark.skipif(espeak_path() is None, reason="espeak-ng is not installed (apt-get install espeak-ng)")
+def test_a_spoken_question_about_an_image_gets_a_text_answer(tmp_path):
+    torch.manual_seed(0)
+    data = MixtureDataModule({"caption": ENTRIES["caption"], "spoken_vqa": SPOKEN_VQA}, tasks_per_step=2,
+                             steps_per_epoch=2)
+    backbone = {**MODEL["backbone"], "max_seq_len": 512}  # a spoken question is ~60 audio tokens
+    model = MixtureModule(data.vocab, lr=3e-3, **{**MODEL, "backbone": backbone})
+    trainer = L.Trainer(accelerator="cpu", max_steps=2, limit_val_batches=1, logger=False,
+                        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+                        default_root_dir=tmp_path, num_sanity_val_steps=0)
+    trainer.fit(model, datamodule=data)
+    mine = model.media_tokenizers["audio"].state_dict()  # the codec that made the tokens:
+    assert all(torch.equal(mine[k], v) for k, v in data.datamodules["spoken_vqa"].codec.state_dict().items())
+    logged = {k for m in trainer.validate(model, datamodule=data, verbose=False) for k in m}
+    assert {"val/spoken_vqa/acc", "val/caption/bleu4"} <= logged
+    batch = next(iter(data.datamodules["spoken_vqa"].val_dataloader()))
+    rows = [build_sequences(samples, model.space, max_length=512, mask="prefix") for samples in
+            (model.task_samples("spoken_vqa", batch, True), model.task("spoken_vqa").samples(batch, True))]
+    _same_rows(*rows)  # the YAML template is exactly VQAModule(question_modality="audio")'s layout
+    question = model.tokenizers["audio"].codes_to_ids(batch["question_codes"][0])
+    prompt = [Special("<bos>"), Embeds("image", model.image_encoder.num_tokens, 0), Special("<vqa>"),
+              Tokens("audio", question, prefix=True)]
+    (answer,) = model.eval().complete([prompt], "text", batch["images"][:1])
+    assert isinstance(model.tokenizers["text"].decode(answer), str)

@@ -31,6 +31,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
+from anytoken.atomic import atomic_path
 from anytoken.tasks.data.captioning import build_text_tokenizer
 from anytoken.tasks.data.sampling import split_loader
 from anytoken.tasks.data.scenes import ScenesConfig, make_scenes
@@ -195,6 +196,55 @@ def codec_sample_rate(path: str | None, spec: dict[str, Any]) -> int:
     return AudioCodecConfig(**config).sample_rate
 
 
+def load_codec(
+    path: str | None,
+    spec: dict[str, Any] | None,
+    num_steps: int,
+    num_codebooks: int | None,
+    train_utterances: list[Utterance],
+    batch_size: int = 16,
+    seed: int = 0,
+) -> AudioCodecTokenizer:
+    """The codec saved at ``path`` (first trained there for ``num_steps`` on ``train_utterances`` when the
+    directory is missing and ``num_steps > 0``), or an untrained one from ``spec`` when ``path`` is None;
+    in eval mode with ``num_codebooks`` levels.
+
+    Raises:
+        ValueError: when ``path`` holds no codec and ``num_steps`` is 0.
+    """
+    spec = spec or {"tokenizer": "audio_codec", "config": {}}
+    if path is not None and not Path(path).is_dir():
+        if num_steps <= 0:
+            raise ValueError(
+                f"no codec at {path}: train one (anytoken fit --config "
+                "configs/codec_speech16k.yaml) or set num_codec_steps to train one here first"
+            )
+        waves = synthesize_all(train_utterances, codec_sample_rate(path, spec))
+        train_codec(spec, num_steps, path, waves, batch_size, seed)
+    if path is None:
+        rank_zero_warn("no codec_path, so an untrained codec makes the audio tokens")
+        codec = AudioCodecTokenizer(**spec.get("config", {}))
+    else:
+        codec = AudioCodecTokenizer.from_pretrained(path)
+    return codec.with_codebooks(num_codebooks).eval()
+
+
+def encode_utterances(
+    codec: AudioCodecTokenizer, utterances: list[Utterance], cache_dir: str | None, name: str
+) -> list[torch.Tensor]:
+    """Codes ``[K, T']`` of each utterance, spoken and encoded once: cached in ``cache_dir`` (when given)
+    under ``name`` and a hash of the codec and the utterances."""
+    key = hashlib.sha1(repr((codec_digest(codec), codec.sample_rate, utterances)).encode())
+    path = Path(cache_dir) / f"speech_{name}_{key.hexdigest()[:16]}.pt" if cache_dir else None
+    if path is not None and path.is_file():
+        return torch.load(path, weights_only=True)
+    codes = encode_waves(codec, synthesize_all(utterances, codec.sample_rate))
+    if path is not None:
+        with atomic_path(path) as tmp:
+            torch.save(codes, tmp)
+    return codes
+
+
 class SpeechDataModule(L.LightningDataModule):
     """Spoken scenes captions (and ALSA's recorded words) as codec codes with transcripts.
 
@@ -238,25 +288,18 @@ class SpeechDataModule(L.LightningDataModule):
         if num_train < 1:
             raise ValueError("SpeechDataModule needs num_train > 0")
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
-        spec = codec or {"tokenizer": "audio_codec", "config": {}}
         sizes = {"train": num_train, "val": num_val, "test": num_test, "heldout": num_heldout}
         utterances = {s: spoken_scenes(s, n, scenes, seed) for s, n in sizes.items() if n > 0}
-        rate, waves = codec_sample_rate(codec_path, spec), {}
-        if codec_path is not None and not Path(codec_path).is_dir():
-            if num_codec_steps <= 0:
-                raise ValueError(
-                    f"no codec at {codec_path}: train one (anytoken fit --config "
-                    "configs/codec_speech16k.yaml) or set num_codec_steps to train one here first"
-                )
-            waves["train"] = synthesize_all(utterances["train"], rate)
-            train_codec(spec, num_codec_steps, codec_path, waves["train"], batch_size, seed)
-        if codec_path is None:
-            rank_zero_warn("SpeechDataModule: no codec_path, so an untrained codec makes the audio tokens")
-            self.codec = AudioCodecTokenizer(**spec.get("config", {}))
-        else:
-            self.codec = AudioCodecTokenizer.from_pretrained(codec_path)
-        self.codec.with_codebooks(num_codebooks).eval()
-        self.splits = {s: self._encode(s, u, waves.get(s), cache_dir) for s, u in utterances.items()}
+        self.codec = load_codec(
+            codec_path, codec, num_codec_steps, num_codebooks, utterances["train"], batch_size, seed
+        )
+        self.splits = {}
+        for split, utts in utterances.items():
+            codes = encode_utterances(self.codec, utts, cache_dir, split)
+            self.splits[split] = [
+                {"text": u.text, "codes": c, "id": f"{split}/{i}"}
+                for i, (u, c) in enumerate(zip(utts, codes))
+            ]
         words = alsa_words()
         if words:
             recorded = [read_audio(p, self.codec.sample_rate, 1)[0] for p, _ in words]
@@ -269,26 +312,6 @@ class SpeechDataModule(L.LightningDataModule):
         self.space = TokenSpace(
             {"text": self.tokenizer.vocab_size, "audio": self.codec.vocab_size}, tasks=TASK_TAGS
         )
-
-    def _encode(
-        self, split: str, utterances: list[Utterance], waves: list[torch.Tensor] | None, cache_dir: str | None
-    ) -> list[dict[str, Any]]:
-        """Items ``{"text", "codes", "id"}`` of one split, from the cache when it holds them."""
-        key = hashlib.sha1(repr((codec_digest(self.codec), self.codec.sample_rate, utterances)).encode())
-        path = Path(cache_dir) / f"speech_{split}_{key.hexdigest()[:16]}.pt" if cache_dir else None
-        if path is not None and path.is_file():
-            codes = torch.load(path, weights_only=True)
-        else:
-            codes = encode_waves(self.codec, waves or synthesize_all(utterances, self.codec.sample_rate))
-            if path is not None:
-                from anytoken.atomic import atomic_path
-
-                with atomic_path(path) as tmp:
-                    torch.save(codes, tmp)
-        return [
-            {"text": u.text, "codes": c, "id": f"{split}/{i}"}
-            for i, (u, c) in enumerate(zip(utterances, codes))
-        ]
 
     @property
     def vocab(self) -> dict[str, Any]:

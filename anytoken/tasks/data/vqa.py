@@ -146,10 +146,11 @@ def _image_file(images_dir: Path, image_id: int, subtype: str) -> Path | None:
 
 
 def question_records(dataset: Dataset) -> list[dict[str, Any]]:
-    """``{"question", "answer", "answers", "image_key"}`` per question, without loading any image."""
+    """``{"question", "answer", "answers", "image_key", "image_id"}`` per question, without loading any
+    image (``image_id`` as the items have it)."""
     if isinstance(dataset, ScenesVQADataset):
-        return [{"question": qa.question, "answer": qa.answer, "answers": [qa.answer] * 10, "image_key": s}
-                for s, qa in dataset.items]
+        return [{"question": qa.question, "answer": qa.answer, "answers": [qa.answer] * 10, "image_key": s,
+                 "image_id": f"scenes-{dataset.split}-{s}"} for s, qa in dataset.items]
     if isinstance(dataset, VQAv2Dataset):
         return [r | {"image_key": r["image_id"]} for r in dataset.records]
     raise TypeError(f"unsupported VQA dataset {type(dataset).__name__}")

@@ -1,0 +1,86 @@
+"""Spoken questions about images: VQA whose questions arrive as speech (audio codec codes), not text.
+
+Each question is spoken by espeak-ng in a voice drawn from ``(seed, split, question)`` (the held-out split
+uses voices no other split hears, as ``SpeechDataModule`` does) and encoded once by the audio codec. A
+scene question is one of about 80 texts, so each ``(text, voice)`` is synthesised and encoded only once
+and cached on disk. Batches are ``VQADataModule``'s plus ``question_codes``: the ``[K, T']`` codes of each
+question, what ``VQAModule(question_modality="audio")`` and the any-to-any mixture's spoken-question task
+read.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from anytoken.tasks.data.speech import (
+    HELDOUT_VOICES,
+    TRAIN_VOICES,
+    Utterance,
+    encode_utterances,
+    load_codec,
+)
+from anytoken.tasks.data.vqa import VQADataModule, question_records
+from anytoken.tokenizers.space import TokenSpace
+
+
+class SpokenVQADataModule(VQADataModule):
+    """``VQADataModule`` with every question also spoken: batches gain ``question_codes``.
+
+    Args:
+        codec_path: a saved audio codec; when missing, trained there first if ``num_codec_steps > 0``
+            (on the training questions); None: an untrained codec from ``codec`` (smoke tests).
+        codec: the codec spec ``{"tokenizer": "audio_codec", "config": {...}}`` to train or build.
+        num_codec_steps: training steps for a codec that ``codec_path`` does not hold yet (0: fail instead).
+        num_codebooks: codec levels in the token stream (None: the codec's own).
+        cache_dir: where the encoded questions are cached (None: no cache).
+        *args, **kwargs: those of ``VQADataModule``.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        codec_path: str | None = None,
+        codec: dict[str, Any] | None = None,
+        num_codec_steps: int = 0,
+        num_codebooks: int | None = None,
+        cache_dir: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        spoken = {split: self._utterances(split) for split in self.splits}
+        distinct = {split: sorted(set(utts.values()), key=repr) for split, utts in spoken.items()}
+        self.codec = load_codec(
+            codec_path, codec, num_codec_steps, num_codebooks, distinct["train"], seed=self.seed
+        )
+        codes = {}
+        for split, utts in distinct.items():
+            codes |= dict(zip(utts, encode_utterances(self.codec, utts, cache_dir, f"vqa_{split}")))
+        self._codes = {key: codes[utt] for utts in spoken.values() for key, utt in utts.items()}
+        sizes = {"text": self.tokenizer.vocab_size, "image": 0, "audio": self.codec.vocab_size}
+        self.space = TokenSpace(sizes, tasks=self.space.tasks)
+
+    def _utterances(self, split: str) -> dict[tuple[str, str], Utterance]:
+        """``(image_id, question) -> Utterance`` for the questions of ``split``."""
+        voices = HELDOUT_VOICES if split == "heldout" else TRAIN_VOICES
+        out = {}
+        for record in question_records(self.splits[split]):
+            text = record["question"].strip()
+            key = (record["image_id"], text)
+            voice = random.Random(f"anytoken-spoken-vqa/{self.seed}/{split}/{key}").choice(voices)
+            out[key] = Utterance(text, voice)
+        return out
+
+    @property
+    def vocab(self) -> dict[str, Any]:
+        """``VQADataModule.vocab`` with the audio codec's spec beside the text tokenizer's."""
+        vocab = super().vocab
+        vocab["tokenizers"]["audio"] = self.codec.spec()
+        return vocab
+
+    def collate(self, groups: list[dict[str, Any]]) -> dict[str, Any]:
+        """``VQADataModule.collate`` plus ``question_codes``: ``[K, T']`` codes per question."""
+        batch = super().collate(groups)
+        keys = zip(batch["image_ids"], batch["questions"])
+        batch["question_codes"] = [self._codes[(image, q.strip())] for image, q in keys]
+        return batch
