@@ -2,7 +2,10 @@
 
 (a) Training throughput with packing against padding: the same mixture batches, the same model, real
     (non-padding) tokens per second of forward + backward + AdamW step; padding both to the batch's longest
-    sample (dynamic shapes) and to the context length (static shapes).
+    sample (dynamic shapes) and to the context length (static shapes). Measured on two mixtures with the
+    tiny config's model: the tiny config's five tasks, and every task of configs/anything_gpu.yaml (speech
+    and text-to-image included; untrained stand-ins for its codec and image tokenizer give the same
+    token counts).
 (b) Each task's metric for the mixture model against a single-task model of the same architecture at the
     same training budget: the single-task model of task t trains on exactly as many task-t batches as the
     mixture drew for t (same batch sizes, same task batches per step), so the mixture's total budget is
@@ -39,23 +42,46 @@ from anytoken.tokenizers.sequence import IGNORE_INDEX, SequenceBatch
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "anything_tiny.yaml"
+FULL_CONFIG = ROOT / "configs" / "anything_gpu.yaml"  # every task that has landed, speech included
+FULL_CONTEXT = 1024  # anything_gpu.yaml's max_seq_len: a spoken caption is ~600 flattened codec tokens
 HEADLINE = {  # task -> (metric, higher is better)
     "vqa": ("acc", True), "caption": ("cider_d", True), "pose": ("pck@0.1", True),
     "forecast": ("ade", False), "table": ("accuracy", True),
 }
 
 
-def load_setup(num_train: int, num_val: int) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """``(model args, data args, task entries)`` of the tiny config, with smaller data splits."""
-    config = yaml.safe_load(CONFIG.read_text())
-    model = config["model"]["init_args"]
-    data = config["data"]["init_args"]
+def load_setup(
+    num_train: int, num_val: int, config: Path = CONFIG
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """``(model args, data args, task entries)`` of a mixture config, with smaller data splits."""
+    loaded = yaml.safe_load(config.read_text())
+    model = loaded["model"]["init_args"]
+    data = loaded["data"]["init_args"]
     tasks = data.pop("tasks")
     for entry in tasks.values():
         args = entry["data_args"]
         sizes = {"num_train": num_train, "num_val": num_val, "num_test": 8, "num_heldout": 0}
         args.update({k: v for k, v in sizes.items() if k in args})
     return model, data, tasks
+
+
+def untrained_media_tokenizers(tasks: dict[str, Any], root: Path) -> dict[str, Any]:
+    """``tasks`` with untrained stand-ins for the trained media tokenizers they read (the speech codec, the
+    image VQ tokenizer): token counts, all that throughput depends on, do not depend on the weights."""
+    from anytoken.tokenizers.image_vq import ImageVQTokenizer
+
+    tasks = copy.deepcopy(tasks)
+    for entry in tasks.values():
+        args = entry["data_args"]
+        if "codec_path" in args:
+            args |= {"codec_path": None, "cache_dir": None}
+        if "image_tokenizer" in args and not Path(args["image_tokenizer"]).is_dir():
+            path = root / "image_tokenizer"
+            if not path.is_dir():  # the grid of configs/vq_image_scenes.yaml: 64 px, 8 x 8 tokens
+                ImageVQTokenizer(image_size=64, downsample=8, channels=32, codebook_size=1024,
+                                 latent_dim=8).save_pretrained(path)
+            args["image_tokenizer"] = str(path)
+    return tasks
 
 
 def pad_to(seq: SequenceBatch, length: int, pad_id: int) -> SequenceBatch:
@@ -149,18 +175,35 @@ def main() -> None:
     parser.add_argument("--throughput-steps", type=int, default=12, help="timed steps per mode for (a)")
     parser.add_argument("--num-train", type=int, default=4000, help="training items per task")
     parser.add_argument("--num-val", type=int, default=32, help="validation items per task")
+    parser.add_argument("--skip-compare", action="store_true", help="only (a), the throughput")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "anything.json"))
     args = parser.parse_args()
     torch.set_num_threads(1)
     model_args, data_args, tasks = load_setup(args.num_train, args.num_val)
-    data = MixtureDataModule(copy.deepcopy(tasks), **data_args)
-    speed = throughput(model_args, data, args.throughput_steps)
-    print(f"{'mode':<18} {'tokens/s':>9} {'rows/step':>9} {'padding':>8}")
-    for mode in ("packing", "padding", "padding_to_context"):
-        r = speed[mode]
-        print(f"{mode:<18} {r['tokens_per_s']:9.0f} {r['rows_per_step']:9.1f} {r['padding_fraction']:8.1%}")
-    print(f"packing speedup: {speed['speedup']:.2f}x over padding to the longest sample, "
-          f"{speed['speedup_vs_context_padding']:.2f}x over padding to the context")
+    speeds = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, path in (("tiny", CONFIG), ("full", FULL_CONFIG)):
+            _, mix_args, mix_tasks = load_setup(args.num_train, args.num_val, path)
+            mix_tasks = untrained_media_tokenizers(mix_tasks, Path(tmp))
+            data = MixtureDataModule(mix_tasks, **mix_args)
+            context = max(model_args["backbone"]["max_seq_len"], FULL_CONTEXT if name == "full" else 0)
+            tiny_model = {**model_args, "backbone": {**model_args["backbone"], "max_seq_len": context}}
+            speeds[name] = throughput(tiny_model, data, args.throughput_steps) | {
+                "config": str(path.relative_to(ROOT)), "tasks": list(mix_tasks),
+                "tasks_per_step": mix_args["tasks_per_step"], "max_seq_len": context,
+            }
+    for name, speed in speeds.items():
+        tasks, context = len(speed["tasks"]), speed["max_seq_len"]
+        print(f"\n{speed['config']} ({tasks} tasks), the tiny model, context {context}")
+        print(f"{'mode':<18} {'tokens/s':>9} {'rows/step':>9} {'padding':>8}")
+        for mode in ("packing", "padding", "padding_to_context"):
+            r = speed[mode]
+            print(f"{mode:<18} {r['tokens_per_s']:9.0f} {r['rows_per_step']:9.1f} "
+                  f"{r['padding_fraction']:8.1%}")
+        print(f"packing speedup: {speed['speedup']:.2f}x over padding to the longest sample, "
+              f"{speed['speedup_vs_context_padding']:.2f}x over padding to the context")
+    if args.skip_compare:
+        return
     with tempfile.TemporaryDirectory() as tmp:
         shared = compare(model_args, data_args, tasks, args.steps, Path(tmp))
     header = f"{'task':<9} {'metric':<9} {'mixture':>8} {'single':>8} {'loss mix':>8} {'loss one':>8} sharing"
@@ -172,7 +215,7 @@ def main() -> None:
         "command": "taskset -c 0 python benchmarks/bench_anything.py " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"),
         "machine": f"{platform.processor() or platform.machine()}, 1 thread pinned to one core, shared host",
-        "model": model_args["backbone"], "throughput": speed, "mixture_vs_single": shared,
+        "model": model_args["backbone"], "throughput": speeds, "mixture_vs_single": shared,
     }
     with atomic_path(args.out) as tmp_out:
         Path(tmp_out).write_text(json.dumps(result, indent=2))

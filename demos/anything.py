@@ -4,8 +4,9 @@
 
 Give an image, a text, an audio file, a table row (JSON) or a trajectory history (JSON), pick the task tag,
 and the same backbone answers in the modality the tag asks for: ``<caption>`` text or ``<pose_estimation>``
-keypoints for the same image, a VQA answer, a forecast, a table prediction, a transcript, speech or a
-drawing, as the model's tasks allow. Without a model the app still starts and says how to train one.
+keypoints for the same image, a VQA answer (to a typed or a spoken question), a forecast, a table
+prediction, a transcript, speech or a drawing, as the model's tasks allow. Without a model the app still
+starts and says how to train one.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ Result = tuple[Any, str, Any, Any, str]  # image, text, JSON, audio, message
 
 
 def _needs(module: Any) -> str:
+    if isinstance(module, VQAModule) and module.question_modality == "audio":
+        return "image + audio (the spoken question)"
     return next((v for cls, v in NEEDS.items() if isinstance(module, cls)), "")
 
 
@@ -69,6 +72,11 @@ def _run(model: MixtureModule, task: str, image_file: str | None, text: str, row
             raise ValueError(problem)
         if isinstance(module, CaptioningModule):
             return image, module.caption(images)[0], None, None, ""
+        if isinstance(module, VQAModule) and module.question_modality == "audio":
+            if audio_file is None:
+                raise ValueError("Upload the spoken question as an audio file.")
+            wave = module.media_tokenizers["audio"].read_media(Path(audio_file))[0]  # (C, T)
+            return image, module.ask(images, [wave])[0], None, None, ""
         if isinstance(module, VQAModule):
             if not text.strip():
                 raise ValueError("Type a question in the text box.")

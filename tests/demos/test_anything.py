@@ -78,3 +78,32 @@ def test_anything_app_without_a_checkpoint_says_how_to_train_one(tmp_path) -> No
         assert "No model found" in message and "anything_tiny.yaml" in message
     finally:
         app.close()
+
+
+def test_anything_app_answers_a_spoken_question_about_an_image(tmp_path) -> None:
+    from test_mixture import SPOKEN_VQA
+
+    from anytoken.tasks.data.speech import Utterance, espeak_path, synthesize
+
+    if espeak_path() is None:
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    import soundfile as sf
+
+    torch.manual_seed(0)
+    data = MixtureDataModule({"caption": ENTRIES["caption"], "spoken_vqa": SPOKEN_VQA})
+    model = MixtureModule(data.vocab, **{**MODEL, "backbone": {**MODEL["backbone"], "max_seq_len": 512}})
+    release = model.export(tmp_path / "anything")
+    make_scenes("test", 1)[0].render(64).save(tmp_path / "scene.png")
+    sf.write(tmp_path / "question.wav", synthesize(Utterance("what color is the circle?"), 16000)[0].numpy(),
+             16000)
+    app = load_demo("anything").build_app(ckpt=release)
+    client = _serve(app)
+    try:
+        image = handle_file(str(tmp_path / "scene.png"))
+        audio = handle_file(str(tmp_path / "question.wav"))
+        _, answer, _, _, message = client.predict("spoken_vqa", image, "", "", "", audio, 3, api_name="/run")
+        assert isinstance(answer, str) and "done in" in message
+        _, _, _, _, message = client.predict("spoken_vqa", image, "", "", "", None, 3, api_name="/run")
+        assert "spoken question" in message
+    finally:
+        app.close()
