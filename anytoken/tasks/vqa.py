@@ -45,6 +45,10 @@ class VQAModule(TokenTaskModule):
     Args:
         head: ``"generate"`` (answer text from the LM head) or ``"classify"`` (one of ``vocab["answers"]``).
         pooling: how the classification head pools the sequence: ``"last"`` token or ``"mean"``.
+        layout: ``"image_first"`` (``<bos> image <vqa> question``: an image's questions share its prompt in
+            one training row) or ``"question_first"`` (``<bos> <vqa> question image``: the image tokens see
+            the question, so each image cell can check itself against it, at about twice the tokens
+            per question in training).
         question_modality: ``"text"`` (``question_tokens``) or ``"audio"``: spoken questions, the codec codes
             ``question_codes`` of ``SpokenVQADataModule`` (needs an audio codec in ``vocab``).
         caption_weight: weight of an auxiliary captioning loss on the same images (batches with
@@ -59,6 +63,7 @@ class VQAModule(TokenTaskModule):
         *args: Any,
         head: Literal["generate", "classify"] = "generate",
         pooling: Pooling = "last",
+        layout: Literal["image_first", "question_first"] = "image_first",
         question_modality: Literal["text", "audio"] = "text",
         caption_weight: float = 0.0,
         num_examples: int = 8,
@@ -82,6 +87,11 @@ class VQAModule(TokenTaskModule):
             raise ValueError("question_modality='audio' needs an audio_codec tokenizer in vocab "
                              "(SpokenVQADataModule gives one)")
         self.question_modality = question_modality
+        if layout not in ("image_first", "question_first"):
+            raise ValueError(f"layout must be 'image_first' or 'question_first', got {layout!r}")
+        if layout == "question_first" and caption_weight > 0:
+            raise ValueError("caption_weight needs layout='image_first' (captions share the image prompt)")
+        self.layout = layout
         self.answers: list[str] = list(self.hparams.vocab.get("answers") or [])
         self.classifier: ClassifyHead | None = None
         if head == "classify":
@@ -102,7 +112,12 @@ class VQAModule(TokenTaskModule):
     def samples(self, batch: dict[str, Any], targets: bool) -> list[list[Segment]]:
         out = []
         for i in range(len(batch["image_index"])):
-            segments = self.image_prompt(int(batch["image_index"][i]), "vqa") + [self.question(batch, i)]
+            source = int(batch["image_index"][i])
+            if self.layout == "question_first":
+                image = Embeds("image", self.image_tokens, source)
+                segments = [Special("<bos>"), Special("<vqa>"), self.question(batch, i), image]
+            else:
+                segments = self.image_prompt(source, "vqa") + [self.question(batch, i)]
             if self.head == "classify":
                 out.append(segments)
             elif targets:
@@ -160,7 +175,10 @@ class VQAModule(TokenTaskModule):
         """The answer loss (LM loss on the answer tokens, or soft-target cross-entropy over the answer
         classes) plus ``caption_weight`` times the captioning loss when the batch has captions."""
         scores = batch.get("answer_scores")
-        if self.head == "classify" and self.classifier.pooling == "mean":  # pools the prompt too: own rows
+        mean_pooled = self.head == "classify" and self.classifier.pooling == "mean"  # pools the prompt too
+        if self.layout == "question_first" or mean_pooled:  # nothing to share: one row per question
+            if self.head == "generate":
+                return super().loss(batch)
             return _soft_cross_entropy(self.class_logits(batch), scores.to(self.device))
         seq, positions, mask = self.shared_prefix(batch)
         hidden = self.backbone(inputs_embeds=self.embed(seq, batch), positions=positions, attn_mask=mask)

@@ -274,3 +274,23 @@ def test_vqa_v2_config_fits_and_tests_on_the_fixture(vqa_v2, tmp_path: Path, cap
 def test_vqa_cli_explains_bad_input(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="anytoken vqa: no checkpoint"):
         main(["vqa", str(tmp_path / "x.png"), "what?", "--ckpt", str(tmp_path / "nothing")])
+
+
+@pytest.mark.parametrize("head", ["generate", "classify"])
+def test_question_first_layout_lets_the_image_tokens_see_the_question(scenes_data, head: str) -> None:
+    model = VQAModule(scenes_data.vocab, head=head, layout="question_first", lr=3e-3, **TINY)
+    batch = next(iter(scenes_data.train_dataloader()))
+    seq = model.sequences(batch, targets=head == "generate")
+    ids = seq.input_ids[0].tolist()
+    assert ids.index(model.space.task("vqa")) < seq.embed_mask[0].nonzero()[0].item()  # question, then image
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    first = model.loss(batch)
+    for _ in range(10):
+        loss = model.loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss < first
+    assert len(model.eval().answer(batch)) == len(batch["question_tokens"])
+    with pytest.raises(ValueError, match="layout"):
+        VQAModule(scenes_data.vocab, layout="question_first", caption_weight=0.5, **TINY)
