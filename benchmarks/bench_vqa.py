@@ -3,6 +3,7 @@
 then the demos' latency (request to answer/caption through gradio_client on 127.0.0.1).
 
     python benchmarks/bench_vqa.py [--minutes 5] [--heads generate classify] [--threads 1]
+    python benchmarks/bench_vqa.py --minutes 0 --steps 250 --init-from runs/caption_scenes/release ...
 
 Each head trains from its shipped config (configs/vqa_scenes.yaml, configs/vqa_scenes_classify.yaml;
 ``--set model.init_args.lr=0.003`` style overrides apply to both) for ``--minutes`` of wall-clock time:
@@ -29,6 +30,8 @@ import yaml
 from anytoken.atomic import atomic_path
 from anytoken.tasks.data.scenes import ScenesConfig, make_scenes
 from anytoken.tasks.data.vqa import VQADataModule
+from anytoken.tasks.module import TokenTaskModule
+from anytoken.tasks.vocab_growth import grow_into
 from anytoken.tasks.vqa import VQAModule
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,17 +73,43 @@ def probe_step_seconds(model: VQAModule, data: VQADataModule, steps: int = 6) ->
     return statistics.median(times[1:])
 
 
-def train_and_test(head: str, minutes: float, overrides: list[str], workdir: Path) -> dict[str, Any]:
+def start_from(
+    release: str, data_args: dict[str, Any], workdir: Path
+) -> tuple[TokenTaskModule, dict[str, Any]]:
+    """A trained model (e.g. the quickstart captioner) and ``data_args`` that reuse its text tokenizer, so
+    its weights carry over (``vocab_growth.grow_into``)."""
+    from anytoken.cli import load_model
+
+    source = load_model(release)
+    path = workdir / "source_text_tokenizer"
+    source.tokenizers["text"].save_pretrained(path)
+    return source, {**data_args, "tokenizer_path": str(path)}
+
+
+def train_and_test(
+    head: str,
+    minutes: float,
+    overrides: list[str],
+    workdir: Path,
+    steps: int = 0,
+    init_from: str | None = None,
+) -> dict[str, Any]:
     trainer_args, model_args, data_args = load_config(head, overrides)
     L.seed_everything(0, verbose=False)
+    source = None
+    if init_from:
+        source, data_args = start_from(init_from, data_args, workdir)
     data = VQADataModule(**data_args)
     model = VQAModule(data.vocab, **model_args)
+    if source is not None:
+        grow_into(source, model)
     budget = 60 * minutes
-    step_s = probe_step_seconds(model, data)
-    steps = max(20, int(0.9 * budget / step_s))  # the schedule ends inside the budget at the probed speed
+    step_s = float("nan") if steps else probe_step_seconds(model, data)
+    steps = steps or max(20, int(0.9 * budget / step_s))  # the schedule ends inside the budget
     trainer = L.Trainer(
         accelerator="cpu", devices=1, precision="32-true", max_steps=steps,
-        max_time={"seconds": int(budget)}, gradient_clip_val=trainer_args.get("gradient_clip_val"),
+        max_time={"seconds": int(budget)} if minutes > 0 else None,
+        gradient_clip_val=trainer_args.get("gradient_clip_val"),
         val_check_interval=None, limit_val_batches=0, num_sanity_val_steps=0, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         default_root_dir=str(workdir),
@@ -95,7 +124,8 @@ def train_and_test(head: str, minutes: float, overrides: list[str], workdir: Pat
     return {
         "head": head, "config": CONFIGS[head], "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
         "train_seconds": train_s, "steps": trainer.global_step, "planned_steps": steps,
-        "probe_seconds_per_step": step_s, "images_seen": trainer.global_step * data.batch_size,
+        "probe_seconds_per_step": step_s, "init_from": init_from,
+        "images_seen": trainer.global_step * data.batch_size,
         "questions_seen": questions, "metrics": metrics, "release": str(release),
     }
 
@@ -140,7 +170,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--minutes", type=float, default=5.0, help="training budget per head")
+    parser.add_argument("--minutes", type=float, default=5.0, help="training budget per head (0: no limit)")
+    parser.add_argument("--steps", type=int, default=0, help="fixed training steps instead of the budget")
+    parser.add_argument("--init-from", help="start from this release (e.g. runs/caption_scenes/release)")
     parser.add_argument("--heads", nargs="+", default=["generate", "classify"], choices=list(CONFIGS))
     parser.add_argument("--threads", type=int, default=1, help="torch threads while training (see README)")
     parser.add_argument("--set", action="append", default=[], help="override, e.g. data.init_args.seed=1")
@@ -151,7 +183,8 @@ def main() -> None:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     torch.set_num_threads(args.threads)
     workdir = Path(tempfile.mkdtemp(prefix="bench-vqa-"))
-    runs = [train_and_test(head, args.minutes, args.set, workdir) for head in args.heads]
+    runs = [train_and_test(head, args.minutes, args.set, workdir, args.steps, args.init_from)
+            for head in args.heads]
     latency = []
     if args.latency_requests:
         torch.set_num_threads(2)  # the demo serves on both cores
@@ -162,7 +195,8 @@ def main() -> None:
             row = demo_latency("vqa", Path(run["release"]), args.latency_requests, question)
             latency.append(row | {"head": run["head"]})
     report(runs, latency, args)
-    result = {"minutes": args.minutes, "train_threads": args.threads, "overrides": args.set,
+    result = {"minutes": args.minutes, "steps": args.steps, "init_from": args.init_from,
+              "train_threads": args.threads, "overrides": args.set,
               "cpu_count": os.cpu_count(), "torch": torch.__version__, "runs": runs, "demo_latency": latency}
     with atomic_path(ROOT / args.output) as tmp:
         tmp.write_text(json.dumps(result, indent=2))

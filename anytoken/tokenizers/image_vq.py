@@ -48,10 +48,12 @@ class ImageVQConfig:
     num_res_blocks: int = 1  # residual blocks per stage, at least 1
     quantizer: Literal["vq", "fsq"] = "vq"  # vector quantization or finite scalar quantization
     codebook_size: int = 1024  # "vq": number of codes ("fsq": the product of fsq_levels)
-    latent_dim: int = 16  # "vq": code dimension; low dimensions keep codebooks alive (ViT-VQGAN)
+    latent_dim: int = 4  # "vq": code dimension; low, l2-normalised codes keep codebooks alive (ViT-VQGAN)
     fsq_levels: list[int] = field(default_factory=lambda: [8, 5, 5, 5])  # "fsq": values per channel
+    fsq_entropy_weight: float = 0.01  # "fsq": entropy penalty spreading latents over the grid; 0: off
     vq_ema: bool = True  # "vq": EMA codebook (else learned through a codebook loss)
-    vq_normalize: bool = False  # "vq": l2-normalised codes (cosine similarity)
+    vq_decay: float = 0.99  # "vq": EMA decay of codes and of the usage counts that find dead codes
+    vq_normalize: bool = True  # "vq": l2-normalised codes (cosine similarity)
     vq_init: Literal["kmeans", "data", "random"] = "kmeans"  # "vq": codebook initialisation
     vq_dead_threshold: float = 1.0  # "vq": restart codes picked fewer times per batch (EMA); 0: never
     vq_gradient: Literal["ste", "rotation"] = "ste"  # "vq": straight-through or the rotation trick
@@ -90,7 +92,14 @@ class ImageVQConfig:
             raise ValueError(
                 "perceptual_weight > 0 needs perceptual_path: local VGG16 weights (nothing downloads)"
             )
-        if min(self.l1_weight, self.l2_weight, self.perceptual_weight, self.disc_weight) < 0:
+        weights = (
+            self.l1_weight,
+            self.l2_weight,
+            self.perceptual_weight,
+            self.disc_weight,
+            self.fsq_entropy_weight,
+        )
+        if min(weights) < 0:
             raise ValueError("loss weights must be >= 0")
 
     @property
@@ -236,6 +245,7 @@ class ImageVQTokenizer(nn.Module, Tokenizer):
                 c.latent_dim,
                 c.codebook_size,
                 ema=c.vq_ema,
+                decay=c.vq_decay,
                 normalize=c.vq_normalize,
                 init=c.vq_init,
                 dead_threshold=c.vq_dead_threshold,
@@ -243,7 +253,7 @@ class ImageVQTokenizer(nn.Module, Tokenizer):
                 gradient=c.vq_gradient,
             )
         else:
-            self.quantizer = FSQ(c.fsq_levels)
+            self.quantizer = FSQ(c.fsq_levels, entropy_weight=c.fsq_entropy_weight)
         self.encoder = _encoder(c, self.quantizer.dim)
         self.decoder = _decoder(c, self.quantizer.dim)
         self.discriminator = PatchDiscriminator(c.disc_channels, c.disc_layers) if c.disc_weight > 0 else None

@@ -101,6 +101,8 @@ def test_config_validation() -> None:
         ImageVQConfig(perceptual_weight=1.0)
     with pytest.raises(ValueError, match="quantizer"):
         ImageVQConfig(quantizer="lfq")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="loss weights"):
+        ImageVQConfig(quantizer="fsq", fsq_entropy_weight=-0.1)
 
 
 def test_save_load_gives_identical_tokens_and_drops_training_only_parts(tmp_path: Path) -> None:

@@ -130,8 +130,33 @@ def test_fsq_reaches_every_code_and_validates() -> None:
     assert (fsq(torch.randn(20_000, 2) * 2).counts > 0).all()
     with pytest.raises(ValueError, match="levels"):
         FSQ((1, 4))
+    with pytest.raises(ValueError, match="entropy_weight"):
+        FSQ((5, 4), entropy_weight=-1.0)
     with pytest.raises(ValueError, match="channels"):
         fsq(torch.randn(3, 3))
+
+
+def test_fsq_code_probabilities_follow_the_index_order() -> None:
+    fsq = FSQ((3, 4, 2), temperature=0.01)
+    ids = torch.arange(fsq.codebook_size)
+    probs = fsq.code_probabilities(fsq.lookup(ids) * (fsq.levels // 2))  # each code in level units
+    assert probs.shape == (24, 24)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(24))
+    assert torch.equal(probs.argmax(-1), ids)
+
+
+def test_fsq_entropy_penalty_spreads_bunched_latents_over_the_grid() -> None:
+    torch.manual_seed(0)
+    fsq = FSQ((5, 5), entropy_weight=1.0)
+    z = torch.nn.Parameter(0.1 * torch.randn(512, 2))  # bunched at the centre of the grid
+    assert usage_and_perplexity(fsq(z).counts)[0] < 0.4
+    opt = torch.optim.Adam([z], lr=0.05)
+    for _ in range(100):
+        opt.zero_grad()
+        fsq(z).loss.backward()
+        opt.step()
+    assert usage_and_perplexity(fsq(z).counts)[0] > 0.95
+    assert fsq.eval()(z).loss == 0  # a training-only term
 
 
 def test_usage_and_perplexity() -> None:
