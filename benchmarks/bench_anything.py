@@ -225,7 +225,8 @@ def main() -> None:
               f"{r['single_loss']:8.3f}  {r['sharing']}")
     result = {
         "command": "taskset -c 0 python benchmarks/bench_anything.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "skip_compare")),
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+            if k not in ("out", "skip_compare")),
         "machine": f"{platform.processor() or platform.machine()}, 1 thread pinned to one core, shared host",
         "model": model_args["backbone"], "throughput": speeds, "mixture_vs_single": shared,
     }
