@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from training import train_steps
 
 from anytoken.backbone import TransformerConfig
 from anytoken.cli import main
@@ -257,15 +258,8 @@ def test_module_generates_exactly_one_pair_per_keypoint(pose_data, head, tmp_pat
 def test_module_learns_a_batch(pose_data) -> None:
     model = _model(pose_data)
     batch = next(iter(pose_data.train_dataloader()))
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(25):
-        loss = model.loss(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-    assert losses[-1] < 0.6 * losses[0]
+    first, last = train_steps(model, batch, 25)
+    assert last < 0.6 * first
 
 
 def test_bad_module_setup(pose_data) -> None:

@@ -18,6 +18,7 @@ from anytoken.tasks.table_prediction import TablePredictionModule, prediction_me
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # configs_shrink lives in tests/
 from configs_shrink import shrink_config  # noqa: E402
+from training import train_steps  # noqa: E402
 
 TINY = dict(backbone=TransformerConfig.from_name("tiny", max_seq_len=64), warmup_steps=2)
 
@@ -39,17 +40,6 @@ def iris() -> TableDataModule:
 @pytest.fixture(scope="module")
 def diabetes() -> TableDataModule:
     return TableDataModule("diabetes", n_bins=8, batch_size=32, max_rows=120)
-
-
-def _train(model, batch, steps: int = 30, lr: float = 5e-3) -> tuple[float, float]:
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    first = float(model.loss(batch))
-    for _ in range(steps):
-        loss = model.loss(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return first, float(loss)
 
 
 def test_bundled_datasets_load_offline_with_a_target_column() -> None:
@@ -96,7 +86,7 @@ def test_classification_learns_and_decodes_only_target_values(iris) -> None:
     model = TablePredictionModule(iris.vocab, target="target", **TINY)
     assert model.is_classification and model.features == iris.tokenizer.columns[:4]
     batch = next(iter(iris.train_dataloader()))
-    first, last = _train(model, batch)
+    first, last = train_steps(model, batch, 30, lr=5e-3)
     assert last < 0.3 * first
     model.eval()
     rows = batch["rows"].drop(columns=["target"])  # the target column need not be present

@@ -4,10 +4,12 @@ evaluation with the official accuracy per question type, release round trip, the
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 import torch
+from training import train_steps
 
 from anytoken.cli import main
 from anytoken.tasks.data.scenes import make_scenes
@@ -145,14 +147,8 @@ def test_soft_scores_follow_the_vqa_rule(scenes_data: VQADataModule) -> None:
 def test_both_heads_train_answer_and_survive_a_release(scenes_data, head: str, tmp_path: Path) -> None:
     model = VQAModule(scenes_data.vocab, head=head, lr=3e-3, **TINY)
     batch = next(iter(scenes_data.train_dataloader()))
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    first = model.loss(batch)
-    for _ in range(10):
-        loss = model.loss(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert torch.isfinite(first) and loss < first  # it learns
+    first, last = train_steps(model, batch, 10)
+    assert math.isfinite(first) and last < first  # it learns
     model.eval()
     answers = model.answer(batch)
     assert len(answers) == len(batch["question_tokens"]) and all(isinstance(a, str) for a in answers)
@@ -283,14 +279,8 @@ def test_question_first_layout_lets_the_image_tokens_see_the_question(scenes_dat
     seq = model.sequences(batch, targets=head == "generate")
     ids = seq.input_ids[0].tolist()
     assert ids.index(model.space.task("vqa")) < seq.embed_mask[0].nonzero()[0].item()  # question, then image
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    first = model.loss(batch)
-    for _ in range(10):
-        loss = model.loss(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert loss < first
+    first, last = train_steps(model, batch, 10)
+    assert last < first
     assert len(model.eval().answer(batch)) == len(batch["question_tokens"])
     with pytest.raises(ValueError, match="layout"):
         VQAModule(scenes_data.vocab, layout="question_first", caption_weight=0.5, **TINY)
