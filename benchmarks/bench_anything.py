@@ -43,6 +43,7 @@ from anytoken.tokenizers.sequence import IGNORE_INDEX, SequenceBatch
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "anything_tiny.yaml"
 FULL_CONFIG = ROOT / "configs" / "anything_gpu.yaml"  # every task that has landed, speech included
+VQ_CONFIG = ROOT / "configs" / "vq_image_scenes.yaml"  # the image tokenizer anything_gpu.yaml reads
 MODES = ("packing", "padding", "padding_to_context")
 FULL_NUM_TRAIN = 256  # items per task of the full mixture: enough for the timed batches, quick to speak
 FULL_CONTEXT = 1024  # anything_gpu.yaml's max_seq_len: a spoken caption is ~600 flattened codec tokens
@@ -79,9 +80,9 @@ def untrained_media_tokenizers(tasks: dict[str, Any], root: Path) -> dict[str, A
             args |= {"codec_path": None, "cache_dir": None}
         if "image_tokenizer" in args and not Path(args["image_tokenizer"]).is_dir():
             path = root / "image_tokenizer"
-            if not path.is_dir():  # the grid of configs/vq_image_scenes.yaml: 64 px, 8 x 8 tokens
-                ImageVQTokenizer(image_size=64, downsample=8, channels=32, codebook_size=1024,
-                                 latent_dim=8).save_pretrained(path)
+            if not path.is_dir():  # the tokenizer configs/vq_image_scenes.yaml trains, untrained
+                spec = yaml.safe_load(VQ_CONFIG.read_text())["model"]["init_args"]["tokenizer"]
+                ImageVQTokenizer(**spec["config"]).save_pretrained(path)
             args["image_tokenizer"] = str(path)
     return tasks
 
