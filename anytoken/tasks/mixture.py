@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from anytoken.heads import DecodingConfig, LMHead
 from anytoken.tasks.data.mixture import import_class
-from anytoken.tasks.module import TokenTaskModule
+from anytoken.tasks.module import TokenTaskModule, as_model
 from anytoken.tasks.templates import Template
 from anytoken.tokenizers.base import SegmentGrammar
 from anytoken.tokenizers.sequence import IGNORE_INDEX, Embeds, Segment, SequenceBatch, Tokens, build_sequences
@@ -132,17 +133,11 @@ class MixtureModule(TokenTaskModule):
         if self._trainer is not None:
             self.adopt_media_tokenizers(list(getattr(self.trainer.datamodule, "datamodules", {}).values()))
 
-    def grow_from(self, source: str | TokenTaskModule) -> dict[str, Any]:
-        """Start from a smaller model (a module, release directory or ``.ckpt``): its weights are copied, its
-        token ids mapped into this TokenSpace (``anytoken.tasks.vocab_growth``), and task-specific weights
-        go to the task module of the same class."""
-        from anytoken.tasks.vocab_growth import grow_into
-
-        if not isinstance(source, TokenTaskModule):
-            from anytoken.cli import load_model
-
-            source = load_model(source)
-        report = grow_into(source, self)
+    def grow_from(self, source: str | Path | TokenTaskModule) -> dict[str, Any]:
+        """``TokenTaskModule.grow_from``; the source's task-specific weights also go to the task module
+        of the same class."""
+        source = as_model(source)
+        report = super().grow_from(source)
         own = {k: v for k, v in source.state_dict().items() if k.split(".")[0] not in SHARED}
         for module in self.task_modules.values():
             if type(module) is type(source) and own:

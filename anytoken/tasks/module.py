@@ -77,6 +77,15 @@ def load_tokenizer(spec: dict[str, Any]) -> Tokenizer:
     return tokenizer
 
 
+def as_model(source: str | Path | TokenTaskModule) -> TokenTaskModule:
+    """``source`` itself, or the model of a release directory or ``.ckpt`` file."""
+    if isinstance(source, TokenTaskModule):
+        return source
+    from anytoken.cli import load_model  # the CLI imports the tasks
+
+    return load_model(source)
+
+
 class TokenTaskModule(L.LightningModule):
     """Base LightningModule of every anytoken task.
 
@@ -241,7 +250,9 @@ class TokenTaskModule(L.LightningModule):
         return seq.input_ids.masked_fill(drop, self.space.pad_id)  # (B, T)
 
     def sequences(self, batch: dict[str, Any], targets: bool = True, **kwargs: Any) -> SequenceBatch:
-        samples = self.samples(batch, targets)
+        """Rows of ``self.samples(batch, targets)``, or of ``batch["prompts"]`` (explicit segment lists, e.g.
+        a prompt of another task the model also knows) when the batch has them."""
+        samples = batch["prompts"] if "prompts" in batch else self.samples(batch, targets)
         return build_sequences(
             samples,
             self.space,
@@ -336,6 +347,16 @@ class TokenTaskModule(L.LightningModule):
         )
         sched = warmup_cosine(opt, hp.warmup_steps, int(self.trainer.estimated_stepping_batches))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # --- starting from another model ---------------------------------------------------------------
+    def grow_from(self, source: str | Path | TokenTaskModule) -> dict[str, Any]:
+        """Start from another model (a module, release directory or ``.ckpt``), e.g. the quickstart
+        captioner: its backbone, image encoder, projector and media tokenizers are copied and its token
+        ids mapped into this TokenSpace (``anytoken.tasks.vocab_growth.grow_into``, whose report this
+        returns); weights only this model has keep their initialisation."""
+        from anytoken.tasks.vocab_growth import grow_into
+
+        return grow_into(as_model(source), self)
 
     # --- release -------------------------------------------------------------------------------------
     def export(self, directory: str | Path) -> Path:

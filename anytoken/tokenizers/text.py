@@ -42,6 +42,12 @@ class TextTokenizer(Tokenizer):
         """Character error rate-like flag: 0.0 when the round trip reproduces ``x``, else 1.0."""
         return float(self.decode(self.encode(x)) != x)
 
+    def pieces(self) -> list[str]:
+        """The vocabulary entry of every id, in id order (e.g. ``"Ġred"``): two tokenizers of the same
+        kind share an entry exactly when it stands for the same text, so a model's token embeddings can
+        move to another tokenizer's ids (``anytoken.tasks.vocab_growth``)."""
+        raise NotImplementedError
+
     def _encode(self, text: str) -> list[int]:
         raise NotImplementedError
 
@@ -96,6 +102,10 @@ class BPETokenizer(TextTokenizer):
     def config(self) -> dict[str, Any]:
         return {"tokenizer_json": self._json}
 
+    def pieces(self) -> list[str]:
+        by_id = {i: piece for piece, i in self._hf.get_vocab().items()}
+        return [by_id[i] for i in range(self.vocab_size)]
+
     def _encode(self, text: str) -> list[int]:
         return self._hf.encode(text, add_special_tokens=False).ids
 
@@ -121,6 +131,9 @@ class CLIPBPETokenizer(TextTokenizer):
     @property
     def vocab_size(self) -> int:
         return len(self._clip.encoder)
+
+    def pieces(self) -> list[str]:
+        return [self._clip.decoder[i] for i in range(self.vocab_size)]
 
     def _encode(self, text: str) -> list[int]:
         return self._clip.encode(text)

@@ -284,3 +284,42 @@ def test_question_first_layout_lets_the_image_tokens_see_the_question(scenes_dat
     assert len(model.eval().answer(batch)) == len(batch["question_tokens"])
     with pytest.raises(ValueError, match="layout"):
         VQAModule(scenes_data.vocab, layout="question_first", caption_weight=0.5, **TINY)
+
+
+@pytest.mark.parametrize("head", ["generate", "classify"])
+def test_caption_rationale_shows_every_question_the_caption(scenes_data, head: str, tmp_path: Path) -> None:
+    tiny = TINY | {"backbone": TINY["backbone"] | {"max_seq_len": 128}}  # room for question + caption rows
+    model = VQAModule(scenes_data.vocab, head=head, caption_weight=0.5, rationale="caption", **tiny).eval()
+    batch = next(iter(scenes_data.train_dataloader()))
+    rows, _, mask = model.shared_prefix(batch)
+    vqa, caption = model.space.task("vqa"), model.space.task("caption")
+    first_question = (rows.input_ids[0] == vqa).nonzero()[0].item()
+    caption_start = (rows.input_ids[0] == caption).nonzero().item()
+    last = rows.sample_ids[0].nonzero().max().item()  # the last token of the last question
+    assert mask[0, 0, last, caption_start:first_question].all()  # it sees the whole caption
+    # the loss of one row per image = one row per question, the reference caption in its prompt, plus
+    # the weighted captioning loss
+    reference = batch | {"rationale_tokens": batch["caption_tokens"]}
+    if head == "generate":
+        answers = TokenTaskModule.loss(model, batch)
+    else:
+        answers = _soft_cross_entropy(model.class_logits(reference), batch["answer_scores"])
+    captions = [model.image_prompt(n, "caption") + [Tokens("text", c, target=True)]
+                for n, c in enumerate(batch["caption_tokens"])]
+    seq = build_sequences(captions, model.space, max_length=128, mask=model.mask)
+    caption_loss = model.lm_loss(seq, model.hidden_states(seq, batch))
+    torch.testing.assert_close(model.loss(batch), answers + 0.5 * caption_loss, rtol=1e-4, atol=1e-4)
+    # answering describes each image first, then answers with that description in the prompt
+    described = model.describe(batch["images"])
+    assert len(described) == len(batch["images"])
+    assert model.answer(batch) == model.answer(batch | {"rationale_tokens": described})
+    first, last = train_steps(model.train(), batch, 10)
+    assert last < first
+    loaded = VQAModule.from_release(model.eval().export(tmp_path / "release"))
+    assert loaded.rationale == "caption" and loaded.answer(batch) == model.answer(batch)
+    with pytest.raises(ValueError, match="caption_tokens"):
+        model.loss({k: v for k, v in batch.items() if k != "caption_tokens"})  # e.g. VQA v2
+    for bad in ({"caption_weight": 0.0}, {"caption_weight": 0.5, "layout": "question_first"},
+                {"caption_weight": 0.5, "head": "classify", "pooling": "mean"}):
+        with pytest.raises(ValueError, match="needs"):
+            VQAModule(scenes_data.vocab, rationale="caption", **(tiny | bad))

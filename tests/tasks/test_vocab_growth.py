@@ -1,0 +1,65 @@
+"""Starting a model from another one whose text tokenizer differs: ids move by vocabulary entry."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from training import train_steps
+
+from anytoken.tasks.captioning import CaptioningModule
+from anytoken.tasks.data.captioning import CaptioningDataModule
+from anytoken.tasks.data.vqa import VQADataModule
+from anytoken.tasks.vocab_growth import piece_map, token_id_map
+from anytoken.tasks.vqa import VQAModule
+from anytoken.tokenizers import BPETokenizer, Tokens
+
+MODEL = {
+    "backbone": {"n_layer": 1, "n_head": 2, "d_model": 32, "max_seq_len": 96},
+    "image_encoder": {"source": "cnn", "image_size": 32, "cnn_width": 8, "cnn_grid": 4},
+}
+
+
+def test_piece_map_pairs_the_ids_of_equal_vocabulary_entries() -> None:
+    captions = ["a small red circle at the top", "a large blue square in the center"] * 20
+    old = BPETokenizer.train(captions, vocab_size=280)
+    new = BPETokenizer.train(captions + ["what color is the circle?", "how many squares are there?"] * 20,
+                             vocab_size=300)
+    mapping = piece_map(old, new)
+    assert mapping.shape == (old.vocab_size,)
+    old_pieces, new_pieces = old.pieces(), new.pieces()
+    for i, j in enumerate(mapping.tolist()):
+        assert j == -1 or old_pieces[i] == new_pieces[j]
+    assert (mapping[:256] >= 0).all()  # the byte alphabet is shared
+    ids = old.encode("a small red circle")
+    kept = ids[mapping[ids] >= 0]
+    assert len(kept) and new.decode(mapping[kept]) == old.decode(kept)  # mapped ids spell the same text
+    assert piece_map(old, object()) is None
+
+
+@pytest.mark.parametrize("head", ["generate", "classify"])
+def test_a_vqa_model_starts_from_a_captioner_with_another_bpe(tmp_path, head: str, one_thread) -> None:
+    captions = CaptioningDataModule(num_train=32, num_val=4, num_test=4, num_heldout=4, bpe_vocab_size=280,
+                                    image_size=32, batch_size=8)
+    captioner = CaptioningModule(captions.vocab, lr=3e-3, **MODEL)
+    batch = next(iter(captions.train_dataloader()))
+    train_steps(captioner, batch, 5)
+    release = captioner.eval().export(tmp_path / "captioner")
+    questions = VQADataModule(num_train=32, num_val=4, num_test=4, num_heldout=4, bpe_vocab_size=300,
+                              image_size=32, batch_size=8)
+    assert questions.tokenizer.spec() != captions.tokenizer.spec()  # its BPE also saw the questions
+    model = VQAModule(questions.vocab, head=head, init_from=str(release), caption_weight=1.0,
+                      rationale="caption", **MODEL).eval()
+    assert model.hparams.init_from is None  # grown once; checkpoints carry the weights
+    images = batch["images"][:2]
+    prompt = [[*captioner.image_prompt(n, "caption"), Tokens("text", torch.empty(0, dtype=torch.long),
+                                                            close=False)] for n in range(2)]
+    with torch.no_grad():
+        old_seq = captioner.sequences({"prompts": prompt})
+        old = captioner.lm_head(captioner.hidden_states(old_seq, {"images": images}))[:, -1]  # (2, V_old)
+        new_seq = model.sequences({"prompts": prompt})
+        new = model.lm_head(model.hidden_states(new_seq, {"images": images}))[:, -1]  # (2, V_new)
+    mapping = token_id_map(captioner.space, model.space, local_maps={
+        "text": piece_map(captioner.tokenizers["text"], model.tokenizers["text"])})
+    kept = torch.nonzero(mapping >= 0).squeeze(1)
+    assert len(kept) > captioner.tokenizers["text"].vocab_size // 2
+    torch.testing.assert_close(new[:, mapping[kept]], old[:, kept], rtol=1e-4, atol=1e-4)
