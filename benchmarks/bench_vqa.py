@@ -30,8 +30,6 @@ import yaml
 from anytoken.atomic import atomic_path
 from anytoken.tasks.data.scenes import ScenesConfig, make_scenes
 from anytoken.tasks.data.vqa import VQADataModule
-from anytoken.tasks.module import TokenTaskModule
-from anytoken.tasks.vocab_growth import grow_into
 from anytoken.tasks.vqa import VQAModule
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,14 +71,6 @@ def probe_step_seconds(model: VQAModule, data: VQADataModule, steps: int = 6) ->
     return statistics.median(times[1:])
 
 
-def start_from(release: str) -> TokenTaskModule:
-    """A trained model (e.g. the quickstart captioner) whose weights ``vocab_growth.grow_into`` carries over;
-    text ids move by vocabulary entry, so the VQA data keeps its own BPE (questions included)."""
-    from anytoken.cli import load_model
-
-    return load_model(release)
-
-
 def train_and_test(
     head: str,
     minutes: float,
@@ -91,11 +81,8 @@ def train_and_test(
 ) -> dict[str, Any]:
     trainer_args, model_args, data_args = load_config(head, overrides)
     L.seed_everything(0, verbose=False)
-    source = start_from(init_from) if init_from else None
     data = VQADataModule(**data_args)
-    model = VQAModule(data.vocab, **model_args)
-    if source is not None:
-        grow_into(source, model)
+    model = VQAModule(data.vocab, **(model_args | {"init_from": init_from or model_args.get("init_from")}))
     budget = 60 * minutes
     step_s = float("nan") if steps else probe_step_seconds(model, data)
     steps = steps or max(20, int(0.9 * budget / step_s))  # the schedule ends inside the budget
@@ -112,7 +99,7 @@ def train_and_test(
     train_s = time.perf_counter() - start
     questions = trainer.global_step * _questions_per_batch(data)
     trainer.test(model, datamodule=data, verbose=False)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if "/acc" in k or "/rationale" in k}
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if "/acc" in k}
     release = model.export(workdir / f"vqa_{head}")
     return {
         "head": head, "config": CONFIGS[head], "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
@@ -199,14 +186,12 @@ def main() -> None:
 def report(runs: list[dict[str, Any]], latency: list[dict[str, Any]], args: argparse.Namespace) -> None:
     print(f"\nVQA on the scenes, {args.minutes:g} min CPU training per head ({args.threads} torch thread(s))")
     header = f"{'head':<9} {'split':<8} {'overall':>8} " + " ".join(f"{t:>8}" for t in TYPES)
-    print(header + f" {'caption':>8} {'steps':>6} {'images':>7} {'questions':>9} {'train s':>8}")
+    print(header + f" {'steps':>6} {'images':>7} {'questions':>9} {'train s':>8}")
     for run in runs:
         for split in ("test", "heldout"):
             m = {k.split("/")[1]: v for k, v in run["metrics"].items() if k.startswith(f"{split}/")}
             cells = " ".join(f"{m.get('acc_' + t.replace('/', '_'), float('nan')):>8.4f}" for t in TYPES)
-            caption = m.get("rationale_exact_match", float("nan"))  # rationale="caption" models only
-            print(f"{run['head']:<9} {split:<8} {m.get('acc', float('nan')):>8.4f} {cells} {caption:>8.4f} "
-                  f"{run['steps']:>6} "
+            print(f"{run['head']:<9} {split:<8} {m.get('acc', float('nan')):>8.4f} {cells} {run['steps']:>6} "
                   f"{run['images_seen']:>7} {run['questions_seen']:>9.0f} {run['train_seconds']:>8.1f}")
     if latency:
         print("\nDemo latency, request to answer through gradio_client (2 torch threads)")

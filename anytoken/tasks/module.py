@@ -78,11 +78,18 @@ def load_tokenizer(spec: dict[str, Any]) -> Tokenizer:
 
 
 def as_model(source: str | Path | TokenTaskModule) -> TokenTaskModule:
-    """``source`` itself, or the model of a release directory or ``.ckpt`` file."""
+    """``source`` itself, or the model of a release directory or ``.ckpt`` file (a model to start from).
+
+    Raises:
+        FileNotFoundError: when there is nothing at ``source``, with a hint to train that model first.
+    """
     if isinstance(source, TokenTaskModule):
         return source
     from anytoken.cli import load_model  # the CLI imports the tasks
 
+    if not Path(source).exists():
+        raise FileNotFoundError(f"no model to start from at {source}: train it first (e.g. ./quickstart.sh "
+                                "writes the captioner release runs/caption_scenes/release)")
     return load_model(source)
 
 
@@ -250,9 +257,7 @@ class TokenTaskModule(L.LightningModule):
         return seq.input_ids.masked_fill(drop, self.space.pad_id)  # (B, T)
 
     def sequences(self, batch: dict[str, Any], targets: bool = True, **kwargs: Any) -> SequenceBatch:
-        """Rows of ``self.samples(batch, targets)``, or of ``batch["prompts"]`` (explicit segment lists, e.g.
-        a prompt of another task the model also knows) when the batch has them."""
-        samples = batch["prompts"] if "prompts" in batch else self.samples(batch, targets)
+        samples = self.samples(batch, targets)
         return build_sequences(
             samples,
             self.space,

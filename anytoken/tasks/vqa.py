@@ -4,9 +4,6 @@
 - the classification head: the sequence pooled (last token or mean) into one of the most frequent
   training answers, trained on the VQA soft scores ``min(#humans / 3, 1)``.
 
-With ``rationale="caption"`` the model describes the image first and answers with its description in
-context (``<bos> <image> .. </image> <caption> <text> caption </text> <vqa> ..``), a chain of thought.
-
 Accuracy is the official VQA one (``anytoken.tasks.metrics.vqa_scores``), overall and per question type.
 """
 
@@ -57,16 +54,10 @@ class VQAModule(TokenTaskModule):
         caption_weight: weight of an auxiliary captioning loss on the same images (batches with
             ``caption_tokens``, e.g. the scenes): dense image-dependent supervision that trains the image
             pathway much faster than answers alone; the model then also captions (``<caption>`` prompt).
-        rationale: ``"none"``, or ``"caption"``: describe, then answer. Every question sees the image's
-            caption (the reference one in training, trained with ``caption_weight``; a greedy one the model
-            generates at inference), so answering becomes a lookup in text (which word follows "red", is
-            "red square" in it), which a small decoder learns far faster than binding attributes inside
-            image features. Needs the image-first layout, a ``caption_weight`` > 0 and, for the
-            classification head, ``pooling="last"``.
-        rationale_max_tokens: most tokens a generated rationale may take.
-        init_from: a model to start from (release directory or ``.ckpt``), e.g. the quickstart captioner:
-            its weights are copied and its text ids mapped to this model's by vocabulary entry
-            (``grow_from``), so a BPE that also knows the question words still starts from its captions.
+        init_from: a model to start from (release directory or ``.ckpt``), e.g. the quickstart captioner
+            (``configs/vqa_scenes_from_captioner.yaml``): its encoder and decoder are copied and its text
+            ids mapped to this model's by vocabulary entry (``grow_from``), so a BPE that also knows the
+            question words still starts from the captioner's words.
         num_examples: answers printed per split after testing.
         *args, **kwargs: those of ``TokenTaskModule``; ``vocab`` carries ``"answers"`` for ``"classify"``.
     """
@@ -79,8 +70,6 @@ class VQAModule(TokenTaskModule):
         layout: Literal["image_first", "question_first"] = "image_first",
         question_modality: Literal["text", "audio"] = "text",
         caption_weight: float = 0.0,
-        rationale: Literal["none", "caption"] = "none",
-        rationale_max_tokens: int = 32,
         init_from: str | None = None,
         num_examples: int = 8,
         **kwargs: Any,
@@ -108,15 +97,6 @@ class VQAModule(TokenTaskModule):
         if layout == "question_first" and caption_weight > 0:
             raise ValueError("caption_weight needs layout='image_first' (captions share the image prompt)")
         self.layout = layout
-        if rationale not in ("none", "caption"):
-            raise ValueError(f"rationale must be 'none' or 'caption', got {rationale!r}")
-        if rationale == "caption" and (layout != "image_first" or caption_weight <= 0
-                                       or (head == "classify" and pooling != "last")):
-            raise ValueError("rationale='caption' needs layout='image_first', caption_weight > 0 (the "
-                             "captions are trained) and, with head='classify', pooling='last'")
-        if rationale_max_tokens < 1:
-            raise ValueError(f"rationale_max_tokens must be >= 1, got {rationale_max_tokens}")
-        self.rationale, self.rationale_max_tokens = rationale, rationale_max_tokens
         self.answers: list[str] = list(self.hparams.vocab.get("answers") or [])
         self.classifier: ClassifyHead | None = None
         if head == "classify":
@@ -146,9 +126,6 @@ class VQAModule(TokenTaskModule):
                 segments = [Special("<bos>"), Special("<vqa>"), self.question(batch, i), image]
             else:
                 segments = self.image_prompt(source, "vqa") + [self.question(batch, i)]
-                if self.rationale == "caption":
-                    caption = batch["caption_tokens" if targets else "rationale_tokens"][source]
-                    segments[2:2] = [Special("<caption>"), Tokens("text", caption)]
             if self.head == "classify":
                 out.append(segments)
             elif targets:
@@ -161,8 +138,7 @@ class VQAModule(TokenTaskModule):
     def shared_prefix(self, batch: dict[str, Any]) -> tuple[SequenceBatch, torch.Tensor, torch.Tensor]:
         """One row per image: its prompt ``<bos> <image>..</image>`` once, then (with ``caption_weight``) a
         ``<caption> caption`` block, then a ``<vqa> question [answer]`` block per question, under a mask
-        that lets each block see only the prompt and itself (with ``rationale="caption"`` the caption is
-        part of the prompt: every question sees it).
+        that lets each block see only the prompt and itself.
 
         Each question gets exactly the context and RoPE positions it has in its own row (``samples``), so
         the loss is the same, in about half the tokens (an image's ~10 questions share its prompt); the
@@ -172,8 +148,6 @@ class VQAModule(TokenTaskModule):
             The rows, their positions ``[N, T]`` and the attention mask ``[N, 1, T, T]``.
         """
         rows: list[list[Segment]] = [self.image_prompt(n, "vqa")[:-1] for n in range(len(batch["images"]))]
-        if self.rationale == "caption" and "caption_tokens" not in batch:
-            raise ValueError("rationale='caption' trains on batches with caption_tokens (the scenes have them)")
         if self._captions(batch):
             for row, caption in zip(rows, batch["caption_tokens"]):
                 row += [Special("<caption>"), Tokens("text", caption, target=True)]
@@ -186,9 +160,7 @@ class VQAModule(TokenTaskModule):
         seq = build_sequences(rows, self.space, max_length=longest, mask=self.mask,
                               loss_weights=self.loss_weights).to(self.device)
         idx = torch.arange(seq.input_ids.shape[1], device=self.device).expand_as(seq.input_ids)  # (N, T)
-        starts = self._tag(seq, "vqa")  # (N, T): the first position of each block
-        if self.rationale == "none":
-            starts |= self._tag(seq, "caption")
+        starts = self._tag(seq, "vqa") | self._tag(seq, "caption")  # (N, T): the first position of each block
         block = starts.long().cumsum(1)  # (N, T): 0 on the shared prompt, j on block j
         block_start = torch.where(starts, idx, 0).cummax(1).values  # (N, T)
         prompt_len = starts.long().argmax(1, keepdim=True)  # (N, 1)
@@ -241,22 +213,11 @@ class VQAModule(TokenTaskModule):
     @torch.no_grad()
     def answer(self, batch: dict[str, Any], decoding: DecodingConfig | None = None) -> list[str]:
         """One answer per question of ``batch`` (needs ``images``, ``image_index`` and ``question_tokens``,
-        or ``question_codes`` for spoken questions). With ``rationale="caption"`` the images are described
-        first, unless the batch brings ``rationale_tokens`` (one text id tensor per image)."""
-        if self.rationale == "caption" and "rationale_tokens" not in batch:
-            batch = batch | {"rationale_tokens": self.describe(batch["images"])}
+        or ``question_codes`` for spoken questions)."""
         if self.head == "classify":
             return [self.answers[k] for k in self.class_logits(batch).argmax(-1).tolist()]
         ids = self.generate_segment(batch, "text", decoding)
         return [self.tokenizers["text"].decode(i).strip() for i in ids]
-
-    @torch.no_grad()
-    def describe(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """The rationale of each image ``[N, 3, H, W]``: its caption, greedily decoded, as local text ids."""
-        prompts = [self.image_prompt(n, "caption") + [Tokens("text", torch.empty(0, dtype=torch.long),
-                                                             close=False)] for n in range(len(images))]
-        decoding = DecodingConfig(strategy="greedy", max_new_tokens=self.rationale_max_tokens)
-        return self.generate_segment({"images": images, "prompts": prompts}, "text", decoding)
 
     @torch.no_grad()
     def ask(
@@ -300,16 +261,8 @@ class VQAModule(TokenTaskModule):
         n = len(batch["image_index"])
         self.log(f"{stage}/loss", self.loss(batch), batch_size=n, add_dataloader_idx=False, sync_dist=True)
         keys = ("questions", "answers", "question_types", "image_ids")
-        described: dict[str, list[str | None]] = {}  # per question: its image's rationale and caption
-        if self.rationale == "caption":
-            batch = batch | {"rationale_tokens": self.describe(batch["images"])}
-            for key in ("rationale_tokens", "caption_tokens"):
-                texts = [self.tokenizers["text"].decode(ids).strip() for ids in batch.get(key, [])]
-                described[key] = [texts[int(i)] if texts else None for i in batch["image_index"]]
-        for q, (pred, *values) in enumerate(zip(self.answer(batch), *(batch[k] for k in keys))):
-            output = dict(zip(("pred", *keys), (pred, *values)))
-            output |= {key.removesuffix("_tokens"): texts[q] for key, texts in described.items()}
-            self._outputs.setdefault(stage, []).append(output)
+        for pred, *values in zip(self.answer(batch), *(batch[k] for k in keys)):
+            self._outputs.setdefault(stage, []).append(dict(zip(("pred", *keys), (pred, *values))))
 
     def _report(self, stage: str) -> dict[str, float]:
         outputs = self._outputs.get(stage, [])
@@ -320,11 +273,6 @@ class VQAModule(TokenTaskModule):
         for name, value in scores.items():
             key = "acc" if name == "overall" else "acc_" + name.replace("/", "_").replace(" ", "_")
             self.log(f"{stage}/{key}", value, add_dataloader_idx=False, rank_zero_only=True)
-        exact = {o["image_ids"]: o["rationale"] == o["caption"] for o in outputs if o.get("caption")}
-        if exact:  # how often the described image is exactly its reference caption
-            scores["rationale_exact_match"] = sum(exact.values()) / len(exact)
-            self.log(f"{stage}/rationale_exact_match", scores["rationale_exact_match"],
-                     add_dataloader_idx=False, rank_zero_only=True)
         return scores
 
     def on_validation_epoch_start(self) -> None:
@@ -352,8 +300,6 @@ class VQAModule(TokenTaskModule):
             lines.append(f"[{split}] accuracy " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items()))
             for o in self._outputs[split][: self.num_examples]:
                 lines.append(f"  {o['questions']!r:<40} -> {o['pred']!r:<16} humans: {o['answers'][0]!r}")
-                if "rationale" in o:
-                    lines.append(f"    described as {o['rationale']!r}")
         self._outputs = {}
         rank_zero_info("\n".join(lines))
 

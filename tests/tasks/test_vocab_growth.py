@@ -12,6 +12,7 @@ from anytoken.tasks.data.vqa import VQADataModule
 from anytoken.tasks.vocab_growth import piece_map, token_id_map
 from anytoken.tasks.vqa import VQAModule
 from anytoken.tokenizers import BPETokenizer, Tokens
+from anytoken.tokenizers.sequence import build_sequences
 
 MODEL = {
     "backbone": {"n_layer": 1, "n_head": 2, "d_model": 32, "max_seq_len": 96},
@@ -47,19 +48,20 @@ def test_a_vqa_model_starts_from_a_captioner_with_another_bpe(tmp_path, head: st
     questions = VQADataModule(num_train=32, num_val=4, num_test=4, num_heldout=4, bpe_vocab_size=300,
                               image_size=32, batch_size=8)
     assert questions.tokenizer.spec() != captions.tokenizer.spec()  # its BPE also saw the questions
-    model = VQAModule(questions.vocab, head=head, init_from=str(release), caption_weight=1.0,
-                      rationale="caption", **MODEL).eval()
+    model = VQAModule(questions.vocab, head=head, init_from=str(release), **MODEL).eval()
     assert model.hparams.init_from is None  # grown once; checkpoints carry the weights
     images = batch["images"][:2]
     prompt = [[*captioner.image_prompt(n, "caption"), Tokens("text", torch.empty(0, dtype=torch.long),
                                                             close=False)] for n in range(2)]
     with torch.no_grad():
-        old_seq = captioner.sequences({"prompts": prompt})
+        old_seq = build_sequences(prompt, captioner.space, max_length=96, mask=captioner.mask)
         old = captioner.lm_head(captioner.hidden_states(old_seq, {"images": images}))[:, -1]  # (2, V_old)
-        new_seq = model.sequences({"prompts": prompt})
+        new_seq = build_sequences(prompt, model.space, max_length=96, mask=model.mask)
         new = model.lm_head(model.hidden_states(new_seq, {"images": images}))[:, -1]  # (2, V_new)
     mapping = token_id_map(captioner.space, model.space, local_maps={
         "text": piece_map(captioner.tokenizers["text"], model.tokenizers["text"])})
     kept = torch.nonzero(mapping >= 0).squeeze(1)
     assert len(kept) > captioner.tokenizers["text"].vocab_size // 2
     torch.testing.assert_close(new[:, mapping[kept]], old[:, kept], rtol=1e-4, atol=1e-4)
+    with pytest.raises(FileNotFoundError, match="train it first"):
+        VQAModule(questions.vocab, init_from=str(tmp_path / "no_captioner"), **MODEL)
