@@ -3,11 +3,11 @@
 Every global id of the old space has a counterpart in the new one when the new space holds its special
 token or its modality with the same tokenizer: ``token_id_map`` finds it. Two different text tokenizers
 (e.g. a BPE trained on captions and one trained on captions and questions) share the ids whose
-vocabulary entries are equal (``TextTokenizer.pieces``); those carry over, the others start fresh. ``grow_into`` then copies the
-backbone, the image encoder, the projector and the frozen media tokenizers as they are, copies each old
-embedding (and untied LM-head) row to its new id, and leaves the rows of new tokens at their fresh
-initialisation. The grown model computes the same logits as the old one on the old model's prompts, at
-the mapped ids.
+vocabulary entries are equal (``TextTokenizer.pieces``); those carry over, the others start fresh.
+``grow_into`` then copies the backbone, the image encoder, the projector and the frozen media tokenizers
+as they are, copies each old embedding (and untied LM-head) row to its new id, and leaves the rows of new
+tokens at their fresh initialisation. The grown model computes the same logits as the old one on the old
+model's prompts, at the mapped ids.
 """
 
 from __future__ import annotations
@@ -98,7 +98,9 @@ def grow_into(source: TokenTaskModule, target: TokenTaskModule) -> dict[str, Any
             if _spec_key(source, name) != _spec_key(target, name):
                 local = piece_map(source.tokenizers[name], target.tokenizers[name])
                 if local is None:
-                    raise ValueError(f"the two models tokenize {name!r} differently: its ids cannot carry over")
+                    raise ValueError(
+                        f"the two models tokenize {name!r} differently: its ids cannot carry over"
+                    )
                 local_maps[name] = local
             shared.add(name)
     mapping = token_id_map(source.space, target.space, shared, local_maps)  # (V_old,)
