@@ -58,9 +58,9 @@ def test_a_config_that_starts_from_a_model_has_that_models_architecture():
 
     root = CONFIGS[0].parent
     model = yaml.safe_load((root / "vqa_scenes_from_captioner.yaml").read_text())["model"]["init_args"]
-    source = yaml.safe_load((root / "caption_scenes.yaml").read_text())["model"]["init_args"]
-    assert model["init_from"] == yaml.safe_load((root / "caption_scenes.yaml").read_text())["trainer"][
-        "callbacks"][1]["init_args"]["dirpath"]  # the quickstart's release
+    captioner = yaml.safe_load((root / "caption_scenes.yaml").read_text())
+    source = captioner["model"]["init_args"]
+    assert model["init_from"] == captioner["trainer"]["callbacks"][1]["init_args"]["dirpath"]  # its release
     for key in ("backbone", "projector", "mask"):
         assert model[key] == source[key], key
     frozen = {"frozen": False}  # whether the encoder trains on is the new model's own choice

@@ -85,9 +85,7 @@ class MixtureModule(TokenTaskModule):
                 if name in self.templates
                 else self.task_modules[name].image_encoder is not None
             )
-        if init_from:
-            self.grow_from(init_from)
-            self.hparams["init_from"] = None  # done: checkpoints and releases carry the grown weights
+        self.apply_init_from(init_from)
 
     # --- building --------------------------------------------------------------------------------------
     def _template(self, name: str, items: list[Any]) -> Template:

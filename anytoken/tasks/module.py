@@ -87,10 +87,11 @@ def as_model(source: str | Path | TokenTaskModule) -> TokenTaskModule:
         return source
     from anytoken.cli import load_model  # the CLI imports the tasks
 
-    if not Path(source).exists():
-        raise FileNotFoundError(f"no model to start from at {source}: train it first (e.g. ./quickstart.sh "
-                                "writes the captioner release runs/caption_scenes/release)")
-    return load_model(source)
+    try:
+        return load_model(source)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"no model to start from ({error}): train it first (e.g. ./quickstart.sh "
+                                "writes the captioner release runs/caption_scenes/release)") from error
 
 
 class TokenTaskModule(L.LightningModule):
@@ -362,6 +363,13 @@ class TokenTaskModule(L.LightningModule):
         from anytoken.tasks.vocab_growth import grow_into
 
         return grow_into(as_model(source), self)
+
+    def apply_init_from(self, init_from: str | None) -> None:
+        """``grow_from(init_from)`` when given (a subclass calls it once its own modules exist), then drop it
+        from the hyperparameters: checkpoints and releases carry the grown weights."""
+        if init_from:
+            self.grow_from(init_from)
+            self.hparams["init_from"] = None
 
     # --- release -------------------------------------------------------------------------------------
     def export(self, directory: str | Path) -> Path:

@@ -105,9 +105,7 @@ class VQAModule(TokenTaskModule):
             self.classifier = ClassifyHead(self.backbone.config.d_model, len(self.answers), pooling)
         self.num_examples = num_examples
         self._outputs: dict[str, list[dict[str, Any]]] = {}
-        if init_from:
-            self.grow_from(init_from)
-            self.hparams["init_from"] = None  # done: checkpoints and releases carry the grown weights
+        self.apply_init_from(init_from)
 
     def question(self, batch: dict[str, Any], index: int) -> Tokens:
         """Question ``index`` of ``batch``: its text ids, or (spoken) its codec codes as audio ids, heard

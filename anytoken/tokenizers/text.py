@@ -103,8 +103,7 @@ class BPETokenizer(TextTokenizer):
         return {"tokenizer_json": self._json}
 
     def pieces(self) -> list[str]:
-        by_id = {i: piece for piece, i in self._hf.get_vocab().items()}
-        return [by_id[i] for i in range(self.vocab_size)]
+        return [self._hf.id_to_token(i) for i in range(self.vocab_size)]
 
     def _encode(self, text: str) -> list[int]:
         return self._hf.encode(text, add_special_tokens=False).ids
