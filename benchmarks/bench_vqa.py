@@ -4,6 +4,8 @@ then the demos' latency (request to answer/caption through gradio_client on 127.
 
     python benchmarks/bench_vqa.py [--minutes 5] [--heads generate classify] [--threads 1]
     python benchmarks/bench_vqa.py --minutes 0 --steps 250 --init-from runs/caption_scenes/release ...
+    python benchmarks/bench_vqa.py --minutes 0 --steps 1300 --heads generate --seed 1 \
+        --config configs/vqa_scenes_from_captioner.yaml   # any config, any seed
 
 Each head trains from its shipped config (configs/vqa_scenes.yaml, configs/vqa_scenes_classify.yaml;
 ``--set model.init_args.lr=0.003`` style overrides apply to both) for ``--minutes`` of wall-clock time:
@@ -37,9 +39,13 @@ CONFIGS = {"generate": "configs/vqa_scenes.yaml", "classify": "configs/vqa_scene
 TYPES = ("color", "shape", "count", "position", "yes/no")
 
 
-def load_config(head: str, overrides: list[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """(trainer, model, data) init arguments of a shipped config, with ``a.b.c=value`` overrides."""
-    config = yaml.safe_load((ROOT / CONFIGS[head]).read_text())
+def load_config(
+    head: str, overrides: list[str], path: str | None = None
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(trainer, model, data) init arguments of a config (default the head's shipped one), with
+    ``a.b.c=value`` overrides."""
+    config = yaml.safe_load((ROOT / (path or CONFIGS[head])).read_text())
+    config["model"]["init_args"]["head"] = head
     for item in overrides:
         key, _, value = item.partition("=")
         *path, last = key.split(".")
@@ -78,9 +84,11 @@ def train_and_test(
     workdir: Path,
     steps: int = 0,
     init_from: str | None = None,
+    config: str | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    trainer_args, model_args, data_args = load_config(head, overrides)
-    L.seed_everything(0, verbose=False)
+    trainer_args, model_args, data_args = load_config(head, overrides, config)
+    L.seed_everything(seed, verbose=False)
     data = VQADataModule(**data_args)
     model = VQAModule(data.vocab, **(model_args | {"init_from": init_from or model_args.get("init_from")}))
     budget = 60 * minutes
@@ -102,7 +110,8 @@ def train_and_test(
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if "/acc" in k}
     release = model.export(workdir / f"vqa_{head}")
     return {
-        "head": head, "config": CONFIGS[head], "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        "head": head, "config": config or CONFIGS[head], "seed": seed,
+        "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
         "train_seconds": train_s, "steps": trainer.global_step, "planned_steps": steps,
         "probe_seconds_per_step": step_s, "init_from": init_from,
         "images_seen": trainer.global_step * data.batch_size,
@@ -153,6 +162,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=5.0, help="training budget per head (0: no limit)")
     parser.add_argument("--steps", type=int, default=0, help="fixed training steps instead of the budget")
     parser.add_argument("--init-from", help="start from this release (e.g. runs/caption_scenes/release)")
+    parser.add_argument("--config", help="train from this config instead of the head's shipped one")
+    parser.add_argument("--seed", type=int, default=0, help="seed_everything before building the model")
     parser.add_argument("--heads", nargs="+", default=["generate", "classify"], choices=list(CONFIGS))
     parser.add_argument("--threads", type=int, default=1, help="torch threads while training (see README)")
     parser.add_argument("--set", action="append", default=[], help="override, e.g. data.init_args.seed=1")
@@ -163,8 +174,8 @@ def main() -> None:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     torch.set_num_threads(args.threads)
     workdir = Path(tempfile.mkdtemp(prefix="bench-vqa-"))
-    runs = [train_and_test(head, args.minutes, args.set, workdir, args.steps, args.init_from)
-            for head in args.heads]
+    runs = [train_and_test(head, args.minutes, args.set, workdir, args.steps, args.init_from, args.config,
+                           args.seed) for head in args.heads]
     latency = []
     if args.latency_requests:
         torch.set_num_threads(2)  # the demo serves on both cores
@@ -175,7 +186,7 @@ def main() -> None:
             row = demo_latency("vqa", Path(run["release"]), args.latency_requests, question)
             latency.append(row | {"head": run["head"]})
     report(runs, latency, args)
-    result = {"minutes": args.minutes, "steps": args.steps, "init_from": args.init_from,
+    result = {"minutes": args.minutes, "steps": args.steps, "init_from": args.init_from, "seed": args.seed,
               "train_threads": args.threads, "overrides": args.set,
               "cpu_count": os.cpu_count(), "torch": torch.__version__, "runs": runs, "demo_latency": latency}
     with atomic_path(ROOT / args.output) as tmp:

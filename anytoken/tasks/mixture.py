@@ -31,8 +31,8 @@ from anytoken.tokenizers.base import SegmentGrammar
 from anytoken.tokenizers.sequence import IGNORE_INDEX, Embeds, Segment, SequenceBatch, Tokens, build_sequences
 
 SHARED = ("backbone", "lm_head", "image_encoder", "projector", "media_tokenizers")
-COMMON_ARGS = ("backbone", "projector", "mask", "loss_weights", "lr", "weight_decay", "warmup_steps",
-               "decoding", "input_dropout")
+COMMON_ARGS = ("backbone", "projector", "image_positions", "mask", "loss_weights", "lr", "weight_decay",
+               "warmup_steps", "decoding", "input_dropout")
 Pairs = list[tuple[str, dict[str, Any]]]
 
 

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from anytoken.backbone import CausalTransformer, TransformerConfig
 from anytoken.heads import DecodingConfig, GrammarConstraint, LMHead, generate
 from anytoken.heads.fourier import FourierHead
+from anytoken.tasks.projector import build_projector
 from anytoken.tasks.release import export_release, jsonable, load_release
 from anytoken.tokenizers.base import CONFIG_FILE, SegmentGrammar, Tokenizer, tokenizer_from_spec
 from anytoken.tokenizers.image_encoder import ImageEncoder, ImageEncoderConfig
@@ -104,6 +105,8 @@ class TokenTaskModule(L.LightningModule):
             the ``small`` preset.
         image_encoder: encoder for continuous image prefixes; None when the task has no image input.
         projector: ``"linear"`` or ``"mlp"`` map from encoder features to the backbone width.
+        image_positions: add a learned embedding per image token after the projector (``TokenPositions``),
+            so the decoder can read which grid cell an attended token came from (CNN encoders).
         mask: ``"causal"``, or ``"prefix"`` (media prefixes attend to themselves bidirectionally).
         loss_weights: modality -> weight of its target tokens in the loss.
         lr: peak AdamW learning rate (linear warm-up, cosine decay to 10%).
@@ -121,6 +124,7 @@ class TokenTaskModule(L.LightningModule):
         backbone: TransformerConfig | None = None,
         image_encoder: ImageEncoderConfig | None = None,
         projector: Literal["linear", "mlp"] = "mlp",
+        image_positions: bool = False,
         mask: Literal["causal", "prefix"] = "prefix",
         loss_weights: dict[str, float] | None = None,
         lr: float = 1e-3,
@@ -150,12 +154,8 @@ class TokenTaskModule(L.LightningModule):
         self.image_encoder: ImageEncoder | None = None
         if image_encoder is not None:
             self.image_encoder = ImageEncoder(_as(ImageEncoderConfig, image_encoder))
-            d_in, d = self.image_encoder.feature_dim, config.d_model
-            self.projector = (
-                nn.Linear(d_in, d)
-                if projector == "linear"
-                else nn.Sequential(nn.Linear(d_in, d), nn.GELU(), nn.Linear(d, d))
-            )
+            self.projector = build_projector(projector, self.image_encoder.feature_dim, config.d_model,
+                                             self.image_encoder.num_tokens, image_positions)
         self.mask = mask
         self.loss_weights = loss_weights or {}
         self.decoding = _as(DecodingConfig, decoding) or DecodingConfig()

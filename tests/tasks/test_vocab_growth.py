@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 from training import train_steps
 
 from anytoken.tasks.captioning import CaptioningModule
 from anytoken.tasks.data.captioning import CaptioningDataModule
 from anytoken.tasks.data.vqa import VQADataModule
+from anytoken.tasks.projector import TokenPositions
 from anytoken.tasks.vocab_growth import piece_map, token_id_map
 from anytoken.tasks.vqa import VQAModule
 from anytoken.tokenizers import BPETokenizer, Tokens
@@ -44,11 +46,14 @@ def test_a_vqa_model_starts_from_a_captioner_with_another_bpe(tmp_path, head: st
     captioner = CaptioningModule(captions.vocab, lr=3e-3, **MODEL)
     batch = next(iter(captions.train_dataloader()))
     train_steps(captioner, batch, 5)
+    with torch.no_grad():
+        captioner.backbone.embed.weight.mul_(5)  # trained embeddings outgrow the 0.02 of a fresh init
     release = captioner.eval().export(tmp_path / "captioner")
     questions = VQADataModule(num_train=32, num_val=4, num_test=4, num_heldout=4, bpe_vocab_size=300,
                               image_size=32, batch_size=8)
     assert questions.tokenizer.spec() != captions.tokenizer.spec()  # its BPE also saw the questions
-    model = VQAModule(questions.vocab, head=head, init_from=str(release), **MODEL).eval()
+    dropout = {"backbone": MODEL["backbone"] | {"dropout": 0.1}}  # a training setting, not architecture
+    model = VQAModule(questions.vocab, head=head, init_from=str(release), **(MODEL | dropout)).eval()
     assert model.hparams.init_from is None  # grown once; checkpoints carry the weights
     images = batch["images"][:2]
     prompt = [[*captioner.image_prompt(n, "caption"), Tokens("text", torch.empty(0, dtype=torch.long),
@@ -63,5 +68,33 @@ def test_a_vqa_model_starts_from_a_captioner_with_another_bpe(tmp_path, head: st
     kept = torch.nonzero(mapping >= 0).squeeze(1)
     assert len(kept) > captioner.tokenizers["text"].vocab_size // 2
     torch.testing.assert_close(new[:, mapping[kept]], old[:, kept], rtol=1e-4, atol=1e-4)
+    embed = model.backbone.embed.weight
+    fresh = torch.ones(len(embed), dtype=torch.bool)
+    fresh[mapping[kept]] = False
+    scale = embed[fresh].norm(dim=1).mean() / embed[mapping[kept]].norm(dim=1).mean()
+    assert 0.7 < scale < 1.3, scale  # new ids (question words) start as visible as the carried ones
     with pytest.raises(FileNotFoundError, match="train it first"):
         VQAModule(questions.vocab, init_from=str(tmp_path / "no_captioner"), **MODEL)
+
+
+def test_image_positions_start_fresh_on_a_captioner_without_them(tmp_path, one_thread) -> None:
+    captions = CaptioningDataModule(num_train=8, num_val=4, num_test=4, num_heldout=4, image_size=32,
+                                    batch_size=4)
+    captioner = CaptioningModule(captions.vocab, **MODEL)
+    release = captioner.export(tmp_path / "captioner")
+    questions = VQADataModule(num_train=8, num_val=4, num_test=4, num_heldout=4, image_size=32, batch_size=4)
+    model = VQAModule(questions.vocab, init_from=str(release), image_positions=True, **MODEL)
+    *body, positions = model.projector
+    assert isinstance(positions, TokenPositions) and positions.embedding.shape == (1, 16, 32)
+    projection = nn.Sequential(*body).state_dict().values()
+    for mine, theirs in zip(projection, captioner.projector.state_dict().values()):
+        torch.testing.assert_close(mine, theirs)  # the projection is the captioner's, the positions are new
+    images = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        features = model.image_encoder(images)
+        expected = captioner.projector(features) + positions.embedding
+        torch.testing.assert_close(model.projector(features), expected)
+    with pytest.raises(ValueError, match="set image_positions too"):
+        VQAModule(questions.vocab, init_from=str(model.export(tmp_path / "vqa")), **MODEL)
+    with pytest.raises(ValueError, match=r"image tokens \[B, 16, 32\]"):
+        positions(torch.zeros(2, 9, 32))

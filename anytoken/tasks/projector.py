@@ -1,0 +1,46 @@
+"""The projector from image-encoder features to the backbone width (LLaVA's), optionally with a learned
+embedding per image token.
+
+A CNN's feature map says which cell a token came from only through padding effects, and RoPE tells the
+decoder how far apart two tokens are, not where a token's content lies, so "where is the cyan square?"
+must be read from the attended token itself: ``positions=True`` adds one learned vector per token
+(row-major grid cell), as a ViT's position embedding does.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+POSITIONS_STD = 0.1  # init of the position embedding, about a quarter of a projected feature's scale
+
+
+class TokenPositions(nn.Module):
+    """Adds a learned vector per token position: ``[B, N, d] -> [B, N, d]``."""
+
+    def __init__(self, num_tokens: int, dim: int) -> None:
+        super().__init__()
+        self.embedding = nn.Parameter(torch.randn(1, num_tokens, dim) * POSITIONS_STD)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] != self.embedding.shape[-2:]:
+            n, d = self.embedding.shape[1:]
+            raise ValueError(f"expected image tokens [B, {n}, {d}], got {tuple(x.shape)}")
+        return x + self.embedding
+
+
+def build_projector(
+    kind: Literal["linear", "mlp"], d_in: int, d_model: int, num_tokens: int, positions: bool = False
+) -> nn.Module:
+    """``"linear"`` or ``"mlp"`` (Linear-GELU-Linear) from ``d_in`` to ``d_model``, then (``positions``)
+    a ``TokenPositions`` over the ``num_tokens`` image tokens."""
+    if kind not in ("linear", "mlp"):
+        raise ValueError(f"projector must be 'linear' or 'mlp', got {kind!r}")
+    layers = [nn.Linear(d_in, d_model)]
+    if kind == "mlp":
+        layers += [nn.GELU(), nn.Linear(d_model, d_model)]
+    if positions:
+        layers.append(TokenPositions(num_tokens, d_model))
+    return layers[0] if len(layers) == 1 else nn.Sequential(*layers)
