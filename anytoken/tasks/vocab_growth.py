@@ -80,6 +80,7 @@ def _spec_key(model: TokenTaskModule, modality: str) -> str:
 
 
 _NOT_ARCHITECTURE = ("vocab_size", "dropout")  # backbone settings two grown models may differ in
+_ENCODER_TRAINING = ("frozen", "augment_shift", "pretrained_path")  # encoder settings they may differ in
 
 
 @torch.no_grad()
@@ -93,14 +94,15 @@ def grow_into(source: TokenTaskModule, target: TokenTaskModule) -> dict[str, Any
     Raises:
         ValueError: when the backbones differ in anything but vocabulary size and dropout, a shared
             modality is tokenized differently (other than by two text tokenizers of one kind, matched
-            by ``piece_map``), or an image encoder is missing on one side.
+            by ``piece_map``), an image encoder is missing on one side, or the image encoders differ in
+            more than training settings (``frozen``, ``augment_shift``, ``pretrained_path``).
     """
-    a, b = asdict(source.backbone.config), asdict(target.backbone.config)
-    for setting in _NOT_ARCHITECTURE:
-        a.pop(setting), b.pop(setting)
-    if a != b:
-        diffs = {k: (a[k], b[k]) for k in a if a[k] != b.get(k)}
-        raise ValueError(f"the backbones differ in more than the vocabulary: {diffs}")
+    _check_same(source.backbone.config, target.backbone.config, _NOT_ARCHITECTURE, "backbones")
+    if (source.image_encoder is None) != (target.image_encoder is None):
+        raise ValueError("one model has an image encoder and the other has none")
+    if source.image_encoder is not None:
+        encoders = source.image_encoder.config, target.image_encoder.config
+        _check_same(*encoders, _ENCODER_TRAINING, "image encoders")
     shared, local_maps = set(), {}
     for name in source.tokenizers:
         if name in target.tokenizers:
@@ -120,8 +122,6 @@ def grow_into(source: TokenTaskModule, target: TokenTaskModule) -> dict[str, Any
     _carry_rows(target.backbone.embed.weight, source.backbone.embed.weight, old_ids, new_ids)
     if not target.backbone.config.tie_embeddings:
         _carry_rows(target.lm_head.proj.weight, source.lm_head.proj.weight, old_ids, new_ids)
-    if (source.image_encoder is None) != (target.image_encoder is None):
-        raise ValueError("one model has an image encoder and the other has none")
     if source.image_encoder is not None:
         target.image_encoder.load_state_dict(source.image_encoder.state_dict())
         _load_projector(target.projector, source.projector)
@@ -132,6 +132,14 @@ def grow_into(source: TokenTaskModule, target: TokenTaskModule) -> dict[str, Any
         "new_ids": target.space.used_size - int(old_ids.numel()),
         "modalities": sorted(shared),
     }
+
+
+def _check_same(source: Any, target: Any, ignored: tuple[str, ...], what: str) -> None:
+    """Raise ``ValueError`` naming the fields in which two config dataclasses differ, ``ignored`` aside."""
+    a, b = asdict(source), asdict(target)
+    diffs = {k: (a[k], b[k]) for k in a if k not in ignored and a[k] != b[k]}
+    if diffs:
+        raise ValueError(f"the {what} differ in more than {', '.join(ignored)}: {diffs} (source, target)")
 
 
 def _carry_rows(

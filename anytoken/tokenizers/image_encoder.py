@@ -18,7 +18,11 @@ Example:
 The encoder owns its input policy, so data pipelines stay encoder-agnostic: images arrive as float
 ``[B, 3, H, W]`` in ``[0, 1]`` (``anytoken.tokenizers.image_io.image_to_tensor`` makes them), are resized
 to ``image_size`` if needed (bilinear, antialiased), shifted by up to ``augment_shift`` pixels while
-training (edge-padded), and normalised with the model's own mean/std (:func:`image_mean_std`).
+training (edge-padded), and normalised with the model's own mean/std (:func:`image_mean_std`). With
+``value_channel`` the encoder also sees ``max(R, G, B)`` (HSV value) as a fourth channel: the same map for
+a shape whatever its colour, so shape features learnt on some colours carry over to others (the quickstart
+captioner's encoder: a linear probe names the shape of unseen colour-shape pairs 0.95 of the time, against
+0.53-0.62 from RGB alone; ``benchmarks/probe_encoder.py``).
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ class ImageEncoderConfig:
     cnn_width: int = 64  # "cnn": channels of the first stage (later stages use 2x); multiple of 8
     cnn_grid: int = 8  # "cnn": side of the output token grid; image_size / cnn_grid must be a power of 2
     augment_shift: int = 0  # train-time random shift up to this many pixels (edge-padded); 0: off
+    value_channel: bool = False  # also feed max(R, G, B) as a 4th input channel ("timm" and "cnn")
     mean: Stats | None = None  # normalisation override; None: the model's own (see image_mean_std)
     std: Stats | None = None  # set together with mean
 
@@ -71,6 +76,8 @@ class ImageEncoderConfig:
             raise ValueError("set mean and std together, or neither")
         if self.std is not None and (len(self.std) != 3 or len(self.mean) != 3 or min(self.std) <= 0):
             raise ValueError(f"mean/std need 3 values each and std > 0, got {self.mean}, {self.std}")
+        if self.value_channel and self.source == "open_clip":
+            raise ValueError("value_channel needs source 'timm' or 'cnn' (open_clip towers take RGB only)")
         if self.source == "cnn":
             self._validate_cnn()
         elif not self.name:
@@ -99,10 +106,10 @@ class ImageEncoderConfig:
 
         if not timm.is_model(self.name):
             raise ValueError(_unknown_name(self.name, "timm", timm.list_models()))
-        for key in ("img_size", "pretrained"):
+        for key in ("img_size", "pretrained", "in_chans"):
             if key in self.model_kwargs:
                 raise ValueError(
-                    f"model_kwargs[{key!r}] is not allowed: use image_size / pretrained_path "
+                    f"model_kwargs[{key!r}] is not allowed: use image_size / pretrained_path / value_channel "
                     f"(weights load at the checkpoint's size, then position embeddings adapt to image_size)"
                 )
 
@@ -126,7 +133,7 @@ def _unknown_name(name: str, library: str, known: list[str]) -> str:
 
 
 class ConvEncoder(nn.Module):
-    """Small conv encoder: images [B, 3, S, S] -> tokens [B, grid * grid, dim].
+    """Small conv encoder: images [B, C, S, S] -> tokens [B, grid * grid, dim].
 
     Stride-2 stages of conv3x3-GroupNorm(8)-GELU (3 -> width -> 2 * width -> 2 * width ...) down to the
     grid, then two residual conv3x3 blocks at the grid, where they are cheap and widen the receptive field
@@ -140,11 +147,12 @@ class ConvEncoder(nn.Module):
         image_size: Input side S.
         width: Channels of the first stage; a multiple of 8.
         grid: Output grid side; ``image_size / grid`` must be a power of two >= 2.
+        in_channels: C, input channels (4 with the encoder's ``value_channel``).
     """
 
-    def __init__(self, image_size: int = 64, width: int = 64, grid: int = 8) -> None:
+    def __init__(self, image_size: int = 64, width: int = 64, grid: int = 8, in_channels: int = 3) -> None:
         super().__init__()
-        layers: list[nn.Module] = [_conv_norm_act(3, width, stride=2)]
+        layers: list[nn.Module] = [_conv_norm_act(in_channels, width, stride=2)]
         self.dim = width
         for _ in range(1, int(math.log2(image_size // grid))):
             layers.append(_conv_norm_act(self.dim, 2 * width, stride=2))
@@ -155,7 +163,7 @@ class ConvEncoder(nn.Module):
         self.norm = nn.LayerNorm(self.dim)
 
     def forward(self, images: Tensor) -> Tensor:
-        """Encode images [B, 3, S, S] into tokens [B, grid * grid, dim]."""
+        """Encode images [B, C, S, S] into tokens [B, grid * grid, dim]."""
         x = self.stages(images)  # (B, D, grid, grid)
         x = x.flatten(2).transpose(1, 2)  # (B, grid * grid, D)
         return self.norm(x + self.pos_embed)  # (B, grid * grid, D)
@@ -233,7 +241,12 @@ class ImageEncoder(nn.Module):
             raise ValueError(f"expected images [B, 3, H, W], got {tuple(images.shape)}")
         if not images.is_floating_point():
             raise ValueError(f"expected float images in [0, 1], got {images.dtype}")
-        images = (self._resize_and_shift(images) - self.mean) / self.std  # (B, 3, S, S)
+        images = self._resize_and_shift(images)
+        normalised = (images - self.mean) / self.std  # (B, 3, S, S)
+        if self.config.value_channel:
+            value = images.amax(1, keepdim=True)  # (B, 1, S, S): HSV value, the same for every hue
+            normalised = torch.cat([normalised, (value - self.mean.mean()) / self.std.mean()], 1)
+        images = normalised  # (B, C, S, S), C = 3 or 4
         if self.config.source == "cnn":
             return self.model(images)  # (B, N, D)
         if self.config.source == "timm":
@@ -283,7 +296,7 @@ def _timm_tokens(model: nn.Module, features: Tensor) -> Tensor:
 
 
 def _build_cnn(config: ImageEncoderConfig, state_dict: dict[str, Tensor] | None) -> nn.Module:
-    model = ConvEncoder(config.image_size, config.cnn_width, config.cnn_grid)
+    model = ConvEncoder(config.image_size, config.cnn_width, config.cnn_grid, _in_channels(config))
     if state_dict is not None:
         _load_checkpoint(model, state_dict, set(), config.pretrained_path)
     return model
@@ -293,17 +306,34 @@ def _build_timm(config: ImageEncoderConfig, state_dict: dict[str, Tensor] | None
     import timm
 
     try:
-        model = timm.create_model(config.name, pretrained=False, **config.model_kwargs)
+        kwargs = {"in_chans": _in_channels(config), **config.model_kwargs}
+        model = timm.create_model(config.name, pretrained=False, **kwargs)
     except TypeError as error:
         message = f"timm model {config.name!r} rejected model_kwargs {config.model_kwargs}: {error}"
         raise ValueError(message) from error
     full_keys = set(model.state_dict())
     _prune_timm_head(model)
     if state_dict is not None:
+        if config.value_channel:
+            state_dict = _with_value_input(state_dict, model)
         _load_checkpoint(model, state_dict, full_keys - set(model.state_dict()), config.pretrained_path)
     if hasattr(model, "set_input_size"):  # after loading, so pretrained position embeddings get resampled
         model.set_input_size(img_size=(config.image_size, config.image_size))
     return model
+
+
+def _in_channels(config: ImageEncoderConfig) -> int:
+    return 4 if config.value_channel else 3
+
+
+def _with_value_input(state_dict: dict[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
+    """An RGB checkpoint for a ``value_channel`` model: its first conv gets a zero kernel for the value
+    channel, so the loaded encoder starts out computing exactly what it did on RGB."""
+    key = f"{getattr(model, 'pretrained_cfg', {}).get('first_conv', '')}.weight"
+    weight = state_dict.get(key)
+    if weight is None or weight.ndim != 4 or weight.shape[1] != 3:
+        return state_dict
+    return {**state_dict, key: torch.cat([weight, weight.new_zeros(weight[:, :1].shape)], 1)}
 
 
 def _prune_timm_head(model: nn.Module) -> None:

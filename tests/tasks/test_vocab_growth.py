@@ -98,3 +98,15 @@ def test_image_positions_start_fresh_on_a_captioner_without_them(tmp_path, one_t
         VQAModule(questions.vocab, init_from=str(model.export(tmp_path / "vqa")), **MODEL)
     with pytest.raises(ValueError, match=r"image tokens \[B, 16, 32\]"):
         positions(torch.zeros(2, 9, 32))
+
+
+def test_an_image_encoder_of_another_architecture_is_a_clear_error(tmp_path, one_thread) -> None:
+    captions = CaptioningDataModule(num_train=8, num_val=4, num_test=4, num_heldout=4, image_size=32,
+                                    batch_size=4)
+    release = CaptioningModule(captions.vocab, **MODEL).export(tmp_path / "captioner")
+    questions = VQADataModule(num_train=8, num_val=4, num_test=4, num_heldout=4, image_size=32, batch_size=4)
+    frozen = MODEL | {"image_encoder": MODEL["image_encoder"] | {"frozen": True}}
+    assert VQAModule(questions.vocab, init_from=str(release), **frozen).image_encoder.config.frozen
+    value = MODEL | {"image_encoder": MODEL["image_encoder"] | {"value_channel": True}}
+    with pytest.raises(ValueError, match=r"image encoders differ .*'value_channel': \(False, True\)"):
+        VQAModule(questions.vocab, init_from=str(release), **value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import open_clip
@@ -229,6 +230,48 @@ def test_encoder_normalises_with_its_own_statistics() -> None:
     encoder.model.register_forward_pre_hook(lambda module, args: seen.setdefault("x", args[0]))
     encoder(torch.ones(1, 3, 64, 64))
     assert_close(seen["x"], torch.ones(1, 3, 64, 64))  # (1 - 0.5) / 0.5
+
+
+@pytest.mark.parametrize("source", ["cnn", "timm"])
+def test_value_channel_feeds_max_rgb_as_a_fourth_channel(source: str) -> None:
+    name = "resnet10t" if source == "timm" else ""
+    stats = {"mean": (0.5,) * 3, "std": (0.25,) * 3}
+    config = ImageEncoderConfig(source=source, name=name, value_channel=True, **stats)
+    encoder = ImageEncoder(config).eval()
+    seen = {}
+    first_conv = next(m for m in encoder.model.modules() if isinstance(m, torch.nn.Conv2d))
+    first_conv.register_forward_pre_hook(lambda module, args: seen.setdefault("x", args[0]))
+    red, blue = torch.zeros(1, 3, 64, 64), torch.zeros(1, 3, 64, 64)
+    red[:, 0, 8:24, 8:24], blue[:, 2, 8:24, 8:24] = 1.0, 1.0  # one square, two colours
+    out = encoder(torch.cat([red, blue]))
+    assert out.shape == (2, encoder.num_tokens, encoder.feature_dim)
+    assert seen["x"].shape == (2, 4, 64, 64)
+    assert_close(seen["x"][0, 3], seen["x"][1, 3])  # the value channel is blind to the hue
+    assert_close(seen["x"][0, 3, 16, 16], torch.tensor(2.0))  # (1 - 0.5) / 0.25
+    assert_close(seen["x"][:, :3], (torch.cat([red, blue]) - 0.5) / 0.25)
+
+
+def test_value_channel_loads_an_rgb_checkpoint_unchanged_at_start(tmp_path: Path) -> None:
+    rgb = ImageEncoder(ImageEncoderConfig(source="timm", name="resnet10t")).eval()
+    path = _save(rgb.model.state_dict(), tmp_path / "rgb.safetensors")
+    config = ImageEncoderConfig(source="timm", name="resnet10t", pretrained_path=path, value_channel=True)
+    encoder = ImageEncoder(config).eval()  # the value channel's first-conv kernel starts at zero
+    images = _images(encoder.config)
+    assert_close(encoder(images), rgb(images))
+    resaved = _save(encoder.model.state_dict(), tmp_path / "rgbv.safetensors")  # its own 4-channel weights
+    assert_close(ImageEncoder(replace(config, pretrained_path=resaved)).eval()(images), encoder(images))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"source": "open_clip", "name": "ViT-B-32", "value_channel": True}, "value_channel needs"),
+        ({"source": "timm", "name": "resnet10t", "model_kwargs": {"in_chans": 4}}, "value_channel"),
+    ],
+)
+def test_value_channel_errors(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ImageEncoderConfig(**kwargs)
 
 
 def test_mean_std_follow_the_library() -> None:
