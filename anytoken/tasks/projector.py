@@ -14,7 +14,9 @@ from typing import Literal
 import torch
 from torch import nn
 
-POSITIONS_STD = 0.1  # init of the position embedding, about a quarter of a projected feature's scale
+# Init of the position embedding: about a projected feature's scale (0.45 on the quickstart captioner).
+# VQA grown from that captioner, seeds 0-2: held-out 0.92 / 0.93 / 0.89 at 0.4, 0.82 / 0.86 / 0.82 at 0.1.
+POSITIONS_STD = 0.4
 
 
 class TokenPositions(nn.Module):
