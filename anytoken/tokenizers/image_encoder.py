@@ -135,7 +135,7 @@ def _unknown_name(name: str, library: str, known: list[str]) -> str:
 class ConvEncoder(nn.Module):
     """Small conv encoder: images [B, C, S, S] -> tokens [B, grid * grid, dim].
 
-    Stride-2 stages of conv3x3-GroupNorm(8)-GELU (3 -> width -> 2 * width -> 2 * width ...) down to the
+    Stride-2 stages of conv3x3-GroupNorm(8)-GELU (C -> width -> 2 * width -> 2 * width ...) down to the
     grid, then two residual conv3x3 blocks at the grid, where they are cheap and widen the receptive field
     (to 47 px for 64 -> 8). GroupNorm rather than BatchNorm: no batch statistics, so train and eval agree.
     A learned position embedding, one vector per cell (row-major: token ``i`` is cell
