@@ -241,12 +241,11 @@ class ImageEncoder(nn.Module):
             raise ValueError(f"expected images [B, 3, H, W], got {tuple(images.shape)}")
         if not images.is_floating_point():
             raise ValueError(f"expected float images in [0, 1], got {images.dtype}")
-        images = self._resize_and_shift(images)
-        normalised = (images - self.mean) / self.std  # (B, 3, S, S)
+        rgb = self._resize_and_shift(images)  # (B, 3, S, S)
+        images = (rgb - self.mean) / self.std
         if self.config.value_channel:
-            value = images.amax(1, keepdim=True)  # (B, 1, S, S): HSV value, the same for every hue
-            normalised = torch.cat([normalised, (value - self.mean.mean()) / self.std.mean()], 1)
-        images = normalised  # (B, C, S, S), C = 3 or 4
+            value = rgb.amax(1, keepdim=True)  # (B, 1, S, S): HSV value, the same for every hue
+            images = torch.cat([images, (value - self.mean.mean()) / self.std.mean()], 1)  # (B, 4, S, S)
         if self.config.source == "cnn":
             return self.model(images)  # (B, N, D)
         if self.config.source == "timm":
