@@ -53,11 +53,20 @@ def test_help_works(capsys):
     assert "--config" in capsys.readouterr().out
 
 
-def test_a_config_that_starts_from_a_model_has_that_models_architecture():
+FROM_CAPTIONER = [c for c in CONFIGS if "_from_captioner" in c.stem]
+
+
+def test_there_are_configs_that_start_from_the_captioner():
+    names = {c.stem for c in FROM_CAPTIONER}
+    assert names >= {"vqa_scenes_from_captioner", "vqa_scenes_from_captioner_classify"}
+
+
+@pytest.mark.parametrize("config", FROM_CAPTIONER, ids=[c.stem for c in FROM_CAPTIONER])
+def test_a_config_that_starts_from_a_model_has_that_models_architecture(config):
     import yaml
 
     root = CONFIGS[0].parent
-    model = yaml.safe_load((root / "vqa_scenes_from_captioner.yaml").read_text())["model"]["init_args"]
+    model = yaml.safe_load(config.read_text())["model"]["init_args"]
     captioner = yaml.safe_load((root / "caption_scenes.yaml").read_text())
     source = captioner["model"]["init_args"]
     assert model["init_from"] == captioner["trainer"]["callbacks"][1]["init_args"]["dirpath"]  # its release
@@ -65,3 +74,18 @@ def test_a_config_that_starts_from_a_model_has_that_models_architecture():
         assert model[key] == source[key], key
     frozen = {"frozen": False}  # whether the encoder trains on is the new model's own choice
     assert model["image_encoder"] | frozen == source["image_encoder"] | frozen
+
+
+def test_the_classification_config_from_the_captioner_differs_only_in_its_head_steps_and_paths():
+    import yaml
+
+    root = CONFIGS[0].parent
+    generate = yaml.safe_load((root / "vqa_scenes_from_captioner.yaml").read_text())
+    text = (root / "vqa_scenes_from_captioner_classify.yaml").read_text()
+    classify = yaml.safe_load(text.replace("from_captioner_classify", "from_captioner"))
+    for config in (generate, classify):
+        for key in ("head", "pooling", "decoding"):
+            config["model"]["init_args"].pop(key, None)
+        for key in ("max_steps", "val_check_interval"):
+            config["trainer"].pop(key)
+    assert classify == generate
