@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import warnings
 from collections import defaultdict
 from collections.abc import Hashable
 
@@ -23,12 +24,16 @@ from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
 
-def caption_metrics(predictions: dict[str, str], references: dict[str, list[str]]) -> dict[str, float]:
+def caption_metrics(
+    predictions: dict[str, str], references: dict[str, list[str]], require_java: bool = True
+) -> dict[str, float]:
     """Scores one predicted caption per image against that image's reference captions.
 
     Args:
         predictions: image id -> predicted caption (may be empty).
         references: image id -> reference captions (at least one each); same keys as ``predictions``.
+        require_java: False: without Java, return ``exact_match`` alone with a warning instead of raising
+            (training loops on machines without a JRE, e.g. GPU images).
 
     Returns:
         ``{"bleu4", "cider_d", "exact_match"}``; ``exact_match`` is the fraction of images whose
@@ -37,15 +42,23 @@ def caption_metrics(predictions: dict[str, str], references: dict[str, list[str]
 
     Raises:
         ValueError: on empty inputs, different keys or values of the wrong type.
-        RuntimeError: when Java, needed by the PTB tokenizer, is not installed.
+        RuntimeError: when Java, needed by the PTB tokenizer, is not installed (and ``require_java``).
     """
     _check_caption_inputs(predictions, references)
+    keys = sorted(predictions)
+    exact = [
+        _normalize_caption(predictions[key]) in {_normalize_caption(r) for r in references[key]}
+        for key in keys
+    ]
     if shutil.which("java") is None:
-        raise RuntimeError(
-            "caption_metrics needs Java for pycocoevalcap's Stanford PTB tokenizer; install a JRE "
+        message = (
+            "BLEU-4 and CIDEr-D need Java for pycocoevalcap's Stanford PTB tokenizer; install a JRE "
             "(e.g. `apt-get install default-jre-headless`) so that `java` is on PATH"
         )
-    keys = sorted(predictions)
+        if require_java:
+            raise RuntimeError(f"caption_metrics: {message}")
+        warnings.warn(f"{message}; reporting exact_match alone", stacklevel=2)
+        return {"exact_match": sum(exact) / len(exact)}
     texts: dict[Hashable, str] = {("prediction", key): predictions[key] for key in keys}
     texts |= {("reference", key, i): ref for key in keys for i, ref in enumerate(references[key])}
     tokens = _ptb_tokenize(texts)
@@ -53,10 +66,6 @@ def caption_metrics(predictions: dict[str, str], references: dict[str, list[str]
     gts = {key: [tokens[("reference", key, i)] for i in range(len(references[key]))] for key in keys}
     bleu, _ = Bleu(4).compute_score(gts, hypotheses, verbose=0)
     cider, _ = Cider().compute_score(gts, hypotheses)
-    exact = [
-        _normalize_caption(predictions[key]) in {_normalize_caption(r) for r in references[key]}
-        for key in keys
-    ]
     return {"bleu4": float(bleu[3]), "cider_d": float(cider), "exact_match": sum(exact) / len(exact)}
 
 

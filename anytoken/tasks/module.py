@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
@@ -116,6 +117,9 @@ class TokenTaskModule(L.LightningModule):
         input_dropout: while training, the fraction of target-segment *input* tokens replaced by
             ``<pad>`` (word dropout): the model must read the media rather than lean on the text so far,
             which helps it describe attribute combinations it never saw.
+        compile: run the backbone's teacher-forced passes (training and validation losses) through
+            ``torch.compile`` with dynamic shapes (packed rows change length every step); generation with
+            the KV cache stays eager. The weights and checkpoints are the same either way.
     """
 
     def __init__(
@@ -132,6 +136,7 @@ class TokenTaskModule(L.LightningModule):
         warmup_steps: int = 100,
         decoding: DecodingConfig | None = None,
         input_dropout: float = 0.0,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -162,6 +167,8 @@ class TokenTaskModule(L.LightningModule):
         if not 0.0 <= input_dropout < 1.0:
             raise ValueError(f"input_dropout must be in [0, 1), got {input_dropout}")
         self.input_dropout = input_dropout
+        self.compile = compile
+        self._compiled_backbone: Callable[..., torch.Tensor] | None = None
 
     # --- what tasks define ---------------------------------------------------------------------------
     def samples(self, batch: dict[str, Any], targets: bool) -> list[list[Segment]]:
@@ -268,9 +275,19 @@ class TokenTaskModule(L.LightningModule):
             **kwargs,
         ).to(self.device)
 
+    def configure_model(self) -> None:
+        """Compile the teacher-forced backbone pass when ``compile`` is set (once; a plain attribute, so the
+        state dict keeps the eager module's keys)."""
+        if self.compile and self._compiled_backbone is None:
+            self._compiled_backbone = torch.compile(self.backbone.forward, dynamic=True)
+
+    def backbone_pass(self, **inputs: Any) -> torch.Tensor:
+        """The backbone over whole sequences (no KV cache), compiled when ``compile`` is set."""
+        return (self._compiled_backbone or self.backbone)(**inputs)
+
     def hidden_states(self, seq: SequenceBatch, media: dict[str, torch.Tensor]) -> torch.Tensor:
         """Backbone output ``[B, T, d]`` for a built batch (image features spliced in)."""
-        return self.backbone(
+        return self.backbone_pass(
             inputs_embeds=self.embed(seq, media), positions=seq.positions, attn_mask=seq.attention_mask()
         )  # (B, T, d)
 

@@ -187,7 +187,7 @@ class VQAModule(TokenTaskModule):
                 return super().loss(batch)
             return _soft_cross_entropy(self.class_logits(batch), scores.to(self.device))
         seq, positions, mask = self.shared_prefix(batch)
-        hidden = self.backbone(inputs_embeds=self.embed(seq, batch), positions=positions, attn_mask=mask)
+        hidden = self.backbone_pass(inputs_embeds=self.embed(seq, batch), positions=positions, attn_mask=mask)
         questions = self._tag(seq, "vqa").long().cumsum(1) > 0  # (N, T): inside question blocks
         if self.head == "generate":
             loss = self.lm_loss(replace(seq, loss_weights=seq.loss_weights * questions), hidden)

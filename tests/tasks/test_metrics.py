@@ -51,8 +51,11 @@ def test_caption_metrics_input_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValueError, match="prediction for '1' must be a str"):
         caption_metrics({"1": None}, {"1": ["a"]})  # type: ignore[dict-item]
     monkeypatch.setattr(metrics.shutil, "which", lambda name: None)
-    with pytest.raises(RuntimeError, match="needs Java"):
+    with pytest.raises(RuntimeError, match="need Java"):
         caption_metrics({"1": "a"}, {"1": ["a"]})
+    with pytest.warns(UserWarning, match="need Java.*exact_match alone"):
+        scores = caption_metrics({"1": "a.", "2": "b"}, {"1": ["a"], "2": ["c"]}, require_java=False)
+    assert scores == {"exact_match": 0.5}
 
 
 @pytest.mark.parametrize(
