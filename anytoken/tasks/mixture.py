@@ -129,7 +129,10 @@ class MixtureModule(TokenTaskModule):
     def setup(self, stage: str) -> None:
         """Take trained media tokenizer weights (e.g. a speech codec) from the task DataModules."""
         if self._trainer is not None:
-            self.adopt_media_tokenizers(list(getattr(self.trainer.datamodule, "datamodules", {}).values()))
+            datamodules = getattr(self.trainer.datamodule, "datamodules", {})
+            self.adopt_media_tokenizers(list(datamodules.values()))
+            for name, module in self.task_modules.items():  # each task reads its own splits' names
+                module.task_datamodule = datamodules.get(name)
 
     def grow_from(self, source: str | Path | TokenTaskModule) -> dict[str, Any]:
         """``TokenTaskModule.grow_from``; the source's task-specific weights also go to the task module

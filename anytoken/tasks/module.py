@@ -169,6 +169,7 @@ class TokenTaskModule(L.LightningModule):
         self.input_dropout = input_dropout
         self.compile = compile
         self._compiled_backbone: Callable[..., torch.Tensor] | None = None
+        self.task_datamodule: L.LightningDataModule | None = None  # set by a mixture: this task's own
 
     # --- what tasks define ---------------------------------------------------------------------------
     def samples(self, batch: dict[str, Any], targets: bool) -> list[list[Segment]]:
@@ -209,6 +210,13 @@ class TokenTaskModule(L.LightningModule):
         the DataModule."""
         if self._trainer is not None and self.trainer.datamodule is not None:
             self.adopt_media_tokenizers([self.trainer.datamodule])
+
+    @property
+    def datamodule(self) -> L.LightningDataModule | None:
+        """This task's DataModule: inside a mixture its own entry's, else the trainer's."""
+        if self.task_datamodule is not None:
+            return self.task_datamodule
+        return self.trainer.datamodule if self._trainer is not None else None
 
     def adopt_media_tokenizers(self, datamodules: list[Any]) -> None:
         """Copy into ``media_tokenizers`` the weights of every trainable tokenizer the ``datamodules`` hold

@@ -116,7 +116,7 @@ class SpeechModule(TokenTaskModule):
     def _split(self, stage: str, dataloader_idx: int) -> str:
         if stage != "test":
             return stage
-        names = getattr(self.trainer.datamodule, "test_names", None) if self.trainer.datamodule else None
+        names = getattr(self.datamodule, "test_names", None)
         return names[dataloader_idx] if names and dataloader_idx < len(names) else f"test{dataloader_idx}"
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import lightning as L
 import pytest
 import torch
 
 from anytoken.tasks.audio_metrics import error_rates, mel_distance, normalize_transcript, si_snr
+from anytoken.tasks.data.mixture import MixtureDataModule
 from anytoken.tasks.data.scenes import ScenesConfig
 from anytoken.tasks.data.speech import (
     HELDOUT_VOICES,
@@ -21,6 +23,7 @@ from anytoken.tasks.data.speech import (
     spoken_scenes,
     synthesize,
 )
+from anytoken.tasks.mixture import MixtureModule
 from anytoken.tasks.speech import SpeechToTextModule, TextToSpeechModule
 from anytoken.tokenizers.audio_codec import AudioCodecTokenizer
 
@@ -83,26 +86,21 @@ def test_alsa_words_have_transcripts() -> None:
 
 
 @pytest.fixture(scope="module")
-def speech_data(tmp_path_factory) -> Iterator[SpeechDataModule]:
-    """Spoken scenes encoded by a tiny codec trained inline for 2 steps (the configs' pipeline)."""
+def speech_args(tmp_path_factory) -> dict[str, Any]:
+    """SpeechDataModule arguments: spoken scenes encoded by a tiny codec trained inline for 2 steps."""
     if espeak_path() is None:
         pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    root = tmp_path_factory.mktemp("speech")
+    return {"codec_path": str(root / "codec"), "codec": CODEC, "num_codec_steps": 2,
+            "scenes": {"min_objects": 1, "max_objects": 1}, "num_train": 6, "num_val": 2, "num_test": 2,
+            "num_heldout": 2, "bpe_vocab_size": 270, "batch_size": 2, "cache_dir": str(root / "cache")}
+
+
+@pytest.fixture(scope="module")
+def speech_data(speech_args: dict[str, Any]) -> Iterator[SpeechDataModule]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("speech")
-    yield SpeechDataModule(
-        codec_path=str(root / "codec"),
-        codec=CODEC,
-        num_codec_steps=2,
-        scenes=ScenesConfig(min_objects=1, max_objects=1),
-        num_train=6,
-        num_val=2,
-        num_test=2,
-        num_heldout=2,
-        bpe_vocab_size=270,
-        batch_size=2,
-        cache_dir=str(root / "cache"),
-    )
+    yield SpeechDataModule(**speech_args | {"scenes": ScenesConfig(**speech_args["scenes"])})
     torch.set_num_threads(threads)
 
 
@@ -185,6 +183,28 @@ def test_text_to_speech_trains_and_speaks(speech_data: SpeechDataModule, layout:
     loss.backward()
     assert torch.isfinite(loss)
     assert all(p.grad is None for p in model.codec.parameters())  # the codec stays frozen
+
+
+def test_speech_task_in_a_mixture_names_its_own_test_splits(
+    speech_data: SpeechDataModule, speech_args: dict[str, Any], tmp_path
+) -> None:
+    entry = {
+        "datamodule": "anytoken.tasks.data.speech.SpeechDataModule",
+        "data_args": speech_args,  # the fixture's codec and cache: the same tokens
+        "module": "anytoken.tasks.speech.SpeechToTextModule",
+        "module_args": {"audio_layout": "flatten", "decoding": {"max_new_tokens": 4}},
+        "template": ["<bos>", {"tokens": "audio", "from": "codes", "map": "codes_to_ids", "prefix": True},
+                     "<transcribe>", {"tokens": "text", "from": "text_ids", "target": True}],
+    }
+    data = MixtureDataModule({"speech_to_text": entry, "speech_again": entry}, steps_per_epoch=1)
+    model = MixtureModule(data.vocab, backbone=BACKBONE)
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=str(tmp_path))
+    trainer.test(model, datamodule=data)
+    names = set(trainer.callback_metrics)
+    for task in ("speech_to_text", "speech_again"):  # each task's dataloaders map to its own split names
+        assert {f"test/{task}/wer", f"heldout/{task}/wer"} <= names
+    assert not [n for n in names if n.startswith("(")]
 
 
 def test_speech_modules_need_an_audio_codec(speech_data: SpeechDataModule) -> None:
