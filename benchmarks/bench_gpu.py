@@ -32,10 +32,12 @@ from anytoken.tokenizers.sequence import build_attention_mask
 VOCAB = 4096  # about the anything_gpu TokenSpace's size
 PRESETS = {
     "gpu": {"n_layer": 12, "n_head": 12, "d_model": 768},  # configs/anything_gpu.yaml's backbone
+    "cpu": {"n_layer": 4, "n_head": 4, "d_model": 192},  # configs/anything_tiny.yaml's backbone
     "tiny": {"n_layer": 2, "n_head": 2, "d_model": 64},
 }
 MODES = {  # name -> (autocast dtype or None, allow TF32, compile)
     "fp32": (None, False, False),
+    "fp32+compile": (None, False, True),
     "tf32": (None, True, False),
     "bf16-mixed": (torch.bfloat16, True, False),
     "bf16-mixed+compile": (torch.bfloat16, True, True),
@@ -169,7 +171,7 @@ def main() -> None:
         "generation_tokens_per_s": {f"batch_{b}": generation_rate(config, b, 256, device) for b in (1, 16)},
     }
     print(f"{result['device']}, torch {result['torch']}; matmul TFLOP/s: "
-          + ", ".join(f"{k} {v:.0f}" for k, v in result["matmul_tflops"].items()))
+          + ", ".join(f"{k} {v:.3g}" for k, v in result["matmul_tflops"].items()))
     print(f"{'attention':<10}{'mode':<22}{'tokens/s':>12}{'MFU':>8}")
     for r in rows:
         print(f"{r['attention']:<10}{r['mode']:<22}{r['tokens_per_s']:>12.0f}{r['mfu']:>8.1%}")
