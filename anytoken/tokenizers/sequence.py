@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from itertools import accumulate, chain
 from typing import Literal
 
 import torch
@@ -224,6 +225,32 @@ def _collate(
     side: str,
     factors: list[float],
 ) -> SequenceBatch:
+    """Write every sample into its row at once: all samples' tokens are concatenated in row order, then
+    scattered to their ``(row, column)`` cells (one tensor op per field, not one per sample)."""
+    order = [(b, k, i) for b, group in enumerate(groups) for k, i in enumerate(group)]  # row order
+    lengths = [len(rows[i].ids) for _, _, i in order]
+    starts, blocks = [], []  # per sample: first column, prefix blocks of the samples before it in its row
+    for group in groups:
+        column = T - sum(len(rows[i].ids) for i in group) if side == "left" else 0
+        seen = 0
+        for i in group:
+            starts.append(column)
+            blocks.append(seen)
+            column += len(rows[i].ids)
+            seen += max(rows[i].prefix, default=0)
+
+    def flat(field: str, dtype: torch.dtype = torch.long) -> torch.Tensor:
+        values = chain.from_iterable(getattr(rows[i], field) for _, _, i in order)
+        return torch.tensor(list(values), dtype=dtype)
+
+    def each(values: list[int] | list[float], dtype: torch.dtype = torch.long) -> torch.Tensor:
+        return torch.tensor(values, dtype=dtype).repeat_interleave(n)  # per sample -> per token
+
+    n = torch.tensor(lengths)
+    ids, is_target, modality = flat("ids"), flat("target", torch.bool), flat("modality")
+    prefix, embed = flat("prefix"), flat("embed", torch.bool)
+    position = torch.arange(len(ids)) - each(list(accumulate([0] + lengths[:-1])))  # (N,) within sample
+    row, column = each([b for b, _, _ in order]), each(starts) + position
     B = len(groups)
     out = {
         "input_ids": torch.full((B, T), space.pad_id, dtype=torch.long),
@@ -235,29 +262,18 @@ def _collate(
         "prefix_blocks": torch.zeros(B, T, dtype=torch.long),
         "embed_mask": torch.zeros(B, T, dtype=torch.bool),
     }
+    out["input_ids"][row, column] = ids
+    out["modality_ids"][row, column] = modality
+    out["positions"][row, column] = position
+    out["sample_ids"][row, column] = each([k + 1 for _, k, _ in order])
+    out["prefix_blocks"][row, column] = torch.where(prefix > 0, prefix + each(blocks), 0)
+    out["embed_mask"][row, column] = embed
+    # the target at a position is the next token of the same sample, when that token is a target
+    here = (position < each(lengths) - 1).nonzero().squeeze(1)  # (M,) every position but samples' last
+    nxt = here + 1
     weight_of = torch.tensor([1.0] + [weights[m] for m in space.modalities])  # index 0: specials
-    sources: list[int] = []
-    for b, group in enumerate(groups):
-        start = T - sum(len(rows[i].ids) for i in group) if side == "left" else 0
-        blocks = 0
-        for k, i in enumerate(group):
-            row, n = rows[i], len(rows[i].ids)
-            sl = slice(start, start + n)
-            ids = torch.tensor(row.ids)
-            out["input_ids"][b, sl] = ids
-            is_target = torch.tensor(row.target)
-            tgt = torch.where(is_target[1:], ids[1:], IGNORE_INDEX)
-            out["targets"][b, start : start + n - 1] = tgt
-            modality = torch.tensor(row.modality)
-            out["modality_ids"][b, sl] = modality
-            weight = weight_of[modality[1:]] * is_target[1:] * factors[i]
-            out["loss_weights"][b, start : start + n - 1] = weight
-            out["positions"][b, sl] = torch.arange(n)
-            out["sample_ids"][b, sl] = k + 1
-            prefix = torch.tensor(row.prefix)
-            out["prefix_blocks"][b, sl] = torch.where(prefix > 0, prefix + blocks, 0)
-            blocks += max(row.prefix, default=0)
-            out["embed_mask"][b, sl] = torch.tensor(row.embed)
-            sources += row.sources
-            start += n
+    out["targets"][row[here], column[here]] = torch.where(is_target[nxt], ids[nxt], IGNORE_INDEX)
+    factor = each([factors[i] for _, _, i in order], torch.float)
+    out["loss_weights"][row[here], column[here]] = weight_of[modality[nxt]] * is_target[nxt] * factor[here]
+    sources = list(chain.from_iterable(rows[i].sources for _, _, i in order))
     return SequenceBatch(**out, embed_sources=torch.tensor(sources, dtype=torch.long))

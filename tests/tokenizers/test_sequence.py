@@ -80,3 +80,38 @@ def test_too_long_and_bad_segments_raise(space, bpe):
         build_sequences([[Tokens("text", torch.zeros(2, 2, dtype=torch.long))]], space, max_length=8)
     with pytest.raises(ValueError, match="at least one sample"):
         build_sequences([], space, max_length=8)
+
+
+def test_every_layout_holds_each_sample_as_its_own_batch_does(space, bpe):
+    texts = ["a small red square", "a large blue circle at the top", "a", "a small green triangle"]
+    samples = [
+        [Special("<bos>"), Embeds("image", 2 + i, source=i, prefix=True), Special("<vqa>"),
+         Tokens("text", bpe.encode(t), prefix=i % 2 == 0), Tokens("text", bpe.encode(t[:3]), target=True)]
+        for i, t in enumerate(texts)
+    ]
+    kwargs = {"space": space, "max_length": 48, "mask": "prefix", "loss_weights": {"text": 0.5},
+              "sample_weights": [1.0, 2.0, 0.0, 3.0]}
+    alone = [build_sequences([s], **kwargs | {"sample_weights": [w]})
+             for s, w in zip(samples, kwargs["sample_weights"])]
+    for layout in ({}, {"pack": True}, {"padding_side": "left"}):
+        batch = build_sequences(samples, **kwargs, **layout)
+        seen = 0
+        for b in range(batch.input_ids.shape[0]):
+            for k in batch.sample_ids[b].unique().tolist():
+                if k == 0:
+                    continue
+                at = batch.sample_ids[b] == k
+                i = next(j for j, a in enumerate(alone) if a.input_ids.shape[1] == int(at.sum())
+                         and torch.equal(a.input_ids[0], batch.input_ids[b, at]))
+                for field in ("targets", "loss_weights", "modality_ids", "positions", "embed_mask"):
+                    got, want = getattr(batch, field)[b, at], getattr(alone[i], field)[0]
+                    assert torch.equal(got, want), (layout, field)
+                blocks = batch.prefix_blocks[b, at]  # numbered per row: the same blocks, shifted
+                ref = alone[i].prefix_blocks[0]
+                assert torch.equal(blocks > 0, ref > 0)
+                assert len(blocks[blocks > 0].unique()) == len(ref[ref > 0].unique())
+                seen += 1
+        assert seen == len(samples)
+        assert sorted(batch.embed_sources.tolist()) == [0, 1, 2, 3]
+        if not layout.get("pack"):
+            assert batch.embed_sources.tolist() == [0, 1, 2, 3]
