@@ -148,7 +148,8 @@ def main() -> None:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("bench_gpu: no CUDA device (use --device cpu for a smoke run)")
     config = TransformerConfig(**PRESETS[args.preset], vocab_size=VOCAB, max_seq_len=args.seq)
-    flops_per_token = CausalTransformer(config).flops_per_token(args.seq)
+    reference = CausalTransformer(config)  # for the FLOP and parameter counts
+    flops_per_token = reference.flops_per_token(args.seq)
     n = 8192 if device.type == "cuda" else 1024
     peaks = {"bf16": matmul_rate(device, torch.bfloat16, n), "fp32": matmul_rate(device, torch.float32, n)}
     rows = []
@@ -164,7 +165,7 @@ def main() -> None:
         "device": torch.cuda.get_device_name() if device.type == "cuda" else cpu,
         "torch": torch.__version__,
         "config": {**PRESETS[args.preset], "seq": args.seq, "batch": args.batch, "vocab": VOCAB,
-                   "parameters": CausalTransformer(config).num_parameters()},
+                   "parameters": reference.num_parameters()},
         "matmul_tflops": {k: v / 1e12 for k, v in peaks.items()},
         "train": rows,
         "sdpa_kernels": sdpa_kernels(config, args.batch, device) if device.type == "cuda" else {},

@@ -167,7 +167,7 @@ class TokenTaskModule(L.LightningModule):
         if not 0.0 <= input_dropout < 1.0:
             raise ValueError(f"input_dropout must be in [0, 1), got {input_dropout}")
         self.input_dropout = input_dropout
-        self.compile = compile
+        self.compile_backbone = compile  # not `self.compile`: that would hide nn.Module.compile()
         self._compiled_backbone: Callable[..., torch.Tensor] | None = None
         self.task_datamodule: L.LightningDataModule | None = None  # set by a mixture: this task's own
 
@@ -208,8 +208,8 @@ class TokenTaskModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         """Take trained media tokenizer weights (e.g. the speech codec that made the training tokens) from
         the DataModule."""
-        if self._trainer is not None and self.trainer.datamodule is not None:
-            self.adopt_media_tokenizers([self.trainer.datamodule])
+        if self.datamodule is not None:
+            self.adopt_media_tokenizers([self.datamodule])
 
     @property
     def datamodule(self) -> L.LightningDataModule | None:
@@ -286,7 +286,7 @@ class TokenTaskModule(L.LightningModule):
     def configure_model(self) -> None:
         """Compile the teacher-forced backbone pass when ``compile`` is set (once; a plain attribute, so the
         state dict keeps the eager module's keys)."""
-        if self.compile and self._compiled_backbone is None:
+        if self.compile_backbone and self._compiled_backbone is None:
             self._compiled_backbone = torch.compile(self.backbone.forward, dynamic=True)
 
     def backbone_pass(self, **inputs: Any) -> torch.Tensor:

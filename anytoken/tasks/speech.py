@@ -78,7 +78,7 @@ class SpeechModule(TokenTaskModule):
 
     def setup(self, stage: str) -> None:
         """Take the trained codec weights from the DataModule (its codec made the training tokens)."""
-        codec = getattr(self.trainer.datamodule, "codec", None)
+        codec = getattr(self.datamodule, "codec", None)
         if isinstance(codec, AudioCodecTokenizer) and codec.config() != self.codec.config():
             raise ValueError("the DataModule's codec differs from the model's (config mismatch)")
         super().setup(stage)

@@ -236,8 +236,9 @@ def _collate(
         for i in group:
             starts.append(column)
             blocks.append(seen)
-            column += len(rows[i].ids)
-            seen += max(rows[i].prefix, default=0)
+            column, seen = column + len(rows[i].ids), seen + max(rows[i].prefix, default=0)
+
+    n = torch.tensor(lengths)
 
     def flat(field: str, dtype: torch.dtype = torch.long) -> torch.Tensor:
         values = chain.from_iterable(getattr(rows[i], field) for _, _, i in order)
@@ -246,7 +247,6 @@ def _collate(
     def each(values: list[int] | list[float], dtype: torch.dtype = torch.long) -> torch.Tensor:
         return torch.tensor(values, dtype=dtype).repeat_interleave(n)  # per sample -> per token
 
-    n = torch.tensor(lengths)
     ids, is_target, modality = flat("ids"), flat("target", torch.bool), flat("modality")
     prefix, embed = flat("prefix"), flat("embed", torch.bool)
     position = torch.arange(len(ids)) - each(list(accumulate([0] + lengths[:-1])))  # (N,) within sample
@@ -269,11 +269,11 @@ def _collate(
     out["prefix_blocks"][row, column] = torch.where(prefix > 0, prefix + each(blocks), 0)
     out["embed_mask"][row, column] = embed
     # the target at a position is the next token of the same sample, when that token is a target
-    here = (position < each(lengths) - 1).nonzero().squeeze(1)  # (M,) every position but samples' last
-    nxt = here + 1
+    here = (position < n.repeat_interleave(n) - 1).nonzero().squeeze(1)  # (M,) all but samples' last
+    nxt, cell = here + 1, (row[here], column[here])
     weight_of = torch.tensor([1.0] + [weights[m] for m in space.modalities])  # index 0: specials
-    out["targets"][row[here], column[here]] = torch.where(is_target[nxt], ids[nxt], IGNORE_INDEX)
+    out["targets"][cell] = torch.where(is_target[nxt], ids[nxt], IGNORE_INDEX)
     factor = each([factors[i] for _, _, i in order], torch.float)
-    out["loss_weights"][row[here], column[here]] = weight_of[modality[nxt]] * is_target[nxt] * factor[here]
+    out["loss_weights"][cell] = weight_of[modality[nxt]] * is_target[nxt] * factor[here]
     sources = list(chain.from_iterable(rows[i].sources for _, _, i in order))
     return SequenceBatch(**out, embed_sources=torch.tensor(sources, dtype=torch.long))
