@@ -1,10 +1,14 @@
 """anytoken: turn any modality into tokens and train one causal transformer over them.
 
-The public API; ``anytoken.tokenizers`` and ``anytoken.backbone`` import without Lightning or Gradio.
+The public API, none of it importing Lightning or Gradio: ``anytoken.load(path)`` gives the model a task
+trained (an ``AnytokenModel``), ready to call.
 """
 
 from anytoken.backbone import CausalTransformer, TransformerConfig
+from anytoken.checkpoint import load
 from anytoken.heads import DecodingConfig, GrammarConstraint, LMHead, generate
+from anytoken.loading import LoadError
+from anytoken.models import AnytokenModel, TaskFormat, register_format
 from anytoken.tokenizers import (
     AudioCodecTokenizer,
     BPETokenizer,
@@ -22,6 +26,11 @@ from anytoken.tokenizers import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AnytokenModel",
+    "LoadError",
+    "TaskFormat",
+    "load",
+    "register_format",
     "AudioCodecTokenizer",
     "BPETokenizer",
     "CLIPBPETokenizer",

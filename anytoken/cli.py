@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 USAGE = """usage: anytoken COMMAND [ARGS]
@@ -71,34 +72,6 @@ def from_config(config: str | Path, *overrides: str):  # noqa: ANN201 - a Lightn
     return _run_cli(["--config", str(config), *overrides], run=False)
 
 
-def load_model(path: str | Path):  # noqa: ANN201 - returns the task module the file holds
-    """A task module from a Lightning ``.ckpt`` file or a release directory."""
-    from anytoken.tasks.module import TokenTaskModule
-
-    path = Path(path)
-    if path.is_dir():
-        return TokenTaskModule.from_release(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint or release directory at {path}")
-    import torch
-
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(checkpoint, dict) or "anytoken_class" not in checkpoint:
-        raise ValueError(f"{path}: not an anytoken checkpoint (no task class recorded)")
-    from anytoken.tasks.release import init_args
-
-    model = _import(checkpoint["anytoken_class"])(**init_args(checkpoint["hyper_parameters"]))
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.eval()
-
-
-def _import(class_path: str) -> type:
-    import importlib
-
-    module, _, name = class_path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
-
-
 def _caption(argv: Sequence[str]) -> None:
     parser = argparse.ArgumentParser(prog="anytoken caption", description="Caption image files.")
     parser.add_argument("images", nargs="+", help="image files (any PIL format; converted to RGB)")
@@ -109,20 +82,18 @@ def _caption(argv: Sequence[str]) -> None:
     args = parser.parse_args(argv)
     import torch
 
+    from anytoken import load
     from anytoken.heads import DecodingConfig
-    from anytoken.tasks.captioning import CaptioningModule
-    from anytoken.tasks.data.images import load_image
-    from anytoken.tasks.data.transforms import image_to_tensor
+    from anytoken.tokenizers.image_io import image_to_tensor, load_image
 
     try:
-        model = load_model(args.ckpt)
-        if not isinstance(model, CaptioningModule):
-            raise ValueError(f"{args.ckpt} holds a {type(model).__name__}, not a captioning model")
+        model = load(args.ckpt)
+        model.task_format("caption")
         encoder = model.image_encoder  # None: images enter as VQ tokens, at the image tokenizer's size
         size = encoder.config.image_size if encoder is not None else model.tokenizers["image"].cfg.image_size
         images = torch.stack([image_to_tensor(load_image(p), size) for p in args.images])
     except (ValueError, FileNotFoundError) as err:
-        raise SystemExit(f"anytoken caption: {err}") from None
+        _fail("caption", err)
     decoding = DecodingConfig(
         strategy=args.strategy, num_beams=args.num_beams, max_new_tokens=args.max_new_tokens
     )
@@ -130,15 +101,22 @@ def _caption(argv: Sequence[str]) -> None:
         print(f"{path}\t{caption}")
 
 
+def _fail(command: str, err: BaseException) -> NoReturn:
+    """Exit 1 with one line naming the command and the problem (no traceback)."""
+    raise SystemExit(f"anytoken {command}: {err}") from None
+
+
 def _export(argv: Sequence[str]) -> None:
     parser = argparse.ArgumentParser(prog="anytoken export", description="Write a release directory.")
     parser.add_argument("--ckpt", required=True, help="a Lightning .ckpt file")
     parser.add_argument("-o", "--output", required=True, help="the release directory to write")
     args = parser.parse_args(argv)
+    from anytoken import load
+
     try:
-        load_model(args.ckpt).export(args.output)
+        load(args.ckpt).save_pretrained(args.output)
     except (ValueError, FileNotFoundError) as err:
-        raise SystemExit(f"anytoken export: {err}") from None
+        _fail("export", err)
     print(f"release written to {args.output}")
 
 
@@ -198,20 +176,18 @@ def _vqa(argv: Sequence[str]) -> None:
     parser.add_argument("--num-beams", type=int, default=4)
     parser.add_argument("--max-new-tokens", type=int, default=16)
     args = parser.parse_args(argv)
+    from anytoken import load
     from anytoken.heads import DecodingConfig
-    from anytoken.tasks.data.images import load_image
-    from anytoken.tasks.data.transforms import image_to_tensor
-    from anytoken.tasks.vqa import VQAModule
+    from anytoken.tokenizers.image_io import image_to_tensor, load_image
 
     try:
-        model = load_model(args.ckpt)
-        if not isinstance(model, VQAModule):
-            raise ValueError(f"{args.ckpt} holds a {type(model).__name__}, not a VQA model")
+        model = load(args.ckpt)
+        model.task_format("vqa")
         image = image_to_tensor(load_image(args.image), model.image_encoder.config.image_size)[None]
         decoding = DecodingConfig(args.strategy, args.max_new_tokens, num_beams=args.num_beams)
         print(model.ask(image, [args.question], decoding=decoding)[0])
     except (ValueError, FileNotFoundError) as err:
-        raise SystemExit(f"anytoken vqa: {err}") from None
+        _fail("vqa", err)
 
 
 DEMOS = ("captioning", "vqa", "tokenizers", "anything")  # demos/NAME.py: build_app(ckpt=...) -> gr.Blocks

@@ -15,7 +15,6 @@ from typing import Any
 
 import gradio as gr
 
-from anytoken.tasks.captioning import CaptioningModule
 from demos.widgets import decoding_config, decoding_controls, example_scenes, load_task_model, read_image
 
 DEFAULT_CKPT = Path("runs/caption_scenes/release")  # where the quickstart writes its release
@@ -29,7 +28,7 @@ def build_app(ckpt: str | Path | None = None, num_examples: int = 6) -> gr.Block
         ckpt: a release directory or ``.ckpt`` file of a ``CaptioningModule``.
         num_examples: built-in test scenes offered as examples.
     """
-    model, status = load_task_model(ckpt or DEFAULT_CKPT, CaptioningModule, TRAIN_HINT)
+    model, status = load_task_model(ckpt or DEFAULT_CKPT, "caption", TRAIN_HINT)
 
     def caption(file: str | None, *decoding: Any) -> tuple[Any, str, str]:
         if model is None:

@@ -15,7 +15,6 @@ from typing import Any
 
 import gradio as gr
 
-from anytoken.tasks.vqa import VQAModule
 from demos.widgets import decoding_config, decoding_controls, example_scenes, load_task_model, read_image
 
 DEFAULT_CKPT = Path("runs/vqa_scenes/release")  # where configs/vqa_scenes.yaml writes its release
@@ -29,7 +28,7 @@ def build_app(ckpt: str | Path | None = None, num_examples: int = 6) -> gr.Block
         ckpt: a release directory or ``.ckpt`` file of a ``VQAModule``.
         num_examples: built-in test scenes offered as examples (one question each).
     """
-    model, status = load_task_model(ckpt or DEFAULT_CKPT, VQAModule, TRAIN_HINT)
+    model, status = load_task_model(ckpt or DEFAULT_CKPT, "vqa", TRAIN_HINT)
 
     def answer(file: str | None, question: str, *decoding: Any) -> tuple[Any, str, str]:
         if model is None:

@@ -12,35 +12,32 @@ import gradio as gr
 import torch
 from PIL import Image
 
-from anytoken.heads import DecodingConfig
-from anytoken.tasks.data.images import load_image
+import anytoken
+from anytoken import AnytokenModel, DecodingConfig
 from anytoken.tasks.data.scenes import Scene, make_scenes
-from anytoken.tasks.data.transforms import image_to_tensor
+from anytoken.tokenizers.image_io import image_to_tensor, load_image
 
 HOST = "127.0.0.1"  # the demos never listen on other interfaces
 
 
-def load_task_model(path: str | Path, expected: type, train_hint: str) -> tuple[Any | None, str]:
+def load_task_model(path: str | Path, task: str, train_hint: str) -> tuple[AnytokenModel | None, str]:
     """``(model, status markdown)``; ``(None, why not)`` when ``path`` holds no usable model.
 
     Args:
         path: a release directory or a Lightning ``.ckpt`` file.
-        expected: the task class the app needs (e.g. ``CaptioningModule``).
+        task: the task format the app needs (e.g. ``"caption"``).
         train_hint: the command that produces such a model, shown when none is found.
     """
-    from anytoken.cli import load_model
-
     path = Path(path)
     if not path.exists():
         return None, f"**No model found at `{path}`.** Train one with `{train_hint}`, or pass `--ckpt PATH`."
     try:
-        model = load_model(path)
-    except Exception as err:  # noqa: BLE001 - any broken or foreign checkpoint: a message, never a crash
-        return None, f"**Cannot load `{path}`:** {type(err).__name__}: {err}"
-    if not isinstance(model, expected):
-        return None, f"**`{path}` holds a {type(model).__name__}, not a {expected.__name__}.**"
+        model = anytoken.load(path)
+        model.task_format(task)
+    except ValueError as err:  # LoadError included: a broken, foreign or other-task file gets a message
+        return None, f"**Cannot use `{path}`:** {err}"
     params = sum(p.numel() for p in model.parameters()) / 1e6
-    return model.eval(), f"Model: `{path}` ({type(model).__name__}, {params:.1f}M parameters)"
+    return model, f"Model: `{path}` ({', '.join(model.formats)}, {params:.1f}M parameters)"
 
 
 def read_image(file: str | None, model: Any) -> tuple[torch.Tensor | None, Image.Image | None, str]:

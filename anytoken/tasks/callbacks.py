@@ -24,5 +24,5 @@ class ExportRelease(L.Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not isinstance(pl_module, TokenTaskModule):
             raise TypeError(f"ExportRelease needs a TokenTaskModule, got {type(pl_module).__name__}")
-        pl_module.export(self.dirpath)
+        pl_module.model.save_pretrained(self.dirpath)
         rank_zero_info(f"release written to {self.dirpath}")

@@ -6,7 +6,7 @@ LM head, the image encoder + projector and the frozen media tokenizers exist onc
 ...) whose backbone, head, encoder and tokenizers *are* the shared ones: its own code generates and scores
 it (``caption``, ``predict_keypoints``, ``forecast``, its validation/test hooks), and what it logs lands
 under ``STAGE/TASK/METRIC`` (``val/pose/pck@0.1``). Training builds each task's samples from its template
-(data, ``anytoken.tasks.templates``) or, without one, its module's ``samples``, weights each sample's loss
+(data, ``anytoken.models.templates``) or, without one, its module's ``samples``, weights each sample's loss
 by its task's ``loss_weight`` and packs the samples of all tasks into rows (``packing``; attention never
 crosses samples, positions restart per sample).
 
@@ -26,7 +26,7 @@ import torch
 from anytoken.heads import DecodingConfig, LMHead
 from anytoken.tasks.data.mixture import import_class
 from anytoken.tasks.module import TokenTaskModule, as_model
-from anytoken.tasks.templates import Template
+from anytoken.models.templates import Template
 from anytoken.tokenizers.base import SegmentGrammar
 from anytoken.tokenizers.sequence import IGNORE_INDEX, Embeds, Segment, SequenceBatch, Tokens, build_sequences
 

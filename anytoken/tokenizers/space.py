@@ -9,6 +9,7 @@ The TokenSpace alone knows global ids; everything else asks it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -210,3 +211,29 @@ class TokenSpace:
         if modality not in self.modalities:
             raise ValueError(f"unknown modality {modality!r}; this TokenSpace has {list(self.modalities)}")
         return modality
+
+
+@dataclass
+class Vocab:
+    """What a model is built with: its TokenSpace and tokenizers (and data-given extras such as VQA's
+    answer classes). A DataModule makes one; ``to_dict`` is the plain form the CLI links into the model.
+
+    Args:
+        space: the shared vocabulary.
+        tokenizers: modality -> tokenizer.
+        paths: modality -> the ``save_pretrained`` directory a tokenizer was loaded from (its weights are
+            read from there when the model is built).
+        extras: further JSON values the model's formats read (``answers``, a mixture's ``tasks``).
+    """
+
+    space: TokenSpace
+    tokenizers: dict[str, Tokenizer]
+    paths: dict[str, str | None] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        specs = {}
+        for modality, tokenizer in self.tokenizers.items():
+            path = self.paths.get(modality)
+            specs[modality] = tokenizer.spec() | ({"path": str(path)} if path else {})
+        return {"token_space": self.space.to_dict(), "tokenizers": specs, **self.extras}

@@ -45,7 +45,7 @@ class TextTokenizer(Tokenizer):
     def pieces(self) -> list[str]:
         """The vocabulary entry of every id, in id order (e.g. ``"Ġred"``): two tokenizers of the same
         kind share an entry exactly when it stands for the same text, so a model's token embeddings can
-        move to another tokenizer's ids (``anytoken.tasks.vocab_growth``)."""
+        move to another tokenizer's ids (``anytoken.models.growth``)."""
         raise NotImplementedError
 
     def _encode(self, text: str) -> list[int]:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import lightning as L
 import pytest
 import torch
 from training import train_steps
 
+import anytoken
 from anytoken.backbone import TransformerConfig
 from anytoken.heads import DecodingConfig
 from anytoken.tasks.captioning import CaptioningModule
@@ -50,25 +54,32 @@ def _trainer(tmp_path, **kw) -> L.Trainer:
 
 
 def test_loss_goes_down_and_captions_are_text(data):
-    model = CaptioningModule(data.vocab, lr=3e-3, **TINY)
+    task = CaptioningModule(data.vocab, lr=3e-3, **TINY)
     batch = next(iter(data.train_dataloader()))
-    first, last = train_steps(model, batch, 40)
+    first, last = train_steps(task, batch, 40)
     assert last < 0.5 * first
-    captions = model.eval().caption(batch["images"][:4])
+    captions = task.model.eval().caption(batch["images"][:4])
     assert len(captions) == 4 and all(isinstance(c, str) for c in captions)
 
 
 def test_export_and_reload_give_identical_logits(tmp_path, data):
-    model = CaptioningModule(data.vocab, **TINY).eval()
+    model = CaptioningModule(data.vocab, **TINY).model.eval()
     batch = next(iter(data.val_dataloader()))
-    model.export(tmp_path / "release")
+    model.save_pretrained(tmp_path / "release")
     assert {p.name for p in (tmp_path / "release").iterdir()} == {"config.json", "model.safetensors"}
-    loaded = CaptioningModule.from_release(tmp_path / "release")
-    seq = model.sequences(batch)
-    a = model.lm_head(model.backbone(inputs_embeds=model.embed(seq, batch), positions=seq.positions))
-    b = loaded.lm_head(loaded.backbone(inputs_embeds=loaded.embed(seq, batch), positions=seq.positions))
+    loaded = anytoken.load(tmp_path / "release")
+    seq = model.formats["caption"].rows(model, batch)
+    a = model.lm_head(model.hidden_states(seq, model.embed(seq, batch)))
+    b = loaded.lm_head(loaded.hidden_states(seq, loaded.embed(seq, batch)))
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert model.caption(batch["images"][:2]) == loaded.caption(batch["images"][:2])
+
+
+def test_a_release_captions_without_lightning(tmp_path, data, repo_root):
+    CaptioningModule(data.vocab, **TINY).export(tmp_path / "release")
+    code = (f"import sys, torch, anytoken; m = anytoken.load({str(tmp_path / 'release')!r}); "
+            "print(m.caption(torch.rand(2, 3, 32, 32))); assert 'lightning' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=repo_root)
 
 
 def test_checkpoint_from_another_token_space_fails_loudly(tmp_path, data):
@@ -212,8 +223,8 @@ def test_empty_caption_is_a_clear_error(data):
 
 
 def test_input_dropout_pads_only_target_inputs_while_training(data):
-    model = CaptioningModule(data.vocab, input_dropout=0.5, **TINY)
-    seq = model.sequences(next(iter(data.train_dataloader())))
+    model = CaptioningModule(data.vocab, input_dropout=0.5, **TINY).model
+    seq = model.formats["caption"].rows(model, next(iter(data.train_dataloader())))
     fed = torch.nn.functional.pad(seq.targets[:, :-1] != -100, (1, 0))  # inputs that were targets
     dropped = model.train().dropped_inputs(seq) != seq.input_ids
     assert dropped.any() and not (dropped & ~fed).any()  # some caption inputs, never the prompt

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from anytoken.tasks.data.coco import CocoCaptionsDataset
-from anytoken.tasks.data.images import load_image
+from anytoken.tokenizers.image_io import load_image
 
 CAPTIONS = {
     1: ["A red square on a table.", "a red box"],

@@ -20,8 +20,8 @@ from anytoken.tasks.data.vqa import VQADataModule
 from anytoken.tasks.forecasting import ForecastingModule
 from anytoken.tasks.mixture import MixtureModule
 from anytoken.tasks.pose_estimation import PoseEstimationModule
-from anytoken.tasks.templates import Template
-from anytoken.tasks.vocab_growth import token_id_map
+from anytoken.models.templates import Template
+from anytoken.models.growth import token_id_map
 from anytoken.tasks.vqa import VQAModule
 from anytoken.tokenizers.sequence import Embeds, Special, Tokens, build_sequences
 

@@ -10,8 +10,8 @@ from training import train_steps
 from anytoken.tasks.captioning import CaptioningModule
 from anytoken.tasks.data.captioning import CaptioningDataModule
 from anytoken.tasks.data.vqa import VQADataModule
-from anytoken.tasks.projector import TokenPositions
-from anytoken.tasks.vocab_growth import piece_map, token_id_map
+from anytoken.models.projector import TokenPositions
+from anytoken.models.growth import piece_map, token_id_map
 from anytoken.tasks.vqa import VQAModule
 from anytoken.tokenizers import BPETokenizer, Tokens
 from anytoken.tokenizers.sequence import build_sequences

@@ -1,7 +1,7 @@
 """Datasets: the built-in procedural scenes and loaders for real formats (COCO captions)."""
 
 from anytoken.tasks.data.coco import CocoCaptionsDataset
-from anytoken.tasks.data.images import load_image
+from anytoken.tokenizers.image_io import load_image
 from anytoken.tasks.data.scenes import (
     COLORS,
     HELDOUT_PAIRS,

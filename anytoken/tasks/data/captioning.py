@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from anytoken.tasks.data.base import TaskDataModule
 from anytoken.tasks.data.coco import CocoCaptionsDataset
-from anytoken.tasks.data.sampling import split_loader
 from anytoken.tasks.data.scenes import ScenesCaptionDataset, ScenesConfig
-from anytoken.tasks.data.transforms import image_to_tensor
+from anytoken.tokenizers.image_io import image_to_tensor
 from anytoken.tokenizers.base import Tokenizer
-from anytoken.tokenizers.space import TokenSpace
+from anytoken.tokenizers.space import TokenSpace, Vocab
 from anytoken.tokenizers.text import BPETokenizer, CLIPBPETokenizer
 
 TASK_TAGS = ("caption", "vqa")
@@ -32,7 +31,7 @@ def build_text_tokenizer(
     return BPETokenizer.train(corpus, vocab_size=vocab_size)
 
 
-class CaptioningDataModule(L.LightningDataModule):
+class CaptioningDataModule(TaskDataModule):
     """Images with captions, as batches for ``CaptioningModule``.
 
     Args:
@@ -71,13 +70,8 @@ class CaptioningDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
-        super().__init__()
-        self.image_size, self.batch_size, self.num_workers, self.seed = (
-            image_size,
-            batch_size,
-            num_workers,
-            seed,
-        )
+        super().__init__(batch_size, num_workers, seed)
+        self.image_size = image_size
         self.splits = self._make_splits(
             source, scenes, num_train, num_val, num_test, num_heldout, coco_train, coco_val
         )
@@ -116,13 +110,11 @@ class CaptioningDataModule(L.LightningDataModule):
             }
         raise ValueError(f"source must be 'scenes' or 'coco', got {source!r}")
 
-    @property
-    def vocab(self) -> dict[str, Any]:
-        """The TokenSpace layout and tokenizer specs the model is built with (linked by the CLI)."""
-        tokenizers = {"text": self.tokenizer.spec()}
+    def vocabulary(self) -> Vocab:
+        tokenizers = {"text": self.tokenizer}
         if self.image_tokenizer is not None:
-            tokenizers["image"] = self.image_tokenizer.spec() | {"path": self.image_tokenizer_path}
-        return {"token_space": self.space.to_dict(), "tokenizers": tokenizers}
+            tokenizers["image"] = self.image_tokenizer
+        return Vocab(self.space, tokenizers, paths={"image": self.image_tokenizer_path})
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         """Items -> ``{"images" [B, 3, S, S], "caption_ids", "references", "image_ids"}``."""
@@ -136,24 +128,6 @@ class CaptioningDataModule(L.LightningDataModule):
             "references": [item["references"] for item in items],
             "image_ids": [item["image_id"] for item in items],
         }
-
-    def _loader(self, split: str, train: bool = False) -> DataLoader:
-        return split_loader(
-            self.splits[split], self.batch_size, self.collate, train, self.seed, self.num_workers
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> list[DataLoader]:
-        """The test split, then (scenes) the held-out split of unseen attribute combinations."""
-        return [self._loader(s) for s in ("test", "heldout") if s in self.splits]
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test")
 
 
 def _captions(dataset: Dataset) -> list[list[str]]:

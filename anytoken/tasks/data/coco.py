@@ -15,7 +15,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from anytoken.tasks.data.images import load_image
+from anytoken.tokenizers.image_io import load_image
 
 
 class CocoCaptionsDataset(Dataset):

@@ -19,7 +19,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from anytoken.atomic import atomic_path
-from anytoken.tasks.data.images import load_image
+from anytoken.tokenizers.image_io import load_image
 
 
 @dataclass

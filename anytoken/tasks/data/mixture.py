@@ -25,7 +25,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from anytoken.tasks.release import jsonable
+from anytoken.models.release import jsonable
 from anytoken.tokenizers.base import tokenizer_from_spec
 from anytoken.tokenizers.space import TokenSpace
 
@@ -133,7 +133,7 @@ class MixtureDataModule(L.LightningDataModule):
         tasks: task name -> entry with keys ``datamodule`` (class path of its DataModule) and ``data_args``
             (its arguments), ``module`` (class path of its task module, whose own code evaluates it; omit
             for a template-only task, evaluated by loss and token accuracy) and ``module_args`` (its
-            task-specific arguments), ``template`` (its layout as data, see ``anytoken.tasks.templates``;
+            task-specific arguments), ``template`` (its layout as data, see ``anytoken.models.templates``;
             omit to use the module's own ``samples``), ``weight`` (sampling weight, default 1),
             ``loss_weight`` (default 1), ``shared`` (modality -> the DataModule's init argument that loads
             a saved tokenizer of it). Class paths are plain strings here (not ``class_path`` blocks), so

@@ -24,10 +24,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from anytoken.tasks.data.captioning import TASK_TAGS, build_text_tokenizer
-from anytoken.tasks.data.images import load_image
+from anytoken.tokenizers.image_io import load_image
 from anytoken.tasks.data.sampling import split_loader
 from anytoken.tasks.data.scenes import ScenesConfig, ScenesVQADataset
-from anytoken.tasks.data.transforms import image_to_tensor
+from anytoken.tokenizers.image_io import image_to_tensor
 from anytoken.tasks.metrics import normalize_answer
 from anytoken.tokenizers.space import TokenSpace
 

@@ -22,9 +22,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from anytoken.tasks.module import TokenTaskModule
-from anytoken.tasks.projector import TokenPositions
-from anytoken.tasks.release import jsonable
+from anytoken.models.model import AnytokenModel
+from anytoken.models.projector import TokenPositions
+from anytoken.models.release import jsonable
 from anytoken.tokenizers.base import Tokenizer
 from anytoken.tokenizers.space import TokenSpace
 from anytoken.tokenizers.text import TextTokenizer
@@ -75,7 +75,7 @@ def piece_map(old: Tokenizer, new: Tokenizer) -> torch.Tensor | None:
     return torch.tensor([index.get(piece, -1) for piece in old.pieces()], dtype=torch.long)
 
 
-def _spec_key(model: TokenTaskModule, modality: str) -> str:
+def _spec_key(model: AnytokenModel, modality: str) -> str:
     return json.dumps(jsonable(model.tokenizers[modality].spec()), sort_keys=True)
 
 
@@ -84,7 +84,7 @@ _ENCODER_TRAINING = ("frozen", "augment_shift", "pretrained_path")  # encoder se
 
 
 @torch.no_grad()
-def grow_into(source: TokenTaskModule, target: TokenTaskModule) -> dict[str, Any]:
+def grow_into(source: AnytokenModel, target: AnytokenModel) -> dict[str, Any]:
     """Copy ``source``'s weights into ``target``, whose TokenSpace must contain ``source``'s.
 
     Returns:

@@ -1,0 +1,61 @@
+"""One loader for every file that holds a model: release directories and Lightning ``.ckpt`` files.
+
+``load(path)`` returns an ``AnytokenModel`` without importing Lightning. It is safe by construction: a
+``.ckpt`` is read with ``torch.load(weights_only=True)``, the model is always ``AnytokenModel`` and its task
+formats are looked up by kind in ``anytoken.models.FORMATS``, so no name a file holds is ever imported or
+called. Every corrupt, truncated, foreign or mismatched file raises ``LoadError`` naming the file.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from anytoken.loading import LoadError, load_state
+from anytoken.models import AnytokenModel
+
+MODEL_KEY = "anytoken_model"  # a task's checkpoint: its model's config() (plain JSON values)
+PREFIX = "model."  # a task's state dict holds its model under this prefix
+
+
+def load(path: str | Path) -> AnytokenModel:
+    """The model in a release directory or a ``.ckpt`` file written by an anytoken task (eval mode).
+
+    Raises:
+        FileNotFoundError: nothing at ``path``.
+        LoadError: the file is not a loadable anytoken model (the message says why).
+    """
+    path = Path(path)
+    if path.is_dir():
+        return AnytokenModel.from_pretrained(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint or release directory at {path}")
+    checkpoint = read_checkpoint(path)
+    config = checkpoint.get(MODEL_KEY)
+    if config is None:
+        raise LoadError(f"{path}: not an anytoken model checkpoint (no {MODEL_KEY!r} entry)")
+    model = AnytokenModel.from_config(config, path)
+    state = checkpoint.get("state_dict")
+    if not isinstance(state, dict):
+        raise LoadError(f"{path}: no state_dict in the checkpoint")
+    load_state(model, {k[len(PREFIX):]: v for k, v in state.items() if k.startswith(PREFIX)}, path)
+    return model.eval()
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A ``.ckpt`` file's dict, read with ``weights_only=True``; ``LoadError`` for anything else."""
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise LoadError(f"{path}: empty file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise LoadError(f"{path}: not a readable checkpoint ({first[:200]})") from None
+    if not isinstance(checkpoint, dict):
+        raise LoadError(f"{path}: a checkpoint holds a dict, this file holds a {type(checkpoint).__name__}")
+    return checkpoint

@@ -1,0 +1,68 @@
+"""What a task measures, apart from Lightning: outputs per batch, metrics per split, examples to print.
+
+One ``Evaluation`` class per task format kind, found through ``EVALUATIONS`` (filled by
+``register_evaluation``); ``TokenTaskModule`` collects, reports and logs them for every task it trains,
+one task or a mixture alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, TypeVar
+
+import torch
+
+from anytoken.models import AnytokenModel, TaskFormat
+from anytoken.tokenizers.sequence import IGNORE_INDEX
+
+
+class Evaluation:
+    """Scores one task's format. The default scores teacher-forced token accuracy (any format).
+
+    Args:
+        fmt: the format evaluated (its settings, e.g. a VQA head, decide how outputs are made).
+        num_examples: outputs printed per split after testing.
+    """
+
+    kind: ClassVar[str] = ""
+
+    def __init__(self, fmt: TaskFormat, num_examples: int = 8) -> None:
+        self.fmt, self.num_examples = fmt, num_examples
+
+    @torch.no_grad()
+    def step(self, model: AnytokenModel, batch: dict[str, Any]) -> list[dict[str, Any]]:
+        """Outputs of one batch: one dict per sample (here, of its teacher-forced target tokens)."""
+        seq = self.fmt.rows(model, batch)
+        hidden = model.hidden_states(seq, self.fmt.embed(model, seq, batch))  # (B, T, d)
+        keep = seq.targets != IGNORE_INDEX
+        right = model.lm_head(hidden[keep]).argmax(-1) == seq.targets[keep]  # (N,)
+        return [{"correct": int(right.sum()), "tokens": int(keep.sum())}]
+
+    def report(self, outputs: list[dict[str, Any]]) -> dict[str, float]:
+        """Metrics over a split's outputs."""
+        tokens = sum(o["tokens"] for o in outputs)
+        return {"token_accuracy": sum(o["correct"] for o in outputs) / max(tokens, 1)}
+
+    def examples(self, outputs: list[dict[str, Any]]) -> list[str]:
+        """Lines shown after testing (e.g. predictions beside references)."""
+        return []
+
+    def predict(self, model: AnytokenModel, batch: dict[str, Any]) -> list[dict[str, Any]]:
+        """What ``anytoken predict`` returns for a batch."""
+        return self.step(model, batch)
+
+
+EVALUATIONS: dict[str, type[Evaluation]] = {}
+E = TypeVar("E", bound=type[Evaluation])
+
+
+def register_evaluation(cls: E) -> E:
+    """Class decorator: ``cls`` evaluates formats of kind ``cls.kind``."""
+    if EVALUATIONS.get(cls.kind, cls) is not cls:
+        raise ValueError(f"format kind {cls.kind!r} already has the evaluation {EVALUATIONS[cls.kind].__name__}")
+    EVALUATIONS[cls.kind] = cls
+    return cls
+
+
+def evaluation_for(fmt: TaskFormat, num_examples: int = 8) -> Evaluation:
+    """The registered evaluation of ``fmt``'s kind, or token accuracy when it has none (templates)."""
+    return EVALUATIONS.get(fmt.kind, Evaluation)(fmt, num_examples)
