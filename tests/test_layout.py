@@ -55,3 +55,78 @@ def test_atomic_writes_leave_nothing_behind_on_failure(tmp_path):
     with atomic_path(tmp_path / "out.txt") as tmp:
         tmp.write_text("done")
     assert (tmp_path / "out.txt").read_text() == "done" and len(list(tmp_path.iterdir())) == 1
+
+
+# Rooms from the ground up; a module may import only from its own rank or below.
+RANKS = {"backbone": 0, "tokenizers": 0, "atomic": 0, "loading": 0, "heads": 1, "models": 2,
+         "checkpoint": 3, "anytoken": 4, "tasks": 5, "demos": 6, "cli": 7}
+HEAVY = {"lightning": 5, "pytorch_lightning": 5, "gradio": 6}  # the lowest rank that may import each
+
+
+def _import_graph(repo_root):
+    """``{module: {imported module or heavy package}}`` of anytoken/ and demos/ (function-level imports
+    too)."""
+    import ast
+
+    files = {p: p.relative_to(repo_root).with_suffix("").parts for d in ("anytoken", "demos")
+             for p in (repo_root / d).rglob("*.py")}
+    names = {".".join(parts[:-1] if parts[-1] == "__init__" else parts): p for p, parts in files.items()}
+    graph = {}
+    for name, path in names.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + [base])
+                targets = [f"{base}.{a.name}" for a in node.names] + [base]
+            else:
+                continue
+            for target in targets:
+                while target and target not in names and "." in target:
+                    target = target.rpartition(".")[0]
+                if target in names and target != name and not name.startswith(target + "."):
+                    deps.add(target)
+                elif target.split(".")[0] in HEAVY:
+                    deps.add(target.split(".")[0])
+        graph[name] = deps
+    return graph
+
+
+def _room(module):
+    parts = module.split(".")
+    return parts[0] if parts[0] == "demos" or len(parts) == 1 else parts[1]
+
+
+def test_imports_point_one_way(repo_root):
+    """No import circles; no module imports a room above its own (the CLI is the top, demos below it, the
+    Lightning tasks below them; the model and lower rooms import neither Lightning nor Gradio)."""
+    graph = _import_graph(repo_root)
+    upward = []
+    for module, deps in graph.items():
+        rank = RANKS[_room(module)]
+        for dep in deps:
+            above = HEAVY[dep] > rank if dep in HEAVY else RANKS[_room(dep)] > rank
+            if above:
+                upward.append(f"{module} -> {dep}")
+    assert upward == []
+    state, stack, circles = {}, [], []
+
+    def visit(module):  # depth-first search; a grey module met again closes a circle
+        state[module] = "grey"
+        stack.append(module)
+        for dep in graph.get(module, ()):
+            if state.get(dep) == "grey":
+                circles.append(stack[stack.index(dep):] + [dep])
+            elif dep in graph and dep not in state:
+                visit(dep)
+        stack.pop()
+        state[module] = "black"
+
+    for module in graph:
+        if module not in state:
+            visit(module)
+    assert circles == []

@@ -40,6 +40,7 @@ class CaptionFormat(TaskFormat):
     ) -> list[str]:
         """Captions for ``images`` ``[B, 3, H, W]`` in ``[0, 1]``."""
         if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"images must be a tensor [B, 3, H, W], got {getattr(images, 'shape', images)!r}")
+            shape = getattr(images, "shape", type(images).__name__)
+            raise ValueError(f"images must be a tensor [B, 3, H, W], got {shape}")
         ids = model.generate(self, {"images": images.to(model.device)}, "text", decoding)
         return [model.tokenizers["text"].decode(i) for i in ids]

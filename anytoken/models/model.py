@@ -92,7 +92,7 @@ class AnytokenModel(nn.Module):
     ) -> None:
         super().__init__()
         if not isinstance(vocab, dict) or {"token_space", "tokenizers"} - set(vocab):
-            raise ValueError("vocab must be a dict with 'token_space' and 'tokenizers' (a DataModule's vocab)")
+            raise ValueError("vocab must be a dict with 'token_space' and 'tokenizers' (a DataModule's)")
         if mask not in ("causal", "prefix"):
             raise ValueError(f"mask must be 'causal' or 'prefix', got {mask!r}")
         self.vocab = jsonable(vocab)
@@ -138,7 +138,7 @@ class AnytokenModel(nn.Module):
         """A model from ``config`` (the ``"model"`` entry of a release or checkpoint); ``LoadError`` naming
         ``source`` when the settings are not this model's."""
         if not isinstance(config, dict):
-            raise LoadError(f"{source}: the model settings must be a JSON object, got {type(config).__name__}")
+            raise LoadError(f"{source}: the model settings are not a JSON object but {type(config).__name__}")
         try:
             return cls(**config)
         except (TypeError, ValueError, KeyError) as err:
@@ -204,8 +204,9 @@ class AnytokenModel(nn.Module):
         """``"lm"`` keeps the LM head; ``"fourier"`` replaces it with a ``FourierHead`` over ``modality``'s
         bins (its tokenizer's ``bin_intervals``; ``fourier``: ``num_frequencies``, ``gamma``)."""
         if head == "fourier":
+            bins = self.tokenizers[modality].bin_intervals
             self.lm_head = FourierHead.for_modality(self.lm_head, self.backbone.config.d_model, self.space,
-                                                    modality, self.tokenizers[modality].bin_intervals, **fourier)
+                                                    modality, bins, **fourier)
         elif head != "lm":
             raise ValueError(f"head must be 'lm' or 'fourier', got {head!r}")
 
@@ -280,8 +281,9 @@ class AnytokenModel(nn.Module):
             uncond = {"uncond_embeds": fmt.embed(self, useq, uncond_batch),
                       "uncond_mask": useq.sample_ids > 0, "uncond_blocks": useq.prefix_blocks}
         constraint = GrammarConstraint(self.space, modality, grammar or self.tokenizers[modality].grammar())
-        out = generate(self.backbone, self.lm_head, fmt.embed(self, seq, batch), seq.sample_ids > 0, constraint,
-                       decoding, pad_id=self.space.pad_id, prompt_blocks=seq.prefix_blocks, **uncond)  # (B, N)
+        out = generate(self.backbone, self.lm_head, fmt.embed(self, seq, batch), seq.sample_ids > 0,
+                       constraint, decoding, pad_id=self.space.pad_id, prompt_blocks=seq.prefix_blocks,
+                       **uncond)  # (B, N)
         r = self.space.range(modality)
         return [row[(row >= r.start) & (row < r.stop)] - r.start for row in out.cpu()]
 

@@ -8,7 +8,8 @@ A template is a list (YAML or Python) of items, one per segment:
 
 Optional keys: ``"index"`` names a batch key holding, per sample, which element of ``"from"`` it uses (a
 VQA question's image); ``"prefix"`` makes a token segment a bidirectional prefix (``embeds`` are prefixes);
-``"map"`` names a tokenizer method applied to each element (``"codes_to_ids"`` for audio codes);
+``"map"`` names a tokenizer method applied to each element, one of ``MAPS`` (``"codes_to_ids"`` for audio
+codes);
 ``"encode"`` (a dict of keyword arguments, possibly empty) encodes the whole batch value with the modality's
 tokenizer first (e.g. images with a VQ tokenizer, table rows with ``{"columns": [...]}``).
 
@@ -18,7 +19,8 @@ segment of its modality, the prompt that generation continues. So captioning is:
     ["<bos>", {"embeds": "image", "from": "images"}, "<caption>",
      {"tokens": "text", "from": "caption_ids", "target": true}]
 
-which gives exactly ``CaptioningModule.samples``; a mixture trains every task from such data alone.
+which gives exactly ``CaptionFormat.samples``. ``TemplateFormat`` (kind ``"template"``) is a task format
+made of such data alone: a mixture trains it and scores it by loss and teacher-forced token accuracy.
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ from typing import Any
 
 import torch
 
+from anytoken.models.formats import AnytokenModel, TaskFormat, register_format
 from anytoken.tokenizers.base import Tokenizer
 from anytoken.tokenizers.sequence import Embeds, Segment, Special, Tokens
 
 ITEM_KEYS = {"tokens", "embeds", "from", "index", "target", "prefix", "map", "encode"}
+MAPS = ("codes_to_ids",)  # the tokenizer methods a template's "map" may name (it is data: never any name)
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,8 @@ def _parse(item: str | Mapping[str, Any], position: int) -> Item:
     embeds = kinds[0] == "embeds"
     if embeds and (item.get("target") or item.get("map") or "encode" in item or item["from"] != "images"):
         raise ValueError(f"template item {position}: 'embeds' segments read batch['images'] as they are")
+    if item.get("map") is not None and item["map"] not in MAPS:
+        raise ValueError(f"template item {position}: 'map' must be one of {list(MAPS)}, got {item['map']!r}")
     encode = item.get("encode")
     if encode is not None and not isinstance(encode, Mapping):
         raise ValueError(f"template item {position}: 'encode' must be a mapping of keyword arguments")
@@ -188,3 +194,39 @@ def _column(
         ids = getattr(tokenizer, item.map)(values[i]) if item.map else values[i]
         out.append(Tokens(item.modality, torch.as_tensor(ids).cpu(), target=item.target, prefix=item.prefix))
     return out
+
+
+@register_format
+class TemplateFormat(TaskFormat):
+    """A task whose layout is a ``Template`` (data): its samples are the template's.
+
+    Args:
+        items: the template's items (see the module docstring).
+    """
+
+    kind = "template"
+
+    def __init__(self, items: Sequence[str | Mapping[str, Any]]) -> None:
+        super().__init__()
+        self.template = Template(items)
+        self.items = [item if isinstance(item, str) else dict(item) for item in items]
+        self.embeds = any(isinstance(i, SegmentSpec) and i.embeds for i in self.template.items)
+
+    def config(self) -> dict[str, Any]:
+        return {"items": self.items}
+
+    def bind(self, model: AnytokenModel) -> None:
+        super().bind(model)
+        missing = [s for s in self.template.specials if s not in model.space.specials]
+        missing += [m for m in self.template.modalities if m not in model.space.modalities]
+        if missing:
+            raise ValueError(f"the template uses {missing}, not in the TokenSpace")
+        if self.embeds and model.image_encoder is None:
+            raise ValueError("the template's 'embeds' segments need a model with an image_encoder")
+
+    def samples(self, model: AnytokenModel, batch: dict[str, Any], targets: bool) -> list[list[Segment]]:
+        tokens = model.image_tokens if self.embeds else None
+        return self.template.samples(batch, targets, model.tokenizers, tokens)
+
+    def num_samples(self, batch: dict[str, Any]) -> int:
+        return self.template.num_samples(batch)

@@ -40,7 +40,8 @@ class CaptionEvaluation(Evaluation):
     def examples(self, outputs: list[dict[str, Any]]) -> list[str]:
         lines = []
         for o in outputs[: self.num_examples]:
-            mark = "ok" if o["caption"].strip().lower() in {r.strip().lower() for r in o["references"]} else "XX"
+            right = o["caption"].strip().lower() in {r.strip().lower() for r in o["references"]}
+            mark = "ok" if right else "XX"
             lines.append(f"  {mark} {o['caption']!r:<64} reference: {o['references'][0]!r}")
         return lines
 

@@ -58,7 +58,7 @@ E = TypeVar("E", bound=type[Evaluation])
 def register_evaluation(cls: E) -> E:
     """Class decorator: ``cls`` evaluates formats of kind ``cls.kind``."""
     if EVALUATIONS.get(cls.kind, cls) is not cls:
-        raise ValueError(f"format kind {cls.kind!r} already has the evaluation {EVALUATIONS[cls.kind].__name__}")
+        raise ValueError(f"format kind {cls.kind!r} already has one: {EVALUATIONS[cls.kind].__name__}")
     EVALUATIONS[cls.kind] = cls
     return cls
 

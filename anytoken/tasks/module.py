@@ -202,7 +202,8 @@ class TokenTaskModule(L.LightningModule):
         if stage == "val":
             return self.task_name, "val"
         splits = getattr(datamodule, "test_splits", EVAL_SPLITS)
-        return self.task_name, splits[dataloader_idx] if dataloader_idx < len(splits) else f"test{dataloader_idx}"
+        split = splits[dataloader_idx] if dataloader_idx < len(splits) else f"test{dataloader_idx}"
+        return self.task_name, split
 
     def metric_name(self, task: str, split: str, metric: str) -> str:
         """``split/metric``; a module of several tasks adds the task: ``split/task/metric``."""
@@ -221,7 +222,8 @@ class TokenTaskModule(L.LightningModule):
             evaluation = self.evaluations[task]
             metrics = evaluation.report(outputs)
             for name, value in metrics.items():
-                self.log(self.metric_name(task, split, name), value, add_dataloader_idx=False, rank_zero_only=True)
+                self.log(self.metric_name(task, split, name), value, add_dataloader_idx=False,
+                         rank_zero_only=True)
             if show:
                 lines.append(f"[{split}] {task}: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
                 lines += evaluation.examples(outputs)

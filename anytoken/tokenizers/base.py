@@ -12,6 +12,7 @@ from typing import Any, ClassVar, TypeVar
 import torch
 
 from anytoken.atomic import atomic_directory
+from anytoken.loading import LoadError, load_weights, read_json
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "tokenizer_config.json"
@@ -128,21 +129,9 @@ class Tokenizer(abc.ABC):
             save_model(self, str(directory / WEIGHTS_FILE))
 
     def _load_state(self, directory: Path) -> None:
-        """Read what ``_save_state`` wrote."""
+        """Read what ``_save_state`` wrote (``LoadError`` naming the file when it does not fit)."""
         if isinstance(self, torch.nn.Module):
-            from safetensors.torch import load_model
-
-            path = directory / WEIGHTS_FILE
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"{directory} has no {WEIGHTS_FILE} for the trainable tokenizer {self.name}"
-                )
-            missing, unexpected = load_model(self, str(path), strict=False)
-            if missing or unexpected:
-                raise ValueError(
-                    f"{path}: weights do not match {self.name} "
-                    f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
-                )
+            load_weights(self, directory / WEIGHTS_FILE)
             self.eval()
 
     # media files -------------------------------------------------------------------------------------
@@ -161,13 +150,15 @@ class Tokenizer(abc.ABC):
         path = directory / CONFIG_FILE
         if not path.is_file():
             raise FileNotFoundError(f"no {CONFIG_FILE} in {directory}: not a saved anytoken tokenizer")
-        meta = json.loads(path.read_text())
+        meta = read_json(path, "a saved tokenizer")
         if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{path}: unsupported format_version {meta.get('format_version')}")
-        klass = tokenizer_class(meta["tokenizer"])
-        if cls is not Tokenizer and not issubclass(klass, cls):
-            raise ValueError(f"{directory} holds a {klass.__name__}, not a {cls.__name__}")
-        tokenizer = klass(**meta["config"])
+            raise LoadError(f"{path}: unsupported format_version {meta.get('format_version')!r}")
+        try:
+            tokenizer = tokenizer_from_spec(meta)
+        except (TypeError, ValueError) as err:  # unknown name, unknown key, value of the wrong type
+            raise LoadError(f"{path}: cannot build the tokenizer ({err})") from None
+        if cls is not Tokenizer and not isinstance(tokenizer, cls):
+            raise LoadError(f"{directory} holds a {type(tokenizer).__name__}, not a {cls.__name__}")
         tokenizer._load_state(directory)
         return tokenizer
 
@@ -197,7 +188,17 @@ def create_tokenizer(name: str, **kwargs: Any) -> Tokenizer:
 
 
 def tokenizer_from_spec(spec: dict[str, Any]) -> Tokenizer:
-    """Rebuild a tokenizer from ``Tokenizer.spec()`` (weights of trainable ones come from the model)."""
-    if not isinstance(spec, dict) or "tokenizer" not in spec:
+    """Rebuild a tokenizer from ``Tokenizer.spec()`` (weights of trainable ones come from the model).
+
+    Raises:
+        ValueError: an unknown tokenizer name, or a config with unknown keys or values of the wrong type.
+    """
+    if not isinstance(spec, dict) or not isinstance(spec.get("tokenizer"), str):
         raise ValueError(f"a tokenizer spec is a dict with keys 'tokenizer' and 'config', got {spec!r:.200}")
-    return create_tokenizer(spec["tokenizer"], **spec.get("config", {}))
+    config = spec.get("config", {})
+    if not isinstance(config, dict):
+        raise ValueError(f"tokenizer {spec['tokenizer']!r}: its config must be a dict, got {config!r:.200}")
+    try:
+        return create_tokenizer(spec["tokenizer"], **config)
+    except TypeError as err:  # an unknown key or a value the constructor cannot take
+        raise ValueError(f"tokenizer {spec['tokenizer']!r}: bad config ({err})") from None

@@ -9,6 +9,7 @@ import lightning as L
 import pytest
 import torch
 
+import anytoken
 from anytoken.backbone import TransformerConfig
 from anytoken.heads import DecodingConfig
 from anytoken.tasks.data.scenes import ScenesConfig, make_scenes
@@ -74,32 +75,36 @@ def test_trains_generates_grids_and_reports_matches(data: TextToImageDataModule,
     results = trainer.test(module, data, verbose=False)
     assert {"test/match_all", "test/match_color", "test/loss"} <= set(results[0])
     assert {"heldout/match_shape"} <= set(results[1])
-    images = module.draw(["a small red circle at the top left", "a large blue square in the center"])
+    images = module.model.draw(["a small red circle at the top left", "a large blue square in the center"])
     assert images.shape == (2, 3, 32, 32) and 0 <= float(images.min()) and float(images.max()) <= 1
     batch = next(iter(data.val_dataloader()))
-    for ids in module.generate_segment(batch, "image", DecodingConfig(max_new_tokens=17)):
+    fmt = module.model.formats["text_to_image"]
+    for ids in module.model.generate(fmt, batch, "image", DecodingConfig(max_new_tokens=17)):
         assert ids.shape == (16,) and int(ids.max()) < 16  # exactly the grid, inside the codebook
+    evaluation = module.evaluations["text_to_image"]
+    lines = evaluation.examples(evaluation.step(module.model, batch))
+    assert len(lines) == len(batch["captions"]) and all(line[:4] in ("  ok", "  XX") for line in lines)
 
 
 def test_tokenizer_is_frozen_and_travels_in_the_release(data: TextToImageDataModule, tmp_path: Path) -> None:
     module = model(data)
-    assert not any(p.requires_grad for p in module.media_tokenizers.parameters())
+    assert not any(p.requires_grad for p in module.model.media_tokenizers.parameters())
     module.train()
-    assert not module.media_tokenizers.training
+    assert not module.model.media_tokenizers.training
     module.eval().export(tmp_path / "release")
     moved = tmp_path / "moved"
     shutil.copytree(data.image_tokenizer_path, moved)
     shutil.rmtree(data.image_tokenizer_path)  # the release alone must be enough
     try:
-        loaded = TextToImageModule.from_release(tmp_path / "release")
+        loaded = anytoken.load(tmp_path / "release")
         ids = torch.randint(0, 16, (2, 4, 4))
         torch.testing.assert_close(
-            loaded.media_tokenizers["image"].decode(ids), module.media_tokenizers["image"].decode(ids)
+            loaded.media_tokenizers["image"].decode(ids), module.model.media_tokenizers["image"].decode(ids)
         )
         torch.manual_seed(1)
         a = loaded.draw(["a small red circle at the top left"])
         torch.manual_seed(1)
-        b = module.draw(["a small red circle at the top left"])
+        b = module.model.draw(["a small red circle at the top left"])
         torch.testing.assert_close(a, b)
     finally:
         shutil.copytree(moved, data.image_tokenizer_path)
@@ -137,11 +142,11 @@ def test_captioning_from_vq_tokens(data: TextToImageDataModule) -> None:
         decoding=DecodingConfig(max_new_tokens=6),
     )
     batch = next(iter(dm.train_dataloader()))
-    prefix = module.samples(batch, targets=True)[0][1]
+    prefix = module.model.formats["caption"].samples(module.model, batch, targets=True)[0][1]
     assert (
         isinstance(prefix, Tokens) and prefix.modality == "image" and prefix.prefix and len(prefix.ids) == 16
     )
     loss = module.loss(batch)
     loss.backward()
-    assert torch.isfinite(loss) and module.backbone.embed.weight.grad is not None
-    assert all(isinstance(c, str) for c in module.caption(batch["images"]))
+    assert torch.isfinite(loss) and module.model.backbone.embed.weight.grad is not None
+    assert all(isinstance(c, str) for c in module.model.caption(batch["images"]))

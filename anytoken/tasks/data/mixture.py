@@ -1,16 +1,19 @@
 """A weighted mixture of task DataModules for one any-to-any model (``MixtureModule``).
 
-Each named task entry brings its own DataModule (a class path and its arguments, so any task's data
-joins by configuration). Training batches are lists of ``(task, batch)`` pairs: ``tasks_per_step``
-task batches per step, each task drawn with probability proportional to its ``weight``; the model packs
-their samples into rows. Validation and test keep one dataloader per task (and per test split), so every
-task's metrics stay separate.
+Each named task entry brings its own DataModule (a class path from the user's config and its arguments, so
+any task's data joins by configuration) and says how the model treats the task: its task ``format`` (a spec
+such as ``{kind: vqa, head: generate}``, looked up in ``anytoken.models.FORMATS``), its ``template`` (the
+layout as data, ``anytoken.models.templates``) or both. Training batches are lists of ``(task, batch)``
+pairs: ``tasks_per_step`` task batches per step, each task drawn with probability proportional to its
+``weight``; the model packs their samples into rows. Validation and test keep one dataloader per task (and
+per test split), named by ``eval_names``, so every task's metrics stay separate.
 
 The vocabulary is the union of the entries' vocabularies: every modality and task tag of every task in one
-TokenSpace. A modality two tasks both tokenize must use the same tokenizer: an entry's ``shared`` maps a
-modality to the init argument through which its DataModule loads a saved tokenizer (e.g. ``{text:
-tokenizer_path}``), and it then gets the tokenizer built by an entry without ``shared`` for it (those are
-built first, whatever the order of the entries).
+TokenSpace, plus ``tasks`` (per task: format spec, template and loss weight; never a class path). A modality
+two tasks both tokenize must use the same tokenizer: an entry's ``shared`` maps a modality to the init
+argument through which its DataModule loads a saved tokenizer (e.g. ``{text: tokenizer_path}``), and it then
+gets the tokenizer built by an entry without ``shared`` for it (those are built first, whatever the order of
+the entries).
 """
 
 from __future__ import annotations
@@ -24,17 +27,21 @@ from typing import Any
 
 import lightning as L
 import torch
+from torch.utils.data import DataLoader
 
+from anytoken.models.formats import build_format
 from anytoken.models.release import jsonable
+from anytoken.models.templates import Template
+from anytoken.tasks.data.base import TaskDataModule
 from anytoken.tokenizers.base import tokenizer_from_spec
 from anytoken.tokenizers.space import TokenSpace
 
-ENTRY_KEYS = {"datamodule", "data_args", "module", "module_args", "template",
-              "weight", "loss_weight", "shared"}
+ENTRY_KEYS = {"datamodule", "data_args", "format", "template", "weight", "loss_weight", "shared"}
 
 
 def import_class(class_path: str) -> type:
-    """The class at ``"package.module.Name"``, with a clear error when it does not exist."""
+    """The class at ``"package.module.Name"`` (a DataModule named in the user's config, as LightningCLI's
+    ``class_path``), with a clear error when it does not exist."""
     module, _, name = class_path.rpartition(".")
     try:
         return getattr(importlib.import_module(module), name)
@@ -130,14 +137,14 @@ class MixtureDataModule(L.LightningDataModule):
     """Several tasks' DataModules as one weighted stream, for ``MixtureModule``.
 
     Args:
-        tasks: task name -> entry with keys ``datamodule`` (class path of its DataModule) and ``data_args``
-            (its arguments), ``module`` (class path of its task module, whose own code evaluates it; omit
-            for a template-only task, evaluated by loss and token accuracy) and ``module_args`` (its
-            task-specific arguments), ``template`` (its layout as data, see ``anytoken.models.templates``;
-            omit to use the module's own ``samples``), ``weight`` (sampling weight, default 1),
-            ``loss_weight`` (default 1), ``shared`` (modality -> the DataModule's init argument that loads
-            a saved tokenizer of it). Class paths are plain strings here (not ``class_path`` blocks), so
-            the CLI passes entries through untouched.
+        tasks: task name -> entry with keys ``datamodule`` (class path of its ``TaskDataModule``) and
+            ``data_args`` (its arguments), ``format`` (the task's format spec, ``{kind: ..., **settings}``:
+            what the model can do with the task and whose evaluation scores it), ``template`` (its layout
+            as data: training builds the task's samples from it; alone, the task is a ``template`` format
+            scored by loss and token accuracy), ``weight`` (sampling weight, default 1), ``loss_weight``
+            (default 1), ``shared`` (modality -> the DataModule's init argument that loads a saved
+            tokenizer of it). Class paths are plain strings here (not ``class_path`` blocks), so the CLI
+            passes entries through untouched; they never reach the model's vocabulary.
         tasks_per_step: task batches per training step (each task's batch size is its DataModule's).
         steps_per_epoch: training steps per epoch.
         seed: seed of the task draws (the order is a function of seed and epoch).
@@ -158,8 +165,18 @@ class MixtureDataModule(L.LightningDataModule):
                              f"{steps_per_epoch}")
         self.entries = {name: _check_entry(name, entry) for name, entry in tasks.items()}
         self.tasks_per_step, self.steps_per_epoch, self.seed = tasks_per_step, steps_per_epoch, seed
-        self.datamodules: dict[str, L.LightningDataModule] = {}
+        self.datamodules = self._build_datamodules()
+        self._vocab = union_vocab({name: dm.vocab for name, dm in self.datamodules.items()})
+        self._vocab["tasks"] = {
+            name: {"format": entry.get("format"), "template": entry.get("template"),
+                   "loss_weight": float(entry.get("loss_weight", 1.0))}
+            for name, entry in self.entries.items()
+        }
+
+    def _build_datamodules(self) -> dict[str, TaskDataModule]:
+        """Every entry's DataModule, those owning a shared tokenizer first; in entry order."""
         built: dict[str, dict[str, Any]] = {}  # modality -> spec of the first tokenizer built for it
+        datamodules: dict[str, TaskDataModule] = {}
         order = sorted(self.entries, key=lambda name: bool(self.entries[name].get("shared")))  # owners first
         with tempfile.TemporaryDirectory(prefix="anytoken-mixture-") as tmp:
             for name in order:
@@ -168,32 +185,23 @@ class MixtureDataModule(L.LightningDataModule):
                     if modality in built:
                         args[argument] = _saved(built[modality], Path(tmp) / modality)
                 dm = instantiate(self.entries[name]["datamodule"], args)
+                if not isinstance(dm, TaskDataModule):
+                    raise ValueError(f"task {name!r}: {type(dm).__name__} is not a TaskDataModule")
                 for modality, spec in dm.vocab["tokenizers"].items():
                     built.setdefault(modality, spec)
-                self.datamodules[name] = dm
-        self.datamodules = {name: self.datamodules[name] for name in self.entries}
-        self._vocab = union_vocab({name: dm.vocab for name, dm in self.datamodules.items()})
-        self._vocab["tasks"] = {
-            name: {
-                "module": entry.get("module"),
-                "module_args": entry.get("module_args") or {},
-                "template": entry.get("template"),
-                "loss_weight": float(entry.get("loss_weight", 1.0)),
-                "modalities": TokenSpace.from_dict(self.datamodules[name].vocab["token_space"]).modalities,
-            }
-            for name, entry in self.entries.items()
-        }
+                datamodules[name] = dm
+        return {name: datamodules[name] for name in self.entries}
 
     @property
     def vocab(self) -> dict[str, Any]:
         """The union TokenSpace, tokenizer specs and the task entries (linked by the CLI into the model)."""
         return self._vocab
 
-    @property
-    def test_names(self) -> list[tuple[str, int]]:
-        """``(task, its test dataloader index)`` of each test dataloader, in ``test_dataloader`` order."""
-        return [(name, i) for name, dm in self.datamodules.items()
-                for i in range(len(_as_list(dm.test_dataloader())))]
+    def eval_names(self, stage: str) -> list[tuple[str, str]]:
+        """``(task, split)`` of each validation (``stage`` ``"val"``) or test dataloader, in their order."""
+        if stage == "val":
+            return [(name, "val") for name in self.datamodules]
+        return [(name, split) for name, dm in self.datamodules.items() for split in dm.test_splits]
 
     def setup(self, stage: str) -> None:
         for dm in self.datamodules.values():
@@ -205,13 +213,13 @@ class MixtureDataModule(L.LightningDataModule):
         weights = [float(e.get("weight", 1.0)) for e in self.entries.values()]
         return _Stream(loaders, weights, self.tasks_per_step, self.steps_per_epoch, self.seed)
 
-    def val_dataloader(self) -> list[Any]:
-        """One dataloader per task, in entry order (each task's first when it has several)."""
-        return [_as_list(dm.val_dataloader())[0] for dm in self.datamodules.values()]
+    def val_dataloader(self) -> list[DataLoader]:
+        """One dataloader per task, in entry order."""
+        return [dm.val_dataloader() for dm in self.datamodules.values()]
 
-    def test_dataloader(self) -> list[Any]:
-        """Every task's test dataloaders, in ``test_names`` order."""
-        return [loader for dm in self.datamodules.values() for loader in _as_list(dm.test_dataloader())]
+    def test_dataloader(self) -> list[DataLoader]:
+        """Every task's test dataloaders, in ``eval_names("test")`` order."""
+        return [loader for dm in self.datamodules.values() for loader in dm.test_dataloader()]
 
 
 def _saved(spec: dict[str, Any], path: Path) -> str:
@@ -224,19 +232,24 @@ def _saved(spec: dict[str, Any], path: Path) -> str:
     return str(path)
 
 
-def _as_list(loaders: Any) -> list[Any]:
-    return list(loaders) if isinstance(loaders, (list, tuple)) else [loaders]
-
-
 def _check_entry(name: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """``entry`` when it is a well-formed task entry (its format spec and template parse); else
+    ``ValueError`` naming the task."""
     if not name.isidentifier():
         raise ValueError(f"task names must be identifiers (they name log keys), got {name!r}")
     unknown = set(entry) - ENTRY_KEYS
     if unknown or not isinstance(entry.get("datamodule"), str):
         raise ValueError(f"task {name!r}: an entry needs a datamodule class path and only the keys "
                          f"{sorted(ENTRY_KEYS)}; got {sorted(entry)}")
-    if not entry.get("module") and not entry.get("template"):
-        raise ValueError(f"task {name!r} needs a module (its evaluation code) or a template, or both")
+    if not entry.get("format") and not entry.get("template"):
+        raise ValueError(f"task {name!r} needs a format (its kind and settings) or a template, or both")
+    try:
+        if entry.get("format"):
+            build_format(entry["format"])
+        if entry.get("template"):
+            Template(entry["template"])
+    except ValueError as err:
+        raise ValueError(f"task {name!r}: {err}") from None
     if float(entry.get("weight", 1.0)) <= 0 or float(entry.get("loss_weight", 1.0)) < 0:
         raise ValueError(f"task {name!r}: weight must be > 0 and loss_weight >= 0")
     return entry

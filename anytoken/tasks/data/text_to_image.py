@@ -12,17 +12,16 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any, Literal
 
-import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from anytoken.tasks.data.base import TaskDataModule
 from anytoken.tasks.data.captioning import build_text_tokenizer
-from anytoken.tasks.data.sampling import split_loader
 from anytoken.tasks.data.scenes import ScenesCaptionDataset, ScenesConfig
 from anytoken.tokenizers.base import Tokenizer
 from anytoken.tokenizers.image_io import image_to_tensor
 from anytoken.tokenizers.image_vq import ImageVQTokenizer
-from anytoken.tokenizers.space import TokenSpace
+from anytoken.tokenizers.space import TokenSpace, Vocab
 
 TASK_TAGS = ("draw",)
 
@@ -43,7 +42,7 @@ class SceneObjectsDataset(Dataset):
         return self.scenes[index] | {"objects": [asdict(o) for o in self.scenes.scenes[index].objects]}
 
 
-class TextToImageDataModule(L.LightningDataModule):
+class TextToImageDataModule(TaskDataModule):
     """Scenes captions and images as batches for ``TextToImageModule``.
 
     Args:
@@ -53,7 +52,7 @@ class TextToImageDataModule(L.LightningDataModule):
         text_tokenizer: ``"bpe"`` (trained on the training captions) or ``"clip_bpe"``.
         bpe_vocab_size: size of the trained BPE.
         tokenizer_path: load a saved text tokenizer instead of building one.
-        batch_size: training batch size; evaluation uses the same.
+        batch_size: training batch size; evaluation uses twice this.
         num_workers: DataLoader worker processes.
         seed: shuffling seed.
     """
@@ -73,7 +72,7 @@ class TextToImageDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers, seed)
         try:
             self.image_tokenizer = Tokenizer.from_pretrained(image_tokenizer)
         except FileNotFoundError as err:
@@ -93,16 +92,11 @@ class TextToImageDataModule(L.LightningDataModule):
         self.space = TokenSpace(
             {"text": self.tokenizer.vocab_size, "image": self.image_tokenizer.vocab_size}, tasks=TASK_TAGS
         )
-        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
 
-    @property
-    def vocab(self) -> dict[str, Any]:
-        """The TokenSpace and tokenizer specs (the image tokenizer's with its path: the model loads it)."""
-        image = self.image_tokenizer.spec() | {"path": self.image_tokenizer_path}
-        return {
-            "token_space": self.space.to_dict(),
-            "tokenizers": {"text": self.tokenizer.spec(), "image": image},
-        }
+    def vocabulary(self) -> Vocab:
+        """The TokenSpace and tokenizers (the image tokenizer with its path: the model loads it)."""
+        tokenizers = {"text": self.tokenizer, "image": self.image_tokenizer}
+        return Vocab(self.space, tokenizers, paths={"image": self.image_tokenizer_path})
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         """Items -> ``{"images" [B, 3, S, S], "caption_ids", "captions", "objects", "image_ids"}``."""
@@ -114,22 +108,3 @@ class TextToImageDataModule(L.LightningDataModule):
             "objects": [item["objects"] for item in items],
             "image_ids": [item["image_id"] for item in items],
         }
-
-    def _loader(self, split: str, train: bool = False) -> DataLoader:
-        return split_loader(
-            self.splits[split], self.batch_size, self.collate, train, self.seed, self.num_workers,
-            eval_batch_size=self.batch_size,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> list[DataLoader]:
-        """The test split, then the held-out split of unseen (colour, shape) pairs."""
-        return [self._loader(s) for s in ("test", "heldout") if s in self.splits]
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test")

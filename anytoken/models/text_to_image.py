@@ -1,0 +1,67 @@
+"""Text-to-image: ``<bos> <text> caption </text> <draw> <image> VQ ids </image>``, decoded to pictures.
+
+Generation is the model's ``generate``: constrained to the image range by the image tokenizer's grammar
+(exactly ``h * w`` ids, then ``</image>``), so every output decodes. Classifier-free guidance: a sample
+marked ``unconditional`` drops its caption (``<bos> <draw> <image> ...``; training marks some, see
+``TextToImageModule.cond_dropout``), and ``DecodingConfig.guidance_scale > 1`` contrasts the two prompts at
+every step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from anytoken.heads import DecodingConfig
+from anytoken.models.formats import AnytokenModel, TaskFormat, register_format
+from anytoken.tokenizers.sequence import Segment, Special, Tokens
+
+
+@register_format
+class TextToImageFormat(TaskFormat):
+    """Draw a caption as an image's VQ tokens. Batches: ``caption_ids`` (a list of 1-D local text ids), for
+    training ``images`` ``[B, 3, S, S]`` in ``[0, 1]`` (targets, tokenized by the model's frozen image
+    tokenizer), and optionally ``unconditional`` (a bool per sample: leave its caption out)."""
+
+    kind = "text_to_image"
+    tags = ("draw",)
+
+    def bind(self, model: AnytokenModel) -> None:
+        super().bind(model)
+        if "image" not in model.media_tokenizers:
+            raise ValueError("text-to-image needs an image tokenizer (VQ tokens) in its vocab")
+        tokens = model.tokenizers["image"].grammar().max_length
+        if model.decoding.max_new_tokens < tokens + 1:
+            raise ValueError(f"decoding.max_new_tokens must be >= {tokens + 1} (the grid and </image>), "
+                             f"got {model.decoding.max_new_tokens}")
+
+    def samples(self, model: AnytokenModel, batch: dict[str, Any], targets: bool) -> list[list[Segment]]:
+        n = len(batch["caption_ids"])
+        dropped = batch.get("unconditional") or [False] * n
+        out = []
+        for i in range(n):
+            sample: list[Segment] = [Special("<bos>")]
+            if not dropped[i]:
+                sample.append(Tokens("text", batch["caption_ids"][i], prefix=True))
+            sample.append(Special("<draw>"))
+            if targets:
+                sample.append(Tokens("image", model.media_ids(batch, "image")[i], target=True))
+            else:
+                sample.append(Tokens("image", torch.empty(0, dtype=torch.long), close=False))
+            out.append(sample)
+        return out
+
+    def unconditional(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return {"caption_ids": batch["caption_ids"], "unconditional": [True] * len(batch["caption_ids"])}
+
+    @torch.no_grad()
+    def draw(self, model: AnytokenModel, texts: list[str] | list[torch.Tensor],
+             decoding: DecodingConfig | None = None) -> torch.Tensor:
+        """Images ``[B, 3, H, W]`` in ``[0, 1]`` for ``texts`` (captions, or their 1-D local text ids)."""
+        ids = [model.tokenizers["text"].encode(t) if isinstance(t, str) else t for t in texts]
+        grids = model.generate(self, {"caption_ids": ids}, "image", decoding)  # B x (h * w,)
+        h, w = model.tokenizers["image"].grid
+        if any(len(g) != h * w for g in grids):
+            raise ValueError(f"generation stopped before the {h} x {w} grid: raise decoding.max_new_tokens")
+        return model.media_tokenizers["image"].decode(torch.stack(grids).view(-1, h, w))
