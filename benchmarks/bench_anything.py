@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "anything_tiny.yaml"
 FULL_CONFIG = ROOT / "configs" / "anything_gpu.yaml"  # every task that has landed, speech included
 VQ_CONFIG = ROOT / "configs" / "vq_image_scenes.yaml"  # the image tokenizer anything_gpu.yaml reads
+CODEC_CONFIG = ROOT / "configs" / "codec_speech16k.yaml"  # and its speech codec
 MODES = ("packing", "padding", "padding_to_context")
 FULL_NUM_TRAIN = 256  # items per task of the full mixture: enough for the timed batches, quick to speak
 FULL_CONTEXT = 1024  # anything_gpu.yaml's max_seq_len: a spoken caption is ~600 flattened codec tokens
@@ -74,10 +75,11 @@ def untrained_media_tokenizers(tasks: dict[str, Any], root: Path) -> dict[str, A
     from anytoken.tokenizers.image_vq import ImageVQTokenizer
 
     tasks = copy.deepcopy(tasks)
+    codec = yaml.safe_load(CODEC_CONFIG.read_text())["model"]["init_args"]["tokenizer"]
     for entry in tasks.values():
         args = entry["data_args"]
-        if "codec_path" in args:
-            args |= {"codec_path": None, "cache_dir": None}
+        if "codec_path" in args:  # the codec configs/codec_speech16k.yaml trains, untrained
+            args |= {"codec_path": None, "codec": codec, "cache_dir": None}
         if "image_tokenizer" in args and not Path(args["image_tokenizer"]).is_dir():
             path = root / "image_tokenizer"
             if not path.is_dir():  # the tokenizer configs/vq_image_scenes.yaml trains, untrained
@@ -107,16 +109,17 @@ def throughput(
     out = {}
     for mode in modes:
         torch.manual_seed(0)
-        model = MixtureModule(data.vocab, **{**model_args, "packing": mode == "packing"})
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        task = MixtureModule(data.vocab, **{**model_args, "packing": mode == "packing"})
+        model = task.model
+        opt = torch.optim.AdamW(task.parameters(), lr=1e-3)
         tokens = slots = rows = 0
         for i, batch in enumerate(batches):
             if i == 2:  # two warm-up steps
                 start = time.perf_counter()
-            seq = model.sequences(batch)
+            seq, media = task.rows(batch)
             if mode == "padding_to_context":
                 seq = pad_to(seq, model.backbone.config.max_seq_len, model.space.pad_id)
-            loss = model.lm_loss(seq, model.hidden_states(seq, batch))
+            loss = model.lm_loss(seq, model.hidden_states(seq, model.embed(seq, media)))
             opt.zero_grad()
             loss.backward()
             opt.step()

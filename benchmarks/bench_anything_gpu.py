@@ -3,7 +3,7 @@ with smaller training splits and ``trainer.max_time``, trained and then tested f
 task's test metrics and the training tokens/s side by side.
 
     anytoken fit --config configs/vq_image_scenes.yaml     # the image tokenizer the config reads
-    anytoken fit --config configs/codec_speech16k.yaml     # the speech codec (else trained on first use)
+    anytoken fit --config configs/codec_speech16k.yaml     # the speech codec the config reads
     python benchmarks/bench_anything_gpu.py --max-time 00:00:04:00 --num-train 4000 --compile
 
 Writes the derived config to ``--root``/config.yaml and the results to benchmarks/results/anything_gpu.json.
@@ -105,7 +105,7 @@ def main() -> None:
         "torch": torch.__version__,
         "precision": args.precision,
         "compile": args.compile,
-        "parameters": sum(p.numel() for p in cli.model.backbone.parameters()),
+        "parameters": sum(p.numel() for p in cli.model.model.backbone.parameters()),
         "num_train_per_task": args.num_train,
         "steps": rate.steps,
         "train_seconds": rate.seconds,

@@ -21,35 +21,28 @@ import pandas as pd
 import torch
 from PIL import Image, ImageDraw
 
-from anytoken.tasks.captioning import CaptioningModule
-from anytoken.tasks.forecasting import ForecastingModule
-from anytoken.tasks.mixture import MixtureModule
-from anytoken.tasks.pose_estimation import PoseEstimationModule
-from anytoken.tasks.speech import SpeechToTextModule, TextToSpeechModule
-from anytoken.tasks.table_prediction import TablePredictionModule
-from anytoken.tasks.text_to_image import TextToImageModule
-from anytoken.tasks.vqa import VQAModule
+from anytoken import AnytokenModel, TaskFormat
 from demos.widgets import load_task_model, read_image
 
 DEFAULT_CKPT = Path("runs/anything_tiny/release")  # where configs/anything_tiny.yaml writes its release
 TRAIN_HINT = "anytoken fit --config configs/anything_tiny.yaml"
-NEEDS = {  # task class -> the inputs it reads (shown in the page, checked before running)
-    CaptioningModule: "image",
-    VQAModule: "image + text (the question)",
-    PoseEstimationModule: "image",
-    ForecastingModule: "trajectory",
-    TablePredictionModule: "table row",
-    SpeechToTextModule: "audio",
-    TextToSpeechModule: "text",
-    TextToImageModule: "text (the caption)",
+NEEDS = {  # format kind -> the inputs it reads (shown in the page, checked before running)
+    "caption": "image",
+    "vqa": "image + text (the question)",
+    "pose_estimation": "image",
+    "forecast": "trajectory",
+    "table_prediction": "table row",
+    "transcribe": "audio",
+    "speak": "text",
+    "text_to_image": "text (the caption)",
 }
 Result = tuple[Any, str, Any, Any, str]  # image, text, JSON, audio, message
 
 
-def _needs(module: Any) -> str:
-    if isinstance(module, VQAModule) and module.question_modality == "audio":
+def _needs(fmt: TaskFormat) -> str:
+    if fmt.kind == "vqa" and fmt.question_modality == "audio":
         return "image + audio (the spoken question)"
-    return next((v for cls, v in NEEDS.items() if isinstance(module, cls)), "")
+    return NEEDS.get(fmt.kind, "")
 
 
 def _draw_pose(image: Image.Image, keypoints: torch.Tensor) -> Image.Image:
@@ -62,65 +55,72 @@ def _draw_pose(image: Image.Image, keypoints: torch.Tensor) -> Image.Image:
     return out
 
 
-def _run(model: MixtureModule, task: str, image_file: str | None, text: str, row: str, history: str,
+def _image_task(model: AnytokenModel, fmt: TaskFormat, image_file: str | None, text: str,
+                audio_file: str | None) -> Result:
+    """Caption, answer a (typed or spoken) question about, or find the pose in an uploaded image."""
+    images, image, problem = read_image(image_file, model)
+    if images is None:
+        raise ValueError(problem)
+    if fmt.kind == "caption":
+        return image, fmt.caption(model, images)[0], None, None, ""
+    if fmt.kind == "vqa" and fmt.question_modality == "audio":
+        if audio_file is None:
+            raise ValueError("Upload the spoken question as an audio file.")
+        wave = model.media_tokenizers["audio"].read_media(Path(audio_file))[0]  # (C, T)
+        return image, fmt.ask(model, images, [wave])[0], None, None, ""
+    if fmt.kind == "vqa":
+        if not text.strip():
+            raise ValueError("Type a question in the text box.")
+        return image, fmt.ask(model, images, [text])[0], None, None, ""
+    keypoints = fmt.predict_keypoints(model, images)[0]  # (K, 3), normalised to the image
+    names = model.tokenizers["pose"].keypoint_names
+    return _draw_pose(image, keypoints), "", dict(zip(names, keypoints.tolist())), None, ""
+
+
+def _run(model: AnytokenModel, task: str, image_file: str | None, text: str, row: str, history: str,
          audio_file: str | None, horizon: float) -> Result:
-    """Run one task; raises ValueError with what is missing or wrong in the input."""
-    module = model.task(task)
-    if isinstance(module, (CaptioningModule, VQAModule, PoseEstimationModule)):
-        images, image, problem = read_image(image_file, model)
-        if images is None:
-            raise ValueError(problem)
-        if isinstance(module, CaptioningModule):
-            return image, module.caption(images)[0], None, None, ""
-        if isinstance(module, VQAModule) and module.question_modality == "audio":
-            if audio_file is None:
-                raise ValueError("Upload the spoken question as an audio file.")
-            wave = module.media_tokenizers["audio"].read_media(Path(audio_file))[0]  # (C, T)
-            return image, module.ask(images, [wave])[0], None, None, ""
-        if isinstance(module, VQAModule):
-            if not text.strip():
-                raise ValueError("Type a question in the text box.")
-            return image, module.ask(images, [text])[0], None, None, ""
-        keypoints = module.predict_keypoints(images)[0]  # (K, 3), normalised to the image
-        names = module.pose.keypoint_names
-        return _draw_pose(image, keypoints), "", dict(zip(names, keypoints.tolist())), None, ""
-    if isinstance(module, TablePredictionModule):
+    """Run task ``task`` (a format of ``model``); raises ValueError with what is missing or wrong in the
+    input."""
+    fmt = model.formats[task]
+    if fmt.kind in ("caption", "vqa", "pose_estimation"):
+        return _image_task(model, fmt, image_file, text, audio_file)
+    if fmt.kind == "table_prediction":
         values = json.loads(row or "null")
         if not isinstance(values, dict):
             raise ValueError("Give the table row as a JSON object: {\"column\": value, ...}.")
-        value = module.predict(pd.DataFrame([values])).iloc[0]
+        value = fmt.predict(model, pd.DataFrame([values])).iloc[0]
         value = None if pd.isna(value) else value if isinstance(value, str) else float(value)
-        return None, "(missing)" if value is None else str(value), {module.target: value}, None, ""
-    if isinstance(module, ForecastingModule):
+        return None, "(missing)" if value is None else str(value), {fmt.target: value}, None, ""
+    if fmt.kind == "forecast":
         past = torch.tensor(json.loads(history or "null"), dtype=torch.float64)
         if past.dim() != 3 or past.shape[-1] != 2 or past.shape[1] < 2:
             raise ValueError("Give the history as JSON [agent][step][x, y] with at least 2 steps per agent.")
-        ids = module.motion.encode(past)[None]  # (1, 2A(H-1)), time-major as in training
-        future = module.forecast(ids, past[None, :, 0], int(horizon))[0, 0]  # (A, F, 2)
+        ids = model.tokenizers["trajectory"].encode(past)[None]  # (1, 2A(H-1)), time-major as in training
+        future = fmt.forecast(model, ids, past[None, :, 0], int(horizon))[0, 0]  # (A, F, 2)
         return None, "", {"future": future.tolist()}, None, ""
-    if isinstance(module, SpeechToTextModule):
+    if fmt.kind == "transcribe":
         if audio_file is None:
             raise ValueError("Upload an audio file.")
-        return None, module.transcribe_waves([module.codec.read_media(Path(audio_file))])[0], None, None, ""
-    if isinstance(module, (TextToSpeechModule, TextToImageModule)):
-        if not text.strip():
-            raise ValueError("Type a text first.")
-        if isinstance(module, TextToImageModule):
-            picture = module.draw([text])[0].permute(1, 2, 0).clamp(0, 1).mul(255).byte().numpy()
-            return Image.fromarray(picture).resize((256, 256), Image.NEAREST), "", None, None, ""
-        wave = module.speak([text])[0]  # (C, T)
-        return None, "", None, (module.codec.sample_rate, wave[0].numpy()), ""
-    raise ValueError(f"the demo has no input form for {type(module).__name__} tasks")
+        wave = model.media_tokenizers["audio"].read_media(Path(audio_file))
+        return None, fmt.transcribe_waves(model, [wave])[0], None, None, ""
+    if not text.strip():  # speak, text_to_image
+        raise ValueError("Type a text first.")
+    if fmt.kind == "text_to_image":
+        picture = fmt.draw(model, [text])[0].permute(1, 2, 0).clamp(0, 1).mul(255).byte().numpy()
+        return Image.fromarray(picture).resize((256, 256), Image.NEAREST), "", None, None, ""
+    wave = fmt.speak(model, [text])[0]  # (C, T)
+    return None, "", None, (model.media_tokenizers["audio"].sample_rate, wave[0].numpy()), ""
 
 
 def build_app(ckpt: str | Path | None = None) -> gr.Blocks:
     """The any-to-any app; the model at ``ckpt`` (default ``DEFAULT_CKPT``) is loaded once, here.
 
     Args:
-        ckpt: a release directory or ``.ckpt`` file of a ``MixtureModule``.
+        ckpt: a release directory or ``.ckpt`` file (a mixture's; any model works, with the tasks it has).
     """
-    model, status = load_task_model(ckpt or DEFAULT_CKPT, MixtureModule, TRAIN_HINT)
-    tasks = list(model.task_modules) if model is not None else []
+    model, status = load_task_model(ckpt or DEFAULT_CKPT, None, TRAIN_HINT)
+    formats = model.formats if model is not None else {}
+    tasks = [name for name, fmt in formats.items() if fmt.kind in NEEDS]  # template tasks have no form
 
     def run(task: str | None, image_file: str | None, text: str, row: str, history: str,
             audio_file: str | None, horizon: float) -> Result:
@@ -133,14 +133,14 @@ def build_app(ckpt: str | Path | None = None) -> gr.Blocks:
             image, out, data, audio, _ = _run(model, task, image_file, text or "", row, history, audio_file,
                                               horizon)
         except (ValueError, json.JSONDecodeError, KeyError) as err:
-            return None, "", None, None, f"**{task}** needs {_needs(model.task(task))}: {err}"
+            return None, "", None, None, f"**{task}** needs {_needs(formats[task])}: {err}"
         return image, out, data, audio, f"{task}: done in {1000 * (time.perf_counter() - start):.0f} ms."
 
     with gr.Blocks(title="anytoken: any-to-any") as app:
         gr.Markdown("# Any-to-any\nOne backbone, every task: give input media and pick the task tag.")
         gr.Markdown(status)
         if model is not None:
-            gr.Markdown("Tasks: " + ", ".join(f"`{t}` ({_needs(model.task(t))})" for t in tasks))
+            gr.Markdown("Tasks: " + ", ".join(f"`{t}` ({_needs(formats[t])})" for t in tasks))
         with gr.Row():
             with gr.Column():
                 task = gr.Dropdown(tasks, value=tasks[0] if tasks else None, label="Task")

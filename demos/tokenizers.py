@@ -22,7 +22,8 @@ import gradio as gr
 import torch
 from PIL import Image, ImageDraw
 
-from anytoken.tokenizers import Tokenizer, tokenizer_from_spec
+import anytoken
+from anytoken.tokenizers import Tokenizer
 
 DEFAULT_CKPT = Path("runs/caption_scenes/release")  # the quickstart's release: its text tokenizer
 MAX_GRID_CELLS = 4096  # token grids larger than this are shown cropped
@@ -286,17 +287,18 @@ def _tokenizers(ckpt: str | Path | None, dirs: list[str] | None) -> tuple[dict[s
         found[tok.modality] = tok
         notes.append(f"{tok.modality}: `{directory}`")
     path = Path(ckpt or DEFAULT_CKPT)
-    config = path / "config.json"
-    if config.is_file():
-        import json
-
-        specs = json.loads(config.read_text()).get("init_args", {}).get("vocab", {}).get("tokenizers", {})
-        for modality, spec in specs.items():
-            if modality not in found:
-                found[modality] = tokenizer_from_spec(spec)
-                notes.append(f"{modality}: from the model at `{path}`")
+    if path.exists():
+        try:
+            model = anytoken.load(path)
+        except ValueError as err:  # a broken or foreign file: said in the page
+            notes.append(f"cannot load the model at `{path}`: {err}")
+        else:
+            for modality, tok in model.tokenizers.items():  # trained ones with the model's weights
+                if modality not in found:
+                    found[modality] = tok
+                    notes.append(f"{modality}: from the model at `{path}`")
     elif ckpt is not None:
-        notes.append(f"no release directory at `{path}` (its config.json is missing)")
+        notes.append(f"no model at `{path}`")
     return found, "; ".join(notes)
 
 

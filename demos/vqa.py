@@ -44,7 +44,8 @@ def build_app(ckpt: str | Path | None = None, num_examples: int = 6) -> gr.Block
             return image, "", f"**Bad decoding settings:** {err}"
         start = time.perf_counter()
         text = model.ask(images, [question], decoding=config)[0]
-        how = "classification head" if model.head == "classify" else f"generative head, {config.strategy}"
+        classify = model.task_format("vqa").head == "classify"
+        how = "classification head" if classify else f"generative head, {config.strategy}"
         return image, text, f"Answered in {1000 * (time.perf_counter() - start):.0f} ms ({how})."
 
     with gr.Blocks(title="anytoken: visual question answering") as app:

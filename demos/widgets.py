@@ -20,12 +20,14 @@ from anytoken.tokenizers.image_io import image_to_tensor, load_image
 HOST = "127.0.0.1"  # the demos never listen on other interfaces
 
 
-def load_task_model(path: str | Path, task: str, train_hint: str) -> tuple[AnytokenModel | None, str]:
+def load_task_model(
+    path: str | Path, task: str | None, train_hint: str
+) -> tuple[AnytokenModel | None, str]:
     """``(model, status markdown)``; ``(None, why not)`` when ``path`` holds no usable model.
 
     Args:
         path: a release directory or a Lightning ``.ckpt`` file.
-        task: the task format the app needs (e.g. ``"caption"``).
+        task: the task format the app needs (e.g. ``"caption"``); None: any model (the any-to-any app).
         train_hint: the command that produces such a model, shown when none is found.
     """
     path = Path(path)
@@ -33,7 +35,8 @@ def load_task_model(path: str | Path, task: str, train_hint: str) -> tuple[Anyto
         return None, f"**No model found at `{path}`.** Train one with `{train_hint}`, or pass `--ckpt PATH`."
     try:
         model = anytoken.load(path)
-        model.task_format(task)
+        if task is not None:
+            model.task_format(task)
     except ValueError as err:  # LoadError included: a broken, foreign or other-task file gets a message
         return None, f"**Cannot use `{path}`:** {err}"
     params = sum(p.numel() for p in model.parameters()) / 1e6

@@ -46,6 +46,8 @@ def _shrink_entry(key: str, value: Any, root: Path) -> Any:
         return {**value, **BACKBONE}
     if key == "image_tokenizer" and isinstance(value, str):
         return _tiny_image_tokenizer(_rewrite(value, root))
+    if key == "codec_path" and isinstance(value, str):
+        return _tiny_codec(_rewrite(value, root))
     if key == "init_from":  # a trained model to start from; starting from one is tested in tests/tasks
         return None
     if key == "max_new_tokens" and isinstance(value, int):
@@ -60,6 +62,17 @@ def _tiny_image_tokenizer(path: str) -> str:
     if not Path(path).exists():
         tiny = dict(image_size=32, downsample=16, channels=8, encoder_channels=8, channel_mult=[1, 1, 1, 1])
         ImageVQTokenizer(**tiny, codebook_size=16, latent_dim=4).save_pretrained(path)
+    return path
+
+
+def _tiny_codec(path: str) -> str:
+    """Configs that consume a trained audio codec (``codec_path``) get a tiny untrained one (4 levels)."""
+    from anytoken.tokenizers.audio_codec import AudioCodecTokenizer
+
+    if not Path(path).exists():
+        tiny = dict(strides=[10, 20], encoder_channels=4, decoder_channels=16, dilations=[1], latent_dim=8)
+        codec = AudioCodecTokenizer(sample_rate=8000, **tiny, codebook_size=16, num_quantizers=4)
+        codec.save_pretrained(path)
     return path
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from anytoken.models.formats import format_spec
 from anytoken.models.model import AnytokenModel
 from anytoken.models.projector import TokenPositions
 from anytoken.models.release import jsonable
@@ -88,8 +89,9 @@ def grow_into(source: AnytokenModel, target: AnytokenModel) -> dict[str, Any]:
     """Copy ``source``'s weights into ``target``, whose TokenSpace must contain ``source``'s.
 
     Returns:
-        ``{"mapped_ids", "new_ids", "modalities"}``: how many old ids were carried over, how many of the
-        target's used ids start fresh, and the modalities whose ids carried over.
+        ``{"mapped_ids", "new_ids", "modalities", "formats"}``: how many old ids were carried over, how many
+        of the target's used ids start fresh, the modalities whose ids carried over, and the target's
+        formats that took their weights from the source's (``_carry_formats``).
 
     Raises:
         ValueError: when the backbones differ in anything but vocabulary size and dropout, a shared
@@ -131,7 +133,23 @@ def grow_into(source: AnytokenModel, target: AnytokenModel) -> dict[str, Any]:
         "mapped_ids": int(old_ids.numel()),
         "new_ids": target.space.used_size - int(old_ids.numel()),
         "modalities": sorted(shared),
+        "formats": _carry_formats(source, target),
     }
+
+
+def _carry_formats(source: AnytokenModel, target: AnytokenModel) -> list[str]:
+    """Give each format of ``target`` with weights of its own (a VQA classifier) those of ``source``'s
+    format of the same spec, when the vocabulary extras they may read (``answers``) are the same too;
+    returns the names of the target formats that took weights."""
+    extras = [{k: v for k, v in m.vocab.items() if k not in ("token_space", "tokenizers")}
+              for m in (source, target)]
+    carried = []
+    for name, fmt in target.formats.items():
+        match = next((f for f in source.formats.values() if format_spec(f) == format_spec(fmt)), None)
+        if match is not None and extras[0] == extras[1] and fmt.state_dict():
+            fmt.load_state_dict(match.state_dict())
+            carried.append(name)
+    return carried
 
 
 def _check_same(source: Any, target: Any, ignored: tuple[str, ...], what: str) -> None:

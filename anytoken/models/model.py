@@ -141,7 +141,7 @@ class AnytokenModel(nn.Module):
             raise LoadError(f"{source}: the model settings are not a JSON object but {type(config).__name__}")
         try:
             return cls(**config)
-        except (TypeError, ValueError, KeyError) as err:
+        except (TypeError, ValueError, KeyError, RuntimeError) as err:  # RuntimeError: timm's unknown name
             raise LoadError(f"{source}: cannot build the model from its settings ({err})") from None
 
     @classmethod
@@ -245,8 +245,10 @@ class AnytokenModel(nn.Module):
 
     def hidden_states(self, seq: SequenceBatch, embeds: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         """Backbone output ``[B, T, d]`` over whole rows (``kwargs`` override positions or mask)."""
-        inputs = {"positions": seq.positions, "attn_mask": seq.attention_mask()} | kwargs
-        return (self._compiled or self.backbone)(inputs_embeds=embeds, **inputs)  # (B, T, d)
+        kwargs.setdefault("positions", seq.positions)
+        if "attn_mask" not in kwargs:  # built only when not given (a shared-prefix layout brings its own)
+            kwargs["attn_mask"] = seq.attention_mask()
+        return (self._compiled or self.backbone)(inputs_embeds=embeds, **kwargs)  # (B, T, d)
 
     def lm_loss(self, seq: SequenceBatch, hidden: torch.Tensor) -> torch.Tensor:
         """Weighted next-token cross-entropy of ``seq``'s targets given the hidden states ``[B, T, d]``."""

@@ -93,7 +93,7 @@ class TokenTaskModule(L.LightningModule):
         formats: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["formats"])  # a task subclass derives them from its own args
         for key, value in self.hparams.items():  # plain data, so checkpoints load with weights_only=True
             self.hparams[key] = jsonable(value)
         if not 0.0 <= input_dropout < 1.0:

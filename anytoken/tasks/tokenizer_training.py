@@ -1,4 +1,4 @@
-"""Training any trainable tokenizer (the image VQ tokenizer now, the audio codec later) with Lightning.
+"""Training any trainable tokenizer (the image VQ tokenizer, the audio codec) with Lightning.
 
 The contract a trainable tokenizer follows (``ImageVQTokenizer`` is the reference):
 
@@ -32,7 +32,7 @@ import torch.nn as nn
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from anytoken.atomic import atomic_path
-from anytoken.tasks.module import warmup_cosine
+from anytoken.tasks.module import WarmupCosine
 from anytoken.tokenizers.base import tokenizer_from_spec
 from anytoken.tokenizers.quantizers import TokenizerOutput, usage_and_perplexity
 
@@ -115,7 +115,8 @@ class TokenizerTrainingModule(L.LightningModule):
             {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
         ]
         opt_g = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas))
-        sched = warmup_cosine(opt_g, hp.warmup_steps, int(self.trainer.estimated_stepping_batches))
+        factor = WarmupCosine(hp.warmup_steps, int(self.trainer.estimated_stepping_batches))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt_g, factor)
         if self.discriminator is None:
             return {"optimizer": opt_g, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
         opt_d = torch.optim.AdamW(

@@ -22,7 +22,7 @@ from anytoken.tasks.mixture import MixtureModule  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tasks"))
 from test_mixture import ENTRIES, MODEL  # noqa: E402
 
-FORECAST = {"module": "anytoken.tasks.forecasting.ForecastingModule", "module_args": {"num_futures": 1}}
+FORECAST = {"format": {"kind": "forecast", "num_futures": 1}}
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_anything_app_without_a_checkpoint_says_how_to_train_one(tmp_path) -> No
 def test_anything_app_answers_a_spoken_question_about_an_image(tmp_path) -> None:
     from test_mixture import SPOKEN_VQA
 
-    from anytoken.tasks.data.speech import Utterance, espeak_path, synthesize
+    from anytoken.tasks.data.spoken import Utterance, espeak_path, synthesize
 
     if espeak_path() is None:
         pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")

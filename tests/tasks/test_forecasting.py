@@ -7,6 +7,7 @@ import pytest
 import torch
 from training import train_steps
 
+import anytoken
 from anytoken.backbone import TransformerConfig
 from anytoken.cli import main
 from anytoken.heads import DecodingConfig
@@ -122,17 +123,19 @@ def _model(data: ForecastDataModule, **kwargs) -> ForecastingModule:
 def test_batches_decode_back_within_the_bound(data) -> None:
     batch = next(iter(data.val_dataloader()))
     assert batch["history_ids"].shape == (8, 2 * 2 * 3) and batch["future_ids"].shape == (8, 2 * 2 * 5)
-    model = _model(data)
+    model = _model(data).model
+    fmt = model.task_format("forecast")
     full = torch.cat([batch["history_ids"], batch["future_ids"]], dim=1)
-    paths = model.decode_scenes(full, batch["positions"][:, :, 0])
+    paths = fmt.decode_scenes(model, full, batch["positions"][:, :, 0])
     assert float((paths - batch["positions"]).abs().max()) <= data.tokenizer.error_bound + 1e-9
-    seq = model.sequences(batch)
+    seq = fmt.rows(model, batch)
     assert int((seq.targets != IGNORE_INDEX).sum()) == 8 * (2 * 2 * 5 + 1)  # future ids and their end marker
 
 
 @pytest.mark.parametrize("head", ["lm", "fourier"])
 def test_forecast_follows_the_joint_grammar(data, head, tmp_path) -> None:
-    model = _model(data, head=head, num_futures=3, fourier_gamma=1e-3).eval()
+    task = _model(data, head=head, num_futures=3, fourier_gamma=1e-3)
+    model = task.model.eval()
     assert isinstance(model.lm_head, FourierHead) == (head == "fourier")
     batch = next(iter(data.val_dataloader()))
     start = batch["positions"][:, :, 0]
@@ -143,29 +146,36 @@ def test_forecast_follows_the_joint_grammar(data, head, tmp_path) -> None:
     assert futures.shape == (8, 3, 2, 5, 2) and torch.isfinite(futures).all()
     greedy = model.forecast(batch["history_ids"], start, 5)
     assert torch.equal(greedy, model.forecast(batch["history_ids"], start, 5))
-    metrics = model.forecast_metrics([model.score_batch(batch)])
+    evaluation = task.evaluations["forecast"]
+    metrics = evaluation.report(evaluation.step(model, batch))
     assert {"ade", "fde", "min_ade", "min_fde", "joint_min_ade", "cv_ade", "cv_fde"} <= set(metrics)
     assert metrics["min_ade"] <= metrics["joint_min_ade"] + 1e-9
-    model.export(tmp_path / "release")
-    loaded = ForecastingModule.from_release(tmp_path / "release")
-    assert loaded.num_futures == 3 and torch.equal(loaded.forecast(batch["history_ids"], start, 5), greedy)
+    predicted = evaluation.predict(model, batch)
+    assert len(predicted) == 8 and predicted[0]["futures"].shape == (3, 2, 5, 2)
+    task.export(tmp_path / "release")
+    loaded = anytoken.load(tmp_path / "release")
+    fmt = loaded.task_format("forecast")
+    assert fmt.num_futures == 3 and fmt.sampling == DecodingConfig(strategy="sample")
+    assert torch.equal(loaded.forecast(batch["history_ids"], start, 5), greedy)
 
 
-def test_generate_segment_grammar_hook_and_penalty_hook(data) -> None:
-    """The task base takes a grammar override, and adds a head's penalty to the loss."""
-    model = _model(data, head="fourier", fourier_gamma=0.5).eval()
+def test_generate_grammar_hook_and_penalty_hook(data) -> None:
+    """The model's generate takes a grammar override, and adds a head's penalty to the loss."""
+    task = _model(data, head="fourier", fourier_gamma=0.5)
+    model = task.model.eval()
     batch = next(iter(data.val_dataloader()))
-    ids = model.generate_segment(
+    ids = model.generate(
+        model.task_format("forecast"),
         {"history_ids": batch["history_ids"]},
         "trajectory",
         DecodingConfig(max_new_tokens=64),
-        grammar=model.motion.grammar(2, 3),
+        grammar=model.tokenizers["trajectory"].grammar(2, 3),
     )
     assert all(len(row) == 12 for row in ids)
     assert all(bool((row[0::2] < 17).all()) and bool((row[1::2] >= 17).all()) for row in ids)
-    with_penalty = float(model.loss(batch))
+    with_penalty = float(task.loss(batch))
     model.lm_head.gamma = 0.0
-    assert with_penalty > float(model.loss(batch))
+    assert with_penalty > float(task.loss(batch))
 
 
 def test_module_learns_a_batch(data) -> None:

@@ -10,6 +10,7 @@ import pytest
 import torch
 from training import train_steps
 
+import anytoken
 from anytoken.backbone import TransformerConfig
 from anytoken.cli import main
 from anytoken.heads.fourier import FourierHead
@@ -22,7 +23,7 @@ from anytoken.tasks.data.coco_keypoints import (
 )
 from anytoken.tasks.data.pose import PoseDataModule, square_frame
 from anytoken.tasks.data.stick_figures import StickFiguresConfig, StickFiguresDataset
-from anytoken.tasks.pose_estimation import PoseEstimationModule
+from anytoken.tasks.pose_estimation import PoseEstimationModule, PoseEvaluation
 from anytoken.tasks.pose_metrics import COCO_SIGMAS, oks_ap, pck
 from anytoken.tokenizers.image_encoder import ImageEncoderConfig
 from anytoken.tokenizers.pose import COCO_KEYPOINTS, COCO_SKELETON
@@ -243,16 +244,24 @@ def test_batches_and_frames(pose_data, tmp_path) -> None:
 
 @pytest.mark.parametrize("head", ["lm", "fourier"])
 def test_module_generates_exactly_one_pair_per_keypoint(pose_data, head, tmp_path) -> None:
-    model = _model(pose_data, head=head, fourier_gamma=1e-3).eval()
+    task = _model(pose_data, head=head, fourier_gamma=1e-3)
+    model = task.model.eval()
     assert isinstance(model.lm_head, FourierHead) == (head == "fourier")
     batch = next(iter(pose_data.val_dataloader()))
-    pred = model.predict_keypoints(batch["images"], batch["frames"])
+    pred = model.predict_pose(batch["images"], batch["frames"])
     assert pred.shape == (8, 17, 3) and set(pred[..., 2].unique().tolist()) <= {0.0, 1.0, 2.0}
-    assert float(model.loss(batch)) > 0
-    model.export(tmp_path / "release")
-    loaded = PoseEstimationModule.from_release(tmp_path / "release")
+    assert float(task.loss(batch)) > 0
+    evaluation = task.evaluations["pose_estimation"]
+    assert isinstance(evaluation, PoseEvaluation)
+    metrics = evaluation.report(evaluation.step(model, batch))
+    assert {"pck@0.1", "ap", "ap50", "ap75", "visibility_acc"} == set(metrics)
+    results = evaluation.predict(model, batch)
+    assert [r["image_id"] for r in results] == batch["image_ids"]
+    assert results[0]["keypoints"] == pred[0].flatten().tolist()
+    task.export(tmp_path / "release")
+    loaded = anytoken.load(tmp_path / "release")
     assert isinstance(loaded.lm_head, FourierHead) == (head == "fourier")
-    assert torch.equal(loaded.predict_keypoints(batch["images"], batch["frames"]), pred)
+    assert torch.equal(loaded.predict_pose(batch["images"], batch["frames"]), pred)
 
 
 def test_module_learns_a_batch(pose_data) -> None:

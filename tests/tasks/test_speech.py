@@ -1,22 +1,26 @@
-"""Spoken data (espeak-ng, alsa-utils), audio metrics, and the speech tasks in both audio layouts."""
+"""Spoken data (espeak-ng, alsa-utils), audio metrics, and the speech tasks in both audio layouts, on a
+codec the tokenizer-training task trained first (the two-command flow of configs/speech_*.yaml)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import pytest
 import torch
 
+import anytoken
 from anytoken.tasks.audio_metrics import error_rates, mel_distance, normalize_transcript, si_snr
+from anytoken.tasks.data.audio_clips import AudioClipsDataModule
 from anytoken.tasks.data.mixture import MixtureDataModule
 from anytoken.tasks.data.scenes import ScenesConfig
-from anytoken.tasks.data.speech import (
+from anytoken.tasks.data.speech import SpeechDataModule
+from anytoken.tasks.data.spoken import (
     HELDOUT_VOICES,
     TRAIN_VOICES,
-    SpeechDataModule,
     Utterance,
     alsa_words,
     espeak_path,
@@ -25,6 +29,7 @@ from anytoken.tasks.data.speech import (
 )
 from anytoken.tasks.mixture import MixtureModule
 from anytoken.tasks.speech import SpeechToTextModule, TextToSpeechModule
+from anytoken.tasks.tokenizer_training import ExportTokenizer, TokenizerTrainingModule
 from anytoken.tokenizers.audio_codec import AudioCodecTokenizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -85,15 +90,30 @@ def test_alsa_words_have_transcripts() -> None:
     assert words["Front_Left"] == "front left" and "Noise" not in words
 
 
+def train_codec(directory: Path) -> None:
+    """The first command (``anytoken fit --config configs/codec_speech16k.yaml``) in small: the tokenizer-
+    training task fits the tiny codec for 2 steps on spoken scenes and writes it to ``directory``."""
+    data = AudioClipsDataModule(sample_rate=8000, clip_seconds=0.5, num_train=4, num_utterances=4, num_val=0,
+                                scenes=ScenesConfig(min_objects=1, max_objects=1), batch_size=2)
+    trainer = L.Trainer(max_steps=2, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=str(directory.parent), callbacks=[ExportTokenizer(str(directory))])
+    trainer.fit(TokenizerTrainingModule(CODEC, warmup_steps=1, num_samples=0), datamodule=data)
+
+
 @pytest.fixture(scope="module")
-def speech_args(tmp_path_factory) -> dict[str, Any]:
-    """SpeechDataModule arguments: spoken scenes encoded by a tiny codec trained inline for 2 steps."""
+def speech_args(tmp_path_factory) -> Iterator[dict[str, Any]]:
+    """SpeechDataModule arguments: spoken scenes encoded by a tiny codec trained for 2 steps first."""
     if espeak_path() is None:
         pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
     root = tmp_path_factory.mktemp("speech")
-    return {"codec_path": str(root / "codec"), "codec": CODEC, "num_codec_steps": 2,
-            "scenes": {"min_objects": 1, "max_objects": 1}, "num_train": 6, "num_val": 2, "num_test": 2,
-            "num_heldout": 2, "bpe_vocab_size": 270, "batch_size": 2, "cache_dir": str(root / "cache")}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    train_codec(root / "codec")
+    torch.set_num_threads(threads)
+    yield {"codec_path": str(root / "codec"), "scenes": {"min_objects": 1, "max_objects": 1}, "num_train": 6,
+           "num_val": 2, "num_test": 2, "num_heldout": 2, "bpe_vocab_size": 270, "batch_size": 2,
+           "cache_dir": str(root / "cache")}
 
 
 @pytest.fixture(scope="module")
@@ -104,55 +124,68 @@ def speech_data(speech_args: dict[str, Any]) -> Iterator[SpeechDataModule]:
     torch.set_num_threads(threads)
 
 
-def test_data_module_pipeline(speech_data: SpeechDataModule, tmp_path) -> None:
+def test_data_module_pipeline(speech_data: SpeechDataModule, speech_args: dict[str, Any], tmp_path) -> None:
     data = speech_data
     assert (data.codec.sample_rate, data.codec.num_codebooks) == (8000, 2)
+    saved = AudioCodecTokenizer.from_pretrained(speech_args["codec_path"])  # the trained codec is read
+    assert torch.equal(data.codec.decoder[0].conv.weight, saved.decoder[0].conv.weight)
     item = data.splits["train"][0]
     assert item["codes"].shape[0] == 2 and item["codes"].dtype == torch.long and item["text"].startswith("a ")
     batch = next(iter(data.train_dataloader()))
     assert set(batch) == {"texts", "text_ids", "codes", "ids"} and len(batch["codes"]) == 2
     assert data.vocab["token_space"]["modalities"]["audio"] == 32
-    assert set(data.test_names) >= {"test", "heldout"}
-    with pytest.raises(ValueError, match="no codec at"):
+    assert data.test_splits[:2] == ["test", "heldout"]  # then alsa, when alsa-utils is installed
+    with pytest.raises(ValueError, match="no codec at .*codec_speech16k.yaml"):
         SpeechDataModule(codec_path=str(tmp_path / "missing"), num_train=1)
+    with pytest.raises(ValueError, match="not both"):
+        SpeechDataModule(codec_path=speech_args["codec_path"], codec=CODEC, num_train=1)
+    sizes = {"num_train": 2, "num_val": 0, "num_test": 0, "num_heldout": 0}
+    untrained = SpeechDataModule(codec=CODEC, num_codebooks=1, bpe_vocab_size=270, **sizes,
+                                 scenes=ScenesConfig(min_objects=1, max_objects=1))
+    assert untrained.codec.num_codebooks == 1 and untrained.splits["train"][0]["codes"].shape[0] == 1
+    assert untrained.vocab["token_space"]["modalities"]["audio"] == 16
+
+
+def _trainer(tmp_path) -> L.Trainer:
+    return L.Trainer(max_steps=2, limit_val_batches=1, val_check_interval=2, logger=False,
+                     enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                     default_root_dir=str(tmp_path))
 
 
 @pytest.mark.parametrize("layout", ["flatten", "delay"])
 def test_speech_to_text_trains_generates_and_reloads(
     speech_data: SpeechDataModule, layout: str, tmp_path
 ) -> None:
-    model = SpeechToTextModule(
+    task = SpeechToTextModule(
         vocab=speech_data.vocab,
         backbone=BACKBONE,
         audio_layout=layout,
         warmup_steps=1,
         decoding={"max_new_tokens": 6},
     )
-    trainer = L.Trainer(
-        max_steps=2,
-        limit_val_batches=1,
-        val_check_interval=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=str(tmp_path),
-    )
-    trainer.fit(model, datamodule=speech_data)
+    trainer = _trainer(tmp_path)
+    trainer.fit(task, datamodule=speech_data)
     assert "val/wer" in trainer.callback_metrics and "val/loss" in trainer.callback_metrics
-    assert torch.equal(model.codec.decoder[0].conv.weight, speech_data.codec.decoder[0].conv.weight)
-    texts = model.eval().transcribe([speech_data.splits["test"][0]["codes"]])
+    model = task.model.eval()
+    assert torch.equal(model.media_tokenizers["audio"].decoder[0].conv.weight,
+                       speech_data.codec.decoder[0].conv.weight)
+    fmt = model.task_format("transcribe")
+    texts = fmt.transcribe(model, [speech_data.splits["test"][0]["codes"]])
     assert len(texts) == 1 and isinstance(texts[0], str)
-    model.export(tmp_path / "release")
-    loaded = SpeechToTextModule.from_release(tmp_path / "release")
+    task.export(tmp_path / "release")
+    loaded = anytoken.load(tmp_path / "release")
+    mine = loaded.task_format("transcribe")
     batch = speech_data.collate(speech_data.splits["test"])
-    torch.testing.assert_close(loaded.loss(batch), model.loss(batch))  # codec weights travel with the model
-    assert loaded.transcribe(batch["codes"]) == model.transcribe(batch["codes"])
+    torch.testing.assert_close(mine.loss(loaded, batch), fmt.loss(model, batch))  # the codec travels too
+    assert mine.transcribe(loaded, batch["codes"]) == fmt.transcribe(model, batch["codes"])
+    wave = loaded.media_tokenizers["audio"].decode(batch["codes"][0])[0]  # (C, T)
+    heard = loaded.transcribe([wave], sample_rate=8000)
+    assert len(heard) == 1 and isinstance(heard[0], str)
 
 
 @pytest.mark.parametrize("layout", ["flatten", "delay"])
 def test_text_to_speech_trains_and_speaks(speech_data: SpeechDataModule, layout: str, tmp_path) -> None:
-    model = TextToSpeechModule(
+    task = TextToSpeechModule(
         vocab=speech_data.vocab,
         backbone=BACKBONE,
         audio_layout=layout,
@@ -160,29 +193,26 @@ def test_text_to_speech_trains_and_speaks(speech_data: SpeechDataModule, layout:
         num_audio_samples=1,
         warmup_steps=1,
     )
-    trainer = L.Trainer(
-        max_steps=2,
-        limit_val_batches=1,
-        val_check_interval=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=str(tmp_path),
-    )
-    trainer.fit(model, datamodule=speech_data)
+    trainer = _trainer(tmp_path)
+    trainer.fit(task, datamodule=speech_data)
     assert "val/duration_ratio" in trainer.callback_metrics
+    assert ("val/level0_accuracy" in trainer.callback_metrics) == (layout == "delay")
     assert list((tmp_path / "speech").glob("val_step*_0.wav"))  # generated speech, decoded by the codec
-    model.eval()
-    codes = model.generate_codes(["a small red square", "a large blue circle at the top"])
-    assert all(c.shape[0] == 2 and 1 <= c.shape[1] <= model.max_frames and int(c.max()) < 16 for c in codes)
+    results = trainer.test(task, datamodule=speech_data, verbose=False)
+    assert {"test/duration_ratio", "heldout/duration_ratio"} <= set().union(*results)
+    assert list((tmp_path / "speech").glob("heldout_step*_0.wav"))
+    model = task.model.eval()
+    fmt = model.task_format("speak")
+    assert ("formats.speak.codebook_heads.proj.weight" in model.state_dict()) == (layout == "delay")
+    codes = fmt.generate_codes(model, ["a small red square", "a large blue circle at the top"])
+    assert all(c.shape[0] == 2 and 1 <= c.shape[1] <= fmt.max_frames and int(c.max()) < 16 for c in codes)
     waves = model.speak(["a small red square"])
     assert waves[0].shape[0] == 1 and waves[0].shape[1] % 200 == 0 and waves[0].abs().max() <= 1
     batch = speech_data.collate(speech_data.splits["val"])
-    loss = model.train().loss(batch)
+    loss = task.train().loss(batch)
     loss.backward()
     assert torch.isfinite(loss)
-    assert all(p.grad is None for p in model.codec.parameters())  # the codec stays frozen
+    assert all(p.grad is None for p in model.media_tokenizers["audio"].parameters())  # the codec stays frozen
 
 
 def test_speech_task_in_a_mixture_names_its_own_test_splits(
@@ -191,13 +221,12 @@ def test_speech_task_in_a_mixture_names_its_own_test_splits(
     entry = {
         "datamodule": "anytoken.tasks.data.speech.SpeechDataModule",
         "data_args": speech_args,  # the fixture's codec and cache: the same tokens
-        "module": "anytoken.tasks.speech.SpeechToTextModule",
-        "module_args": {"audio_layout": "flatten", "decoding": {"max_new_tokens": 4}},
+        "format": {"kind": "transcribe", "audio_layout": "flatten"},
         "template": ["<bos>", {"tokens": "audio", "from": "codes", "map": "codes_to_ids", "prefix": True},
                      "<transcribe>", {"tokens": "text", "from": "text_ids", "target": True}],
     }
     data = MixtureDataModule({"speech_to_text": entry, "speech_again": entry}, steps_per_epoch=1)
-    model = MixtureModule(data.vocab, backbone=BACKBONE)
+    model = MixtureModule(data.vocab, backbone=BACKBONE, decoding={"max_new_tokens": 4})
     trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
                         default_root_dir=str(tmp_path))
     trainer.test(model, datamodule=data)
@@ -210,6 +239,10 @@ def test_speech_task_in_a_mixture_names_its_own_test_splits(
 def test_speech_modules_need_an_audio_codec(speech_data: SpeechDataModule) -> None:
     vocab = speech_data.vocab
     bad = {**vocab, "tokenizers": {**vocab["tokenizers"], "audio": {"tokenizer": "mulaw", "config": {}}}}
-    with pytest.raises(ValueError, match="audio_codec"):
-        SpeechToTextModule(vocab=bad, backbone=BACKBONE)
-    assert isinstance(SpeechToTextModule(vocab=vocab, backbone=BACKBONE).codec, AudioCodecTokenizer)
+    for module in (SpeechToTextModule, TextToSpeechModule):
+        with pytest.raises(ValueError, match="audio_codec"):
+            module(vocab=bad, backbone=BACKBONE)
+    with pytest.raises(ValueError, match="audio_layout"):
+        TextToSpeechModule(vocab=vocab, backbone=BACKBONE, audio_layout="interleave")
+    codec = SpeechToTextModule(vocab=vocab, backbone=BACKBONE).model.media_tokenizers["audio"]
+    assert isinstance(codec, AudioCodecTokenizer)

@@ -9,10 +9,11 @@ import pytest
 import torch
 from training import train_steps
 
-from anytoken.tasks.data.speech import HELDOUT_VOICES, Utterance, espeak_path, synthesize
+import anytoken
+from anytoken.models.formats import TaskFormat
+from anytoken.tasks.data.spoken import HELDOUT_VOICES, Utterance, espeak_path, synthesize
 from anytoken.tasks.data.spoken_vqa import SpokenVQADataModule
 from anytoken.tasks.data.vqa import VQADataModule
-from anytoken.tasks.module import TokenTaskModule
 from anytoken.tasks.vqa import VQAModule
 
 needs_espeak = pytest.mark.skipif(espeak_path() is None, reason="espeak-ng is not installed (apt-get install "
@@ -62,17 +63,19 @@ def test_batches_carry_each_question_spoken(spoken: SpokenVQADataModule, cache_d
 
 
 def test_spoken_questions_train_answer_and_survive_a_release(spoken: SpokenVQADataModule, tmp_path) -> None:
-    model = VQAModule(spoken.vocab, question_modality="audio", lr=3e-3, **TINY)
-    model.adopt_media_tokenizers([spoken])
+    task = VQAModule(spoken.vocab, question_modality="audio", lr=3e-3, **TINY)
+    task.adopt_media_tokenizers(spoken)
+    model, fmt = task.model, task.model.formats["vqa"]
     batch = next(iter(spoken.train_dataloader()))
-    seq = model.sequences(batch)
+    seq = fmt.rows(model, batch)
     audio = spoken.space.range("audio")
     assert ((seq.input_ids >= audio.start) & (seq.input_ids < audio.stop)).any()  # the question is speech
-    torch.testing.assert_close(model.loss(batch), TokenTaskModule.loss(model, batch))  # one row per image
-    first, last = train_steps(model, batch, 8)
+    per_question = TaskFormat.loss(fmt, model, batch)
+    torch.testing.assert_close(fmt.loss(model, batch), per_question)  # one row per image: the same loss
+    first, last = train_steps(task, batch, 8)
     assert last < first
-    loaded = VQAModule.from_release(model.eval().export(tmp_path / "release"))
-    assert loaded.answer(batch) == model.answer(batch)
+    loaded = anytoken.load(task.eval().export(tmp_path / "release"))
+    assert loaded.task_format("vqa").answer(loaded, batch) == fmt.answer(model, batch)
     wave = synthesize(Utterance("what color is the circle?"), sample_rate=16000)  # resampled by the codec
     assert len(loaded.ask(batch["images"][:1], [wave], sample_rate=16000)) == 1
     with pytest.raises(ValueError, match="spoken"):

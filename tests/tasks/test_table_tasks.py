@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+import anytoken
 from anytoken.backbone import TransformerConfig
 from anytoken.heads import DecodingConfig
 from anytoken.tasks.data.tables import BUNDLED, TableDataModule, load_bundled, load_table, split_table
@@ -83,48 +85,50 @@ def test_datamodule_batches_vocab_and_saved_tokenizer(tmp_path, iris) -> None:
 
 
 def test_classification_learns_and_decodes_only_target_values(iris) -> None:
-    model = TablePredictionModule(iris.vocab, target="target", **TINY)
-    assert model.is_classification and model.features == iris.tokenizer.columns[:4]
+    task = TablePredictionModule(iris.vocab, target="target", **TINY)
+    fmt = task.model.task_format("table_prediction")
+    assert fmt.is_classification and fmt.features == iris.tokenizer.columns[:4]
     batch = next(iter(iris.train_dataloader()))
-    first, last = train_steps(model, batch, 30, lr=5e-3)
+    first, last = train_steps(task, batch, 30, lr=5e-3)
     assert last < 0.3 * first
-    model.eval()
+    model = task.model.eval()
     rows = batch["rows"].drop(columns=["target"])  # the target column need not be present
-    pred = model.predict(rows)  # greedy decoding under the target column's grammar
+    pred = model.predict_rows(rows)  # greedy decoding under the target column's grammar
     assert set(pred.dropna()) <= {"setosa", "versicolor", "virginica"}
-    probs = model.column_probs(rows)  # (32, <missing> <unk> 3 classes)
+    probs = fmt.column_probs(model, rows)  # (32, <missing> <unk> 3 classes)
     assert probs.shape == (32, 5) and torch.allclose(probs.sum(-1), torch.ones(32))
     values = [None, None, *iris.tokenizer.column("target").categories]
     assert [None if pd.isna(p) else p for p in pred] == [values[i] for i in probs.argmax(-1)]
 
 
 def test_regression_predicts_numbers_by_mean_and_by_grammar(diabetes) -> None:
-    model = TablePredictionModule(diabetes.vocab, target="target", **TINY).eval()
+    model = TablePredictionModule(diabetes.vocab, target="target", **TINY).model.eval()
     rows = diabetes.splits["val"].head(6)
-    mean = model.predict(rows)
+    mean = model.predict_rows(rows)
     assert mean.dtype == np.float64 and mean.between(25, 346).all()
-    model.regression = "mode"
-    mode = model.predict(rows)
+    model.task_format("table_prediction").regression = "mode"
+    mode = model.predict_rows(rows)
     assert set(mode.dropna()) <= set(diabetes.tokenizer.column("target").reps)
     metrics = prediction_metrics(rows["target"], mean, False)
     assert set(metrics) == {"rmse", "mae"} and metrics["rmse"] >= metrics["mae"] > 0
 
 
 def test_any_column_can_be_the_target(iris) -> None:
-    model = TablePredictionModule(iris.vocab, target="petal width (cm)", **TINY).eval()
-    assert not model.is_classification and "target" in model.features
-    assert len(model.predict(iris.splits["val"].head(4))) == 4
+    model = TablePredictionModule(iris.vocab, target="petal width (cm)", **TINY).model.eval()
+    fmt = model.task_format("table_prediction")
+    assert not fmt.is_classification and "target" in fmt.features
+    assert len(model.predict_rows(iris.splits["val"].head(4))) == 4
     with pytest.raises(ValueError, match="not a column"):
         TablePredictionModule(iris.vocab, target="colour", **TINY)
 
 
 def test_generation_unconditional_and_conditioned(iris) -> None:
-    model = TableGenerationModule(iris.vocab, decoding=DecodingConfig(strategy="sample"), **TINY)
+    task = TableGenerationModule(iris.vocab, decoding=DecodingConfig(strategy="sample"), **TINY)
     batch = next(iter(iris.train_dataloader()))
-    model.train()
-    losses = [float(model.loss(batch)) for _ in range(4)]  # random column subsets per batch
+    task.train()
+    losses = [float(task.loss(batch)) for _ in range(4)]  # random column subsets per batch
     assert all(np.isfinite(losses))
-    model.eval()
+    model = task.model.eval()
     rows = model.sample_rows(7)
     assert rows.shape == (7, 5) and rows.dtypes.to_dict() == iris.splits["train"].dtypes.to_dict()
     given = iris.splits["test"][["target", "sepal length (cm)"]].head(5)
@@ -144,17 +148,27 @@ def test_marginal_distance() -> None:
 
 
 def test_release_round_trip_gives_identical_predictions(tmp_path, iris) -> None:
-    model = TablePredictionModule(iris.vocab, target="target", **TINY).eval()
-    model.export(tmp_path / "release")
-    loaded = TablePredictionModule.from_release(tmp_path / "release")
+    task = TablePredictionModule(iris.vocab, target="target", **TINY).eval()
+    task.export(tmp_path / "release")
+    model, loaded = task.model, anytoken.load(tmp_path / "release")
     rows = iris.splits["test"]
-    torch.testing.assert_close(model.column_probs(rows), loaded.column_probs(rows), rtol=0, atol=0)
-    assert model.predict(rows).tolist() == loaded.predict(rows).tolist()
+    probs = [m.task_format("table_prediction").column_probs(m, rows) for m in (model, loaded)]
+    torch.testing.assert_close(probs[0], probs[1], rtol=0, atol=0)
+    assert model.predict_rows(rows).tolist() == loaded.predict_rows(rows).tolist()
+
+
+def test_a_release_predicts_without_lightning(tmp_path, iris, repo_root) -> None:
+    TablePredictionModule(iris.vocab, target="target", **TINY).export(tmp_path / "release")
+    iris.splits["test"].to_csv(tmp_path / "rows.csv", index=False)
+    code = (f"import sys, anytoken, pandas as pd; m = anytoken.load({str(tmp_path / 'release')!r}); "
+            f"print(m.predict_rows(pd.read_csv({str(tmp_path / 'rows.csv')!r})).tolist()); "
+            "assert 'lightning' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=repo_root)
 
 
 @pytest.mark.parametrize("name", ["table_predict_wine", "table_generate_iris"])
 def test_config_fit_test_predict(name, tmp_path, repo_root) -> None:
-    from anytoken.cli import load_model, main
+    from anytoken.cli import main
 
     config = shrink_config(repo_root / "configs" / f"{name}.yaml", tmp_path)
     main(["fit", "--config", str(config)])
@@ -163,5 +177,5 @@ def test_config_fit_test_predict(name, tmp_path, repo_root) -> None:
     main(["predict", "--config", str(config), "--ckpt_path", str(ckpt)])
     logged = " ".join(p.read_text() for p in tmp_path.rglob("metrics.csv"))
     assert ("test/accuracy" if "predict" in name else "test/marginal_tvd") in logged
-    model = load_model(tmp_path / "runs" / name / "release")
-    assert model.table.columns == load_model(ckpt).table.columns
+    model = anytoken.load(tmp_path / "runs" / name / "release")
+    assert model.tokenizers["table"].columns == anytoken.load(ckpt).tokenizers["table"].columns

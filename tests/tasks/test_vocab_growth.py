@@ -7,11 +7,12 @@ import torch
 from torch import nn
 from training import train_steps
 
+from anytoken.models import AnytokenModel
+from anytoken.models.growth import grow_into, piece_map, token_id_map
+from anytoken.models.projector import TokenPositions
 from anytoken.tasks.captioning import CaptioningModule
 from anytoken.tasks.data.captioning import CaptioningDataModule
 from anytoken.tasks.data.vqa import VQADataModule
-from anytoken.models.projector import TokenPositions
-from anytoken.models.growth import piece_map, token_id_map
 from anytoken.tasks.vqa import VQAModule
 from anytoken.tokenizers import BPETokenizer, Tokens
 from anytoken.tokenizers.sequence import build_sequences
@@ -43,26 +44,29 @@ def test_piece_map_pairs_the_ids_of_equal_vocabulary_entries() -> None:
 def test_a_vqa_model_starts_from_a_captioner_with_another_bpe(tmp_path, head: str, one_thread) -> None:
     captions = CaptioningDataModule(num_train=32, num_val=4, num_test=4, num_heldout=4, bpe_vocab_size=280,
                                     image_size=32, batch_size=8)
-    captioner = CaptioningModule(captions.vocab, lr=3e-3, **MODEL)
+    task = CaptioningModule(captions.vocab, lr=3e-3, **MODEL)
     batch = next(iter(captions.train_dataloader()))
-    train_steps(captioner, batch, 5)
+    train_steps(task, batch, 5)
+    captioner = task.model.eval()
     with torch.no_grad():
         captioner.backbone.embed.weight.mul_(5)  # trained embeddings outgrow the 0.02 of a fresh init
-    release = captioner.eval().export(tmp_path / "captioner")
+    release = captioner.save_pretrained(tmp_path / "captioner")
     questions = VQADataModule(num_train=32, num_val=4, num_test=4, num_heldout=4, bpe_vocab_size=300,
                               image_size=32, batch_size=8)
     assert questions.tokenizer.spec() != captions.tokenizer.spec()  # its BPE also saw the questions
     dropout = {"backbone": MODEL["backbone"] | {"dropout": 0.1}}  # a training setting, not architecture
-    model = VQAModule(questions.vocab, head=head, init_from=str(release), **(MODEL | dropout)).eval()
-    assert model.hparams.init_from is None  # grown once; checkpoints carry the weights
+    grown = VQAModule(questions.vocab, head=head, init_from=str(release), **(MODEL | dropout))
+    assert grown.hparams.init_from is None  # grown once; checkpoints carry the weights
+    model = grown.model.eval()
     images = batch["images"][:2]
     prompt = [[*captioner.image_prompt(n, "caption"), Tokens("text", torch.empty(0, dtype=torch.long),
                                                             close=False)] for n in range(2)]
     with torch.no_grad():
         old_seq = build_sequences(prompt, captioner.space, max_length=96, mask=captioner.mask)
-        old = captioner.lm_head(captioner.hidden_states(old_seq, {"images": images}))[:, -1]  # (2, V_old)
+        old_embeds = captioner.embed(old_seq, {"images": images})
+        old = captioner.lm_head(captioner.hidden_states(old_seq, old_embeds))[:, -1]  # (2, V_old)
         new_seq = build_sequences(prompt, model.space, max_length=96, mask=model.mask)
-        new = model.lm_head(model.hidden_states(new_seq, {"images": images}))[:, -1]  # (2, V_new)
+        new = model.lm_head(model.hidden_states(new_seq, model.embed(new_seq, {"images": images})))[:, -1]
     mapping = token_id_map(captioner.space, model.space, local_maps={
         "text": piece_map(captioner.tokenizers["text"], model.tokenizers["text"])})
     kept = torch.nonzero(mapping >= 0).squeeze(1)
@@ -80,10 +84,11 @@ def test_a_vqa_model_starts_from_a_captioner_with_another_bpe(tmp_path, head: st
 def test_image_positions_start_fresh_on_a_captioner_without_them(tmp_path, one_thread) -> None:
     captions = CaptioningDataModule(num_train=8, num_val=4, num_test=4, num_heldout=4, image_size=32,
                                     batch_size=4)
-    captioner = CaptioningModule(captions.vocab, **MODEL)
-    release = captioner.export(tmp_path / "captioner")
+    captioner = CaptioningModule(captions.vocab, **MODEL).model
+    release = captioner.save_pretrained(tmp_path / "captioner")
     questions = VQADataModule(num_train=8, num_val=4, num_test=4, num_heldout=4, image_size=32, batch_size=4)
-    model = VQAModule(questions.vocab, init_from=str(release), image_positions=True, **MODEL)
+    task = VQAModule(questions.vocab, init_from=str(release), image_positions=True, **MODEL)
+    model = task.model
     *body, positions = model.projector
     assert isinstance(positions, TokenPositions) and positions.embedding.shape == (1, 16, 32)
     projection = nn.Sequential(*body).state_dict().values()
@@ -95,7 +100,7 @@ def test_image_positions_start_fresh_on_a_captioner_without_them(tmp_path, one_t
         expected = captioner.projector(features) + positions.embedding
         torch.testing.assert_close(model.projector(features), expected)
     with pytest.raises(ValueError, match="set image_positions too"):
-        VQAModule(questions.vocab, init_from=str(model.export(tmp_path / "vqa")), **MODEL)
+        VQAModule(questions.vocab, init_from=str(task.export(tmp_path / "vqa")), **MODEL)
     with pytest.raises(ValueError, match=r"image tokens \[B, 16, 32\]"):
         positions(torch.zeros(2, 9, 32))
 
@@ -106,7 +111,21 @@ def test_an_image_encoder_of_another_architecture_is_a_clear_error(tmp_path, one
     release = CaptioningModule(captions.vocab, **MODEL).export(tmp_path / "captioner")
     questions = VQADataModule(num_train=8, num_val=4, num_test=4, num_heldout=4, image_size=32, batch_size=4)
     frozen = MODEL | {"image_encoder": MODEL["image_encoder"] | {"frozen": True}}
-    assert VQAModule(questions.vocab, init_from=str(release), **frozen).image_encoder.config.frozen
+    assert VQAModule(questions.vocab, init_from=str(release), **frozen).model.image_encoder.config.frozen
     value = MODEL | {"image_encoder": MODEL["image_encoder"] | {"value_channel": True}}
     with pytest.raises(ValueError, match=r"image encoders differ .*'value_channel': \(False, True\)"):
         VQAModule(questions.vocab, init_from=str(release), **value)
+
+
+def test_a_format_of_the_same_settings_carries_its_own_weights(one_thread) -> None:
+    questions = VQADataModule(num_train=8, num_val=4, num_test=4, num_heldout=4, image_size=32, batch_size=4)
+
+    def vqa(**settings) -> AnytokenModel:
+        return AnytokenModel(questions.vocab, {"vqa": {"kind": "vqa", **settings}}, MODEL["backbone"],
+                             MODEL["image_encoder"])
+
+    source, target = vqa(head="classify"), vqa(head="classify")
+    assert grow_into(source, target)["formats"] == ["vqa"]
+    mine, theirs = target.formats["vqa"].state_dict(), source.formats["vqa"].state_dict()
+    assert mine and all(torch.equal(mine[k], theirs[k]) for k in theirs)  # the classifier came along
+    assert grow_into(source, vqa(head="classify", pooling="mean"))["formats"] == []  # other settings: fresh

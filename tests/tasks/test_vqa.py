@@ -11,11 +11,13 @@ import pytest
 import torch
 from training import train_steps
 
+import anytoken
 from anytoken.cli import main
+from anytoken.models.formats import TaskFormat
+from anytoken.models.vqa import _soft_cross_entropy
 from anytoken.tasks.data.scenes import make_scenes
 from anytoken.tasks.data.vqa import ByImage, VQADataModule, VQAv2Dataset
-from anytoken.tasks.module import TokenTaskModule
-from anytoken.tasks.vqa import VQAModule, _soft_cross_entropy
+from anytoken.tasks.vqa import VQAModule
 from anytoken.tokenizers import Tokens, build_sequences
 
 TINY = {
@@ -127,13 +129,13 @@ def test_scenes_batches_group_questions_by_image(scenes_data: VQADataModule) -> 
 def test_training_can_keep_a_fixed_subset_of_questions_per_image() -> None:
     data = VQADataModule(num_train=12, num_val=4, num_test=4, num_heldout=0, batch_size=4, image_size=32,
                          bpe_vocab_size=280, train_questions_per_image=2)
-    train, test = data.grouped["train"], data.grouped["test"]
+    train, test = data.splits["train"], data.splits["test"]
     assert all(len(train[g]["items"]) == 2 for g in range(len(train)))
     assert [i["question"] for i in train[0]["items"]] == [i["question"] for i in train[0]["items"]]
     assert all(len(test[g]["items"]) == len(test.groups[g]) > 2 for g in range(len(test)))
     assert len(next(iter(data.train_dataloader()))["question_tokens"]) == 8
     with pytest.raises(ValueError, match="max_questions"):
-        ByImage(data.splits["train"], max_questions=-1)
+        ByImage(data.splits["train"].dataset, max_questions=-1)
 
 
 def test_soft_scores_follow_the_vqa_rule(scenes_data: VQADataModule) -> None:
@@ -145,17 +147,18 @@ def test_soft_scores_follow_the_vqa_rule(scenes_data: VQADataModule) -> None:
 
 @pytest.mark.parametrize("head", ["generate", "classify"])
 def test_both_heads_train_answer_and_survive_a_release(scenes_data, head: str, tmp_path: Path) -> None:
-    model = VQAModule(scenes_data.vocab, head=head, lr=3e-3, **TINY)
+    task = VQAModule(scenes_data.vocab, head=head, lr=3e-3, **TINY)
     batch = next(iter(scenes_data.train_dataloader()))
-    first, last = train_steps(model, batch, 10)
+    first, last = train_steps(task, batch, 10)
     assert math.isfinite(first) and last < first  # it learns
-    model.eval()
-    answers = model.answer(batch)
+    model = task.model.eval()
+    answers = model.formats["vqa"].answer(model, batch)
     assert len(answers) == len(batch["question_tokens"]) and all(isinstance(a, str) for a in answers)
     if head == "classify":
         assert set(answers) <= set(scenes_data.answers)
-    loaded = VQAModule.from_release(model.export(tmp_path / "release"))
-    assert loaded.head == head and loaded.answer(batch) == answers
+    loaded = anytoken.load(task.export(tmp_path / "release"))
+    fmt = loaded.task_format("vqa")
+    assert fmt.head == head and fmt.answer(loaded, batch) == answers
     single = loaded.ask(batch["images"][:1], ["what color is the circle?"])
     assert len(single) == 1
     with pytest.raises(ValueError, match="image_index"):
@@ -164,40 +167,43 @@ def test_both_heads_train_answer_and_survive_a_release(scenes_data, head: str, t
 
 @pytest.mark.parametrize("head", ["generate", "classify"])
 def test_one_row_per_image_gives_the_loss_of_one_row_per_question(scenes_data, head: str) -> None:
-    model = VQAModule(scenes_data.vocab, head=head, **TINY).eval()
+    model = VQAModule(scenes_data.vocab, head=head, **TINY).model.eval()
+    fmt = model.formats["vqa"]
     batch = next(iter(scenes_data.train_dataloader()))
     order = torch.randperm(len(batch["question_tokens"]))  # questions of an image need not be adjacent
     batch |= {k: batch[k][order] for k in ("image_index", "answer_scores")}
     batch |= {k: [batch[k][i] for i in order] for k in ("question_tokens", "answer_tokens")}
     if head == "generate":
-        separate = TokenTaskModule.loss(model, batch)
+        separate = TaskFormat.loss(fmt, model, batch)  # one row per question
     else:
-        separate = _soft_cross_entropy(model.class_logits(batch), batch["answer_scores"])
-    torch.testing.assert_close(model.loss(batch), separate)
-    rows, _, _ = model.shared_prefix(batch)
+        separate = _soft_cross_entropy(fmt.class_logits(model, batch), batch["answer_scores"])
+    torch.testing.assert_close(fmt.loss(model, batch), separate)
+    rows, _, _ = fmt.shared_prefix(model, batch)
     assert rows.input_ids.shape[0] == len(batch["images"])
-    assert rows.input_ids.numel() < model.sequences(batch).input_ids.numel()
+    assert rows.input_ids.numel() < fmt.rows(model, batch).input_ids.numel()
 
 
 @pytest.mark.parametrize("head", ["generate", "classify"])
 def test_caption_weight_adds_a_captioning_block_per_image(scenes_data, head: str) -> None:
     batch = next(iter(scenes_data.train_dataloader()))
     assert len(batch["caption_tokens"]) == len(batch["images"])  # the scenes have captions
-    plain = VQAModule(scenes_data.vocab, head=head, **TINY).eval()
-    both = VQAModule(scenes_data.vocab, head=head, caption_weight=0.5, **TINY).eval()
+    plain = VQAModule(scenes_data.vocab, head=head, **TINY).model.eval()
+    both = VQAModule(scenes_data.vocab, head=head, caption_weight=0.5, **TINY).model.eval()
     both.load_state_dict(plain.state_dict())
-    rows, positions, _ = both.shared_prefix(batch)
+    rows, positions, _ = both.formats["vqa"].shared_prefix(both, batch)
     caption_id = both.space.task("caption")
     assert ((rows.input_ids == caption_id).sum(1) == 1).all()
     start = (rows.input_ids[0] == caption_id).nonzero().item()
-    assert positions[0, start] == start  # laid out as CaptioningModule's sample: right after the prompt
+    assert positions[0, start] == start  # laid out as CaptionFormat's sample: right after the prompt
     captions = [both.image_prompt(n, "caption") + [Tokens("text", c, target=True)]
                 for n, c in enumerate(batch["caption_tokens"])]
     seq = build_sequences(captions, both.space, max_length=96, mask=both.mask)
-    caption_loss = both.lm_loss(seq, both.hidden_states(seq, batch))  # CaptioningModule's loss
-    torch.testing.assert_close(both.loss(batch), plain.loss(batch) + 0.5 * caption_loss, rtol=1e-4, atol=1e-4)
+    caption_loss = both.lm_loss(seq, both.hidden_states(seq, both.embed(seq, batch)))  # CaptionFormat's loss
+    plain_loss = plain.formats["vqa"].loss(plain, batch)
+    torch.testing.assert_close(both.formats["vqa"].loss(both, batch), plain_loss + 0.5 * caption_loss,
+                               rtol=1e-4, atol=1e-4)
     no_captions = {k: v for k, v in batch.items() if k != "caption_tokens"}  # e.g. VQA v2
-    torch.testing.assert_close(both.loss(no_captions), plain.loss(batch))
+    torch.testing.assert_close(both.formats["vqa"].loss(both, no_captions), plain_loss)
 
 
 def test_classify_needs_answers_and_a_vqa_tag(scenes_data: VQADataModule) -> None:
@@ -246,7 +252,7 @@ def test_scenes_configs_fit_and_test(
     last = str(tmp_path / "checkpoints" / "last.ckpt")
     main(["test", *_fit_args(config, tmp_path, *SCENES), "--ckpt_path", last])
     out = "".join(capsys.readouterr()) + caplog.text  # the report is logged: stderr or log records
-    assert "[test] accuracy overall" in out and "[heldout] accuracy overall" in out and "yes/no" in out
+    assert "[test] vqa: acc " in out and "[heldout] vqa: acc " in out and "acc_yes_no" in out
     image = tmp_path / "scene.png"
     make_scenes("test", 1)[0].render(64).save(image)
     main(["vqa", str(image), "how many objects are there?", "--ckpt", str(tmp_path / "release")])
@@ -264,7 +270,7 @@ def test_vqa_v2_config_fits_and_tests_on_the_fixture(vqa_v2, tmp_path: Path, cap
     main(["test", *_fit_args("configs/vqa_v2.yaml", tmp_path, *paths),
           "--ckpt_path", str(tmp_path / "checkpoints" / "last.ckpt")])
     out = "".join(capsys.readouterr()) + caplog.text
-    assert "[test] accuracy overall" in out and "number" in out and "other" in out
+    assert "[test] vqa: acc " in out and "acc_number" in out and "acc_other" in out
 
 
 def test_vqa_cli_explains_bad_input(tmp_path: Path) -> None:
@@ -274,13 +280,14 @@ def test_vqa_cli_explains_bad_input(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("head", ["generate", "classify"])
 def test_question_first_layout_lets_the_image_tokens_see_the_question(scenes_data, head: str) -> None:
-    model = VQAModule(scenes_data.vocab, head=head, layout="question_first", lr=3e-3, **TINY)
+    task = VQAModule(scenes_data.vocab, head=head, layout="question_first", lr=3e-3, **TINY)
+    model, fmt = task.model, task.model.formats["vqa"]
     batch = next(iter(scenes_data.train_dataloader()))
-    seq = model.sequences(batch, targets=head == "generate")
+    seq = fmt.rows(model, batch, targets=head == "generate")
     ids = seq.input_ids[0].tolist()
     assert ids.index(model.space.task("vqa")) < seq.embed_mask[0].nonzero()[0].item()  # question, then image
-    first, last = train_steps(model, batch, 10)
+    first, last = train_steps(task, batch, 10)
     assert last < first
-    assert len(model.eval().answer(batch)) == len(batch["question_tokens"])
+    assert len(fmt.answer(model.eval(), batch)) == len(batch["question_tokens"])
     with pytest.raises(ValueError, match="layout"):
         VQAModule(scenes_data.vocab, layout="question_first", caption_weight=0.5, **TINY)

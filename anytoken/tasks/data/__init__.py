@@ -1,7 +1,6 @@
 """Datasets: the built-in procedural scenes and loaders for real formats (COCO captions)."""
 
 from anytoken.tasks.data.coco import CocoCaptionsDataset
-from anytoken.tokenizers.image_io import load_image
 from anytoken.tasks.data.scenes import (
     COLORS,
     HELDOUT_PAIRS,
@@ -18,6 +17,7 @@ from anytoken.tasks.data.scenes import (
     content_split,
     make_scenes,
 )
+from anytoken.tokenizers.image_io import load_image
 
 __all__ = [
     "COLORS",

@@ -12,14 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from anytoken.tasks.data.base import TaskDataModule
 from anytoken.tasks.data.motion import MotionConfig, MotionDataset
-from anytoken.tasks.data.sampling import split_loader
-from anytoken.tokenizers.space import TokenSpace
+from anytoken.tokenizers.space import TokenSpace, Vocab
 from anytoken.tokenizers.trajectory import TrajectoryTokenizer
 from anytoken.tokenizers.trajectory_csv import read_trajectory_csv, scene_positions
 
@@ -56,7 +55,7 @@ class _Windows(Dataset):
         return {"positions": self.positions[index], "kinds": np.full(A, -1), "scene": str(index)}
 
 
-class ForecastDataModule(L.LightningDataModule):
+class ForecastDataModule(TaskDataModule):
     """Multi-agent windows as batches for ``ForecastingModule``.
 
     Args:
@@ -98,18 +97,15 @@ class ForecastDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers, seed)
         if history < 2 or horizon < 1:
             raise ValueError(f"need history >= 2 and horizon >= 1, got {history}, {horizon}")
         self.history, self.horizon = history, horizon
-        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         length = history + horizon
         if source == "motion":
             config = motion or MotionConfig()
             sizes = {"train": num_train, "val": num_val, "test": num_test, "heldout": num_heldout}
-            self.splits: dict[str, Dataset] = {
-                s: MotionDataset(s, n, length, config) for s, n in sizes.items() if n > 0
-            }
+            self.splits = {s: MotionDataset(s, n, length, config) for s, n in sizes.items() if n > 0}
         elif source == "csv":
             if csv_train is None or csv_val is None:
                 raise ValueError("source='csv' needs csv_train and csv_val")
@@ -124,10 +120,8 @@ class ForecastDataModule(L.LightningDataModule):
         self.tokenizer = TrajectoryTokenizer(num_bins=num_bins, max_delta=max_delta, action=action)
         self.space = TokenSpace({"trajectory": self.tokenizer.vocab_size}, tasks=TASK_TAGS)
 
-    @property
-    def vocab(self) -> dict[str, Any]:
-        """The TokenSpace layout and tokenizer specs the model is built with (linked by the CLI)."""
-        return {"token_space": self.space.to_dict(), "tokenizers": {"trajectory": self.tokenizer.spec()}}
+    def vocabulary(self) -> Vocab:
+        return Vocab(self.space, {"trajectory": self.tokenizer})
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         """Items -> ``history_ids [B, 2A(H-1)]``, ``future_ids [B, 2AF]``, ``positions [B, A, H+F, 2]``
@@ -145,21 +139,3 @@ class ForecastDataModule(L.LightningDataModule):
             "kinds": torch.from_numpy(np.stack([item["kinds"] for item in items])).long(),
             "history": self.history,
         }
-
-    def _loader(self, split: str, train: bool = False) -> DataLoader:
-        return split_loader(
-            self.splits[split], self.batch_size, self.collate, train, self.seed, self.num_workers
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> list[DataLoader]:
-        """The test split, then (simulation) the heldout split of turning and accelerating agents."""
-        return [self._loader(s) for s in ("test", "heldout") if s in self.splits]
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test")

@@ -11,17 +11,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import lightning as L
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
 
+from anytoken.tasks.data.base import TaskDataModule
 from anytoken.tasks.data.coco_keypoints import CocoKeypointsDataset
-from anytoken.tasks.data.sampling import split_loader
 from anytoken.tasks.data.stick_figures import StickFiguresConfig, StickFiguresDataset
 from anytoken.tokenizers.pose import PoseTokenizer
-from anytoken.tokenizers.space import TokenSpace
+from anytoken.tokenizers.space import TokenSpace, Vocab
 
 TASK_TAGS = ("pose_estimation",)
 
@@ -48,7 +46,7 @@ def crop_frame(image: Image.Image, frame: tuple[float, float, float, float], siz
     return torch.from_numpy(np.asarray(patch, dtype=np.float32) / 255.0).permute(2, 0, 1)  # (3, S, S)
 
 
-class PoseDataModule(L.LightningDataModule):
+class PoseDataModule(TaskDataModule):
     """Persons with keypoints, as batches for ``PoseEstimationModule``.
 
     Args:
@@ -87,19 +85,16 @@ class PoseDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers, seed)
         if frame not in ("image", "box") or box_margin < 0:
             raise ValueError(
                 f"frame must be 'image' or 'box' and box_margin >= 0, got {frame!r}, {box_margin}"
             )
         self.frame, self.box_margin, self.image_size = frame, box_margin, image_size
-        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         if source == "stick_figures":
             config = figures or StickFiguresConfig(image_size=image_size)
             sizes = {"train": num_train, "val": num_val, "test": num_test}
-            self.splits: dict[str, Dataset] = {
-                s: StickFiguresDataset(s, n, config) for s, n in sizes.items() if n > 0
-            }
+            self.splits = {s: StickFiguresDataset(s, n, config) for s, n in sizes.items() if n > 0}
         elif source == "coco":
             if coco_train is None or coco_val is None:
                 raise ValueError(
@@ -115,10 +110,8 @@ class PoseDataModule(L.LightningDataModule):
         )
         self.space = TokenSpace({"pose": self.tokenizer.vocab_size, "image": 0}, tasks=TASK_TAGS)
 
-    @property
-    def vocab(self) -> dict[str, Any]:
-        """The TokenSpace layout and tokenizer specs the model is built with (linked by the CLI)."""
-        return {"token_space": self.space.to_dict(), "tokenizers": {"pose": self.tokenizer.spec()}}
+    def vocabulary(self) -> Vocab:
+        return Vocab(self.space, {"pose": self.tokenizer})
 
     def frame_of(self, item: dict[str, Any]) -> tuple[float, float, float, float]:
         """The square frame of one item, in image pixels."""
@@ -131,16 +124,10 @@ class PoseDataModule(L.LightningDataModule):
         """Items -> ``images [B, 3, S, S]``, ``pose_ids [B, L]``, ``keypoints [B, K, 3]`` (pixels),
         ``frames``/``boxes`` ``[B, 4]``, ``areas [B]``, ``image_ids``."""
         frames = torch.tensor([self.frame_of(item) for item in items], dtype=torch.float64)  # (B, 4)
-        keypoints = torch.from_numpy(
-            np.stack([np.asarray(item["keypoints"], dtype=np.float64) for item in items])
-        )
+        keypoints = torch.from_numpy(np.stack([np.asarray(i["keypoints"], dtype=np.float64) for i in items]))
+        crops = [crop_frame(i["image"], tuple(f.tolist()), self.image_size) for i, f in zip(items, frames)]
         return {
-            "images": torch.stack(
-                [
-                    crop_frame(item["image"], tuple(f.tolist()), self.image_size)
-                    for item, f in zip(items, frames)
-                ]
-            ),
+            "images": torch.stack(crops),  # (B, 3, S, S)
             "pose_ids": self.tokenizer.encode(keypoints, frames),
             "keypoints": keypoints.float(),
             "frames": frames,
@@ -148,20 +135,3 @@ class PoseDataModule(L.LightningDataModule):
             "areas": torch.tensor([float(item["area"]) for item in items], dtype=torch.float64),
             "image_ids": [item["image_id"] for item in items],
         }
-
-    def _loader(self, split: str, train: bool = False) -> DataLoader:
-        return split_loader(
-            self.splits[split], self.batch_size, self.collate, train, self.seed, self.num_workers
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test")

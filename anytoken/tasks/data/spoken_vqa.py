@@ -11,9 +11,10 @@ read.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from typing import Any
 
-from anytoken.tasks.data.speech import (
+from anytoken.tasks.data.spoken import (
     HELDOUT_VOICES,
     TRAIN_VOICES,
     Utterance,
@@ -21,17 +22,17 @@ from anytoken.tasks.data.speech import (
     load_codec,
 )
 from anytoken.tasks.data.vqa import VQADataModule, question_records
-from anytoken.tokenizers.space import TokenSpace
+from anytoken.tokenizers.space import TokenSpace, Vocab
 
 
 class SpokenVQADataModule(VQADataModule):
     """``VQADataModule`` with every question also spoken: batches gain ``question_codes``.
 
     Args:
-        codec_path: a saved audio codec; when missing, trained there first if ``num_codec_steps > 0``
-            (on the training questions); None: an untrained codec from ``codec`` (smoke tests).
-        codec: the codec spec ``{"tokenizer": "audio_codec", "config": {...}}`` to train or build.
-        num_codec_steps: training steps for a codec that ``codec_path`` does not hold yet (0: fail instead).
+        codec_path: a trained audio codec (the ``save_pretrained`` directory that
+            ``anytoken fit --config configs/codec_speech16k.yaml`` writes).
+        codec: instead of ``codec_path``, the spec ``{"tokenizer": "audio_codec", "config": {...}}`` of an
+            untrained codec (smoke tests).
         num_codebooks: codec levels in the token stream (None: the codec's own).
         cache_dir: where the encoded questions are cached (None: no cache).
         *args, **kwargs: those of ``VQADataModule``.
@@ -42,17 +43,14 @@ class SpokenVQADataModule(VQADataModule):
         *args: Any,
         codec_path: str | None = None,
         codec: dict[str, Any] | None = None,
-        num_codec_steps: int = 0,
         num_codebooks: int | None = None,
         cache_dir: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.codec = load_codec(codec_path, codec, num_codebooks)
         spoken = {split: self._utterances(split) for split in self.splits}
         distinct = {split: sorted(set(utts.values()), key=repr) for split, utts in spoken.items()}
-        self.codec = load_codec(
-            codec_path, codec, num_codec_steps, num_codebooks, distinct["train"], seed=self.seed
-        )
         codes = {}
         for split, utts in distinct.items():
             codes |= dict(zip(utts, encode_utterances(self.codec, utts, cache_dir, f"vqa_{split}")))
@@ -64,19 +62,17 @@ class SpokenVQADataModule(VQADataModule):
         """``(image_id, question) -> Utterance`` for the questions of ``split``."""
         voices = HELDOUT_VOICES if split == "heldout" else TRAIN_VOICES
         out = {}
-        for record in question_records(self.splits[split]):
+        for record in question_records(self.splits[split].dataset):
             text = record["question"].strip()
             key = (record["image_id"], text)
             voice = random.Random(f"anytoken-spoken-vqa/{self.seed}/{split}/{key}").choice(voices)
             out[key] = Utterance(text, voice)
         return out
 
-    @property
-    def vocab(self) -> dict[str, Any]:
-        """``VQADataModule.vocab`` with the audio codec's spec beside the text tokenizer's."""
-        vocab = super().vocab
-        vocab["tokenizers"]["audio"] = self.codec.spec()
-        return vocab
+    def vocabulary(self) -> Vocab:
+        """``VQADataModule.vocabulary`` with the audio codec beside the text tokenizer."""
+        vocab = super().vocabulary()
+        return replace(vocab, tokenizers=vocab.tokenizers | {"audio": self.codec})
 
     def collate(self, groups: list[dict[str, Any]]) -> dict[str, Any]:
         """``VQADataModule.collate`` plus ``question_codes``: ``[K, T']`` codes per question."""

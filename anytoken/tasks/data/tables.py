@@ -10,13 +10,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-import lightning as L
 import numpy as np
 import pandas as pd
 from torch.utils.data import DataLoader
 
+from anytoken.tasks.data.base import TaskDataModule
 from anytoken.tasks.data.sampling import split_loader
-from anytoken.tokenizers.space import TokenSpace
+from anytoken.tokenizers.space import TokenSpace, Vocab
 from anytoken.tokenizers.table import TABLE_SUFFIXES, TableTokenizer, read_table
 
 TASK_TAGS = ("table_predict", "table_generate")
@@ -68,8 +68,10 @@ def split_table(
     return {split: frame.iloc[idx].reset_index(drop=True) for split, idx in cuts.items()}
 
 
-class TableDataModule(L.LightningDataModule):
+class TableDataModule(TaskDataModule):
     """Rows of a table as batches ``{"rows": DataFrame}`` for the table tasks, plus the fitted tokenizer.
+
+    ``splits`` holds the train/val/test frames; the loaders draw row indices and slice them.
 
     Args:
         source: a bundled dataset name (``iris``, ``wine``, ``breast_cancer``, ``diabetes``, ``digits``), a
@@ -105,7 +107,7 @@ class TableDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers, seed)
         frame = load_table(source)
         unknown = sorted(set(drop or ()) - set(frame.columns))
         if unknown:
@@ -121,34 +123,18 @@ class TableDataModule(L.LightningDataModule):
                                                 categorical=categorical or (), decimals=decimals,
                                                 min_frequency=min_frequency)
         self.space = TokenSpace({"table": self.tokenizer.vocab_size}, tasks=TASK_TAGS)
-        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
 
-    @property
-    def vocab(self) -> dict[str, Any]:
-        """The TokenSpace layout and tokenizer spec the model is built with (linked by the CLI)."""
-        return {"token_space": self.space.to_dict(), "tokenizers": {"table": self.tokenizer.spec()}}
+    def vocabulary(self) -> Vocab:
+        return Vocab(self.space, {"table": self.tokenizer})
 
-    def collate(self, split: str, indices: Sequence[int]) -> dict[str, Any]:
+    def collate(self, indices: Sequence[int], split: str = "train") -> dict[str, Any]:
         """Row indices of ``split`` -> ``{"rows": DataFrame}`` (index reset)."""
         return {"rows": self.splits[split].iloc[list(indices)].reset_index(drop=True)}
 
-    def _loader(self, split: str, train: bool = False) -> DataLoader:
+    def loader(self, split: str, train: bool = False) -> DataLoader:
+        """The DataLoader of ``split``: it draws row indices, ``collate`` slices the split's frame."""
         n = len(self.splits[split])
         if n == 0:
             raise ValueError(f"the {split} split is empty; raise its fraction or the number of rows")
-        # the collate function turns index lists into frame slices
-        return split_loader(
-            range(n), self.batch_size, partial(self.collate, split), train, self.seed, self.num_workers
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test")
+        collate = partial(self.collate, split=split)
+        return split_loader(range(n), self.batch_size, collate, train, self.seed, self.num_workers)

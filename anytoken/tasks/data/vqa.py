@@ -19,17 +19,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from anytoken.tasks.data.base import TaskDataModule
 from anytoken.tasks.data.captioning import TASK_TAGS, build_text_tokenizer
-from anytoken.tokenizers.image_io import load_image
-from anytoken.tasks.data.sampling import split_loader
 from anytoken.tasks.data.scenes import ScenesConfig, ScenesVQADataset
-from anytoken.tokenizers.image_io import image_to_tensor
 from anytoken.tasks.metrics import normalize_answer
-from anytoken.tokenizers.space import TokenSpace
+from anytoken.tokenizers.image_io import image_to_tensor, load_image
+from anytoken.tokenizers.space import TokenSpace, Vocab
 
 
 class VQAv2Dataset(Dataset):
@@ -192,9 +190,9 @@ def answer_vocabulary(records: list[dict[str, Any]], num_answers: int) -> list[s
     return [answer for answer, _ in counts.most_common(num_answers)]
 
 
-class VQADataModule(L.LightningDataModule):
+class VQADataModule(TaskDataModule):
     """Questions about images, as batches for ``VQAModule``; one batch holds ``batch_size`` images with
-    all their questions.
+    all their questions (``splits`` holds each split's ``ByImage`` groups).
 
     Args:
         source: ``"scenes"`` (built-in, generated) or ``"vqa_v2"`` (questions JSON + annotations JSON +
@@ -239,30 +237,25 @@ class VQADataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers, seed)
         if num_answers < 2:
             raise ValueError(f"num_answers must be at least 2, got {num_answers}")
-        self.image_size, self.batch_size, self.num_workers = image_size, batch_size, num_workers
-        self.seed = seed
+        self.image_size = image_size
         sizes = {"train": num_train, "val": num_val, "test": num_test, "heldout": num_heldout}
-        self.splits = _make_splits(source, scenes, sizes, vqa_train, vqa_val, question_type_key)
-        self.grouped = {
-            split: ByImage(dataset, train_questions_per_image if split == "train" else 0, seed)
-            for split, dataset in self.splits.items()
-        }
-        records = question_records(self.splits["train"])
+        datasets = _make_splits(source, scenes, sizes, vqa_train, vqa_val, question_type_key)
+        self.splits = {split: ByImage(dataset, train_questions_per_image if split == "train" else 0, seed)
+                       for split, dataset in datasets.items()}
+        records = question_records(self.splits["train"].dataset)
         corpus = [text for r in records for text in (r["question"], r["answer"])]
-        corpus += self.grouped["train"].captions or []
+        corpus += self.splits["train"].captions or []
         self.tokenizer = build_text_tokenizer(text_tokenizer, corpus, bpe_vocab_size, tokenizer_path)
         self.answers = answer_vocabulary(records, num_answers)
         self._class_of = {normalize_answer(a): i for i, a in reversed(list(enumerate(self.answers)))}
         self.space = TokenSpace({"text": self.tokenizer.vocab_size, "image": 0}, tasks=TASK_TAGS)
 
-    @property
-    def vocab(self) -> dict[str, Any]:
-        """TokenSpace layout, tokenizer specs and the answer classes (linked by the CLI into the model)."""
-        return {"token_space": self.space.to_dict(), "tokenizers": {"text": self.tokenizer.spec()},
-                "answers": list(self.answers)}
+    def vocabulary(self) -> Vocab:
+        """The TokenSpace, the text tokenizer and the answer classes (``extras["answers"]``)."""
+        return Vocab(self.space, {"text": self.tokenizer}, extras={"answers": list(self.answers)})
 
     def answer_scores(self, answers: list[str]) -> torch.Tensor:
         """Soft target ``[num_answers]``: ``min(#humans giving the class / 3, 1)`` per class."""
@@ -294,24 +287,6 @@ class VQADataModule(L.LightningDataModule):
             "question_types": [item["question_type"] for _, item in items],
             "image_ids": [item["image_id"] for _, item in items],
         }
-
-    def _loader(self, split: str, train: bool = False) -> DataLoader:
-        return split_loader(
-            self.grouped[split], self.batch_size, self.collate, train, self.seed, self.num_workers
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> list[DataLoader]:
-        """The test split, then (scenes) the held-out split of unseen attribute combinations."""
-        return [self._loader(s) for s in ("test", "heldout") if s in self.splits]
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test")
 
 
 def _make_splits(

@@ -1,0 +1,256 @@
+"""Table rows: ``<bos> <task> [<table> given columns </table>] <table> generated columns </table>``.
+
+The given (tag, value) pairs form a prompt segment, the rest is the target segment. Attention stays causal
+everywhere (the prompt is no bidirectional prefix), so training sees what KV-cache decoding sees.
+Generation continues the prompt with one segment that ``TableTokenizer.grammar(columns)`` constrains (each
+column's tag, then a value from its block, in schema order), so the shared decoding code enforces
+well-formed rows. Batches are ``{"rows": DataFrame}``; a ``"given"`` list in a batch fixes which columns
+the prompt holds. pandas (the ``data`` extra) is needed to build a table model, not to import this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from anytoken.heads import DecodingConfig
+from anytoken.models.formats import AnytokenModel, TaskFormat, register_format
+from anytoken.tokenizers.sequence import Segment, Special, Tokens
+from anytoken.tokenizers.table import TableTokenizer
+from anytoken.tokenizers.table_schema import BinnedColumn, restore
+
+try:
+    import pandas as pd
+except ImportError:  # the optional "data" extra: TableTokenizer says so when a table model is built
+    pd = None
+
+
+class TableFormat(TaskFormat):
+    """What the table formats share: prompts of given columns and constrained row generation.
+
+    Args:
+        column_order: ``"fixed"`` (schema order) or ``"shuffle"`` (a random order per training row, an
+            augmentation; evaluation and generation use the schema order the grammar fixes).
+    """
+
+    def __init__(self, column_order: Literal["fixed", "shuffle"] = "fixed") -> None:
+        super().__init__()
+        if column_order not in ("fixed", "shuffle"):
+            raise ValueError(f"column_order must be 'fixed' or 'shuffle', got {column_order!r}")
+        self.column_order = column_order
+
+    def config(self) -> dict[str, Any]:
+        return {"column_order": self.column_order}
+
+    def bind(self, model: AnytokenModel) -> None:
+        super().bind(model)
+        if not isinstance(model.tokenizers.get("table"), TableTokenizer):
+            raise ValueError(f"the {self.kind} format needs a TableTokenizer in vocab under 'table'")
+        self.table: TableTokenizer = model.tokenizers["table"]
+
+    def columns_for(self, batch: dict[str, Any]) -> tuple[list[str], list[str]]:
+        """``(given, generated)`` column names of a batch; formats decide when the batch does not say."""
+        raise NotImplementedError
+
+    def num_samples(self, batch: dict[str, Any]) -> int:
+        return len(batch["rows"])
+
+    def samples(self, model: AnytokenModel, batch: dict[str, Any], targets: bool) -> list[list[Segment]]:
+        """Segments per row; without targets the prompt ends in an open table segment (holding the first
+        generated column's tag when ``batch["open_tag"]``, for scoring that column's values)."""
+        rows, (given, generated) = batch["rows"], self.columns_for(batch)
+        order = self.column_order if self.training else "fixed"
+        rng = np.random.default_rng(int(torch.randint(2**31 - 1, ()))) if order == "shuffle" else None
+        prompt = self.table.encode(rows, columns=given, order=order, rng=rng) if given else None  # (B, P)
+        known = [[Tokens("table", row)] for row in prompt] if given else [[]] * len(rows)
+        if targets:
+            ids = self.table.encode(rows, columns=generated, order=order, rng=rng)  # (B, L)
+            rest = [Tokens("table", row, target=True) for row in ids]
+        else:
+            opened = [self.table.tag_id(generated[0])] if batch.get("open_tag") else []
+            rest = [Tokens("table", torch.tensor(opened, dtype=torch.long), close=False)] * len(rows)
+        head = [Special("<bos>"), Special(f"<{self.tags[0]}>")]
+        return [[*head, *prompt_ids, last] for prompt_ids, last in zip(known, rest)]
+
+    @torch.no_grad()
+    def generate_columns(
+        self,
+        model: AnytokenModel,
+        rows: pd.DataFrame,
+        given: list[str],
+        decoding: DecodingConfig | None = None,
+        chunk: int = 256,
+    ) -> pd.DataFrame:
+        """Complete each row of ``rows`` from its ``given`` columns: a frame of the other columns.
+
+        Args:
+            model: the model generating.
+            rows: ``N`` rows holding at least the ``given`` columns (``N`` empty rows when none is given).
+            given: the columns to condition on; the rest of the schema is generated in schema order.
+            decoding: how to pick tokens (default: the model's); ``max_new_tokens`` is set to fit a row.
+            chunk: rows generated at once.
+        """
+        generated = [c for c in self.table.columns if c not in given]
+        if not generated:
+            raise ValueError("every column is given: nothing to generate")
+        grammar = self.table.grammar(generated)
+        decoding = replace(decoding or model.decoding, max_new_tokens=grammar.max_length + 1)
+        parts = []
+        for start in range(0, len(rows), chunk):
+            batch = {"rows": rows.iloc[start:start + chunk], "given": given}
+            ids = model.generate(self, batch, "table", decoding, grammar)  # local ids per row
+            parts.append(self.table.decode(torch.stack(ids)))
+        if not parts:
+            return self.table.decode(torch.zeros(0, grammar.max_length, dtype=torch.long))[generated]
+        return pd.concat(parts, ignore_index=True)
+
+
+@register_format
+class TableGenerationFormat(TableFormat):
+    """Synthetic rows, unconditionally or conditioned on some columns.
+
+    Args (and ``column_order``, see ``TableFormat``):
+        condition_prob: share of training batches whose prompt holds a random non-empty proper subset of
+            the columns (the rest are generated); the others generate whole rows.
+        condition_on: columns given when evaluating and predicting (None: unconditional rows).
+        num_synthetic: unconditional rows sampled per evaluated batch (at least its rows) to compare with
+            the evaluated rows; more rows make the distance less noisy.
+    """
+
+    kind = "table_generation"
+    tags = ("table_generate",)
+
+    def __init__(
+        self,
+        column_order: Literal["fixed", "shuffle"] = "fixed",
+        condition_prob: float = 0.5,
+        condition_on: list[str] | None = None,
+        num_synthetic: int = 512,
+    ) -> None:
+        super().__init__(column_order)
+        if not 0.0 <= condition_prob <= 1.0:
+            raise ValueError(f"condition_prob must lie in [0, 1], got {condition_prob}")
+        if num_synthetic < 1:
+            raise ValueError(f"num_synthetic must be >= 1, got {num_synthetic}")
+        self.condition_prob, self.condition_on = condition_prob, list(condition_on or [])
+        self.num_synthetic = num_synthetic
+
+    def config(self) -> dict[str, Any]:
+        return super().config() | {"condition_prob": self.condition_prob, "condition_on": self.condition_on,
+                                   "num_synthetic": self.num_synthetic}
+
+    def bind(self, model: AnytokenModel) -> None:
+        super().bind(model)
+        unknown = sorted(set(self.condition_on) - set(self.table.columns))
+        if unknown or len(self.condition_on) >= len(self.table.columns):
+            raise ValueError(f"condition_on must be a proper subset of the columns {self.table.columns}, "
+                             f"got {self.condition_on}")
+
+    def columns_for(self, batch: dict[str, Any]) -> tuple[list[str], list[str]]:
+        columns = self.table.columns
+        if "given" in batch:
+            given = list(batch["given"])
+        elif self.training and len(columns) > 1 and float(torch.rand(())) < self.condition_prob:
+            k = int(torch.randint(1, len(columns), ()))
+            given = [columns[i] for i in sorted(torch.randperm(len(columns))[:k].tolist())]
+        else:
+            given = self.condition_on
+        return given, [c for c in columns if c not in given]
+
+    def sample_rows(
+        self,
+        model: AnytokenModel,
+        num_rows: int | None = None,
+        given: pd.DataFrame | None = None,
+        decoding: DecodingConfig | None = None,
+    ) -> pd.DataFrame:
+        """``num_rows`` synthetic rows, or one per row of ``given`` completing its columns (schema order)."""
+        if given is None:
+            if num_rows is None or num_rows < 0:
+                raise ValueError("sample_rows needs num_rows >= 0 or a frame of given columns")
+            return self.generate_columns(model, pd.DataFrame(index=range(num_rows)), [], decoding)
+        names = [c for c in given.columns if c in self.table.columns]
+        generated = self.generate_columns(model, given.reset_index(drop=True), names, decoding)
+        return pd.concat([given[names].reset_index(drop=True), generated], axis=1)[self.table.columns]
+
+
+@register_format
+class TablePredictionFormat(TableFormat):
+    """Predict one column from the others: ``<table> other columns </table> <table> target tag, value
+    </table>``, decoded under ``TableTokenizer.column_grammar(target)`` (only the target's values). For a
+    binned numeric target, ``regression="mean"`` instead reads the model's distribution over the bins and
+    predicts its mean (the representatives weighted by probability), which lowers squared error.
+
+    Args (and ``column_order``, see ``TableFormat``):
+        target: the column to predict (any column of the fitted table).
+        regression: for a binned numeric target, ``"mean"`` (expected value under the model) or ``"mode"``
+            (the most likely bin, by constrained decoding); digit-encoded targets are always decoded.
+    """
+
+    kind = "table_prediction"
+    tags = ("table_predict",)
+
+    def __init__(
+        self,
+        column_order: Literal["fixed", "shuffle"] = "fixed",
+        target: str = "target",
+        regression: Literal["mean", "mode"] = "mean",
+    ) -> None:
+        super().__init__(column_order)
+        if regression not in ("mean", "mode"):
+            raise ValueError(f"regression must be 'mean' or 'mode', got {regression!r}")
+        self.target, self.regression = target, regression
+
+    def config(self) -> dict[str, Any]:
+        return super().config() | {"target": self.target, "regression": self.regression}
+
+    def bind(self, model: AnytokenModel) -> None:
+        super().bind(model)
+        if self.target not in self.table.columns:
+            raise ValueError(f"target {self.target!r} is not a column of the table: {self.table.columns}")
+        if len(self.table.columns) < 2:
+            raise ValueError("prediction needs at least one column besides the target")
+
+    @property
+    def features(self) -> list[str]:
+        """The columns the target is predicted from, in schema order."""
+        return [c for c in self.table.columns if c != self.target]
+
+    @property
+    def is_classification(self) -> bool:
+        """Whether the target is categorical (scored by accuracy, else by RMSE and MAE)."""
+        return self.table.column(self.target).kind == "categorical"
+
+    def columns_for(self, batch: dict[str, Any]) -> tuple[list[str], list[str]]:
+        return self.features, [self.target]
+
+    @torch.no_grad()
+    def column_probs(self, model: AnytokenModel, rows: pd.DataFrame) -> torch.Tensor:
+        """Probabilities ``[N, size]`` over the target's value block (categorical or binned targets).
+
+        Block order: categorical ``<missing>, <unk>, categories...``; binned ``<missing>, bins...``.
+        """
+        codec = self.table.column(self.target)
+        if codec.value_len != 1:
+            raise ValueError(f"column_probs needs a one-token target, but {self.target!r} is {codec.kind}")
+        batch = {"rows": rows, "open_tag": True}
+        seq = self.rows(model, batch, targets=False)
+        hidden = model.hidden_states(seq, self.embed(model, seq, batch))[:, -1]  # (N, d): after the tag
+        ids = torch.as_tensor(self.table.value_ids(self.target), device=hidden.device)
+        ids = ids + model.space.range("table").start
+        return model.lm_head(hidden).float()[:, ids].softmax(-1).cpu()  # (N, size)
+
+    @torch.no_grad()
+    def predict(
+        self, model: AnytokenModel, rows: pd.DataFrame, decoding: DecodingConfig | None = None
+    ) -> pd.Series:
+        """The target's predicted value for each row (the target column itself may be absent)."""
+        codec = self.table.column(self.target)
+        if isinstance(codec, BinnedColumn) and self.regression == "mean":
+            probs = self.column_probs(model, rows)[:, 1:].double()  # (N, bins): <missing> left out
+            values = (probs @ torch.tensor(codec.reps, dtype=torch.double)) / probs.sum(-1).clamp(min=1e-12)
+            return restore(values.numpy(), np.zeros(len(rows), dtype=bool), codec.dtype).rename(self.target)
+        return self.generate_columns(model, rows.reset_index(drop=True), self.features, decoding)[self.target]
