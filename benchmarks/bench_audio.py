@@ -27,9 +27,9 @@ import soundfile as sf
 import torch
 
 from anytoken.atomic import atomic_path
-from anytoken.tasks.audio_metrics import bitrate_kbps, error_rates, mel_distance, si_snr, tokens_per_second
-from anytoken.tasks.data.scenes import ScenesConfig
 from anytoken.tasks.data.speech import alsa_words, spoken_scenes, synthesize_all
+from anytoken.tasks.data.synthetic.scenes import ScenesConfig
+from anytoken.tasks.metrics.audio import bitrate_kbps, error_rates, mel_distance, si_snr, tokens_per_second
 from anytoken.tokenizers import AudioCodecTokenizer, MuLawTokenizer, Tokenizer
 from anytoken.tokenizers.audio_io import read_audio, resample
 

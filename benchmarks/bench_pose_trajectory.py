@@ -34,12 +34,12 @@ import torch
 from anytoken.atomic import atomic_path
 from anytoken.backbone import TransformerConfig
 from anytoken.tasks.data.forecasting import ForecastDataModule
-from anytoken.tasks.data.motion import MotionConfig, MotionDataset
 from anytoken.tasks.data.pose import PoseDataModule
-from anytoken.tasks.data.stick_figures import StickFiguresConfig
+from anytoken.tasks.data.synthetic.motion import MotionConfig, MotionDataset
+from anytoken.tasks.data.synthetic.stick_figures import StickFiguresConfig
 from anytoken.tasks.forecasting import ForecastingModule
+from anytoken.tasks.metrics.pose import oks_ap, pck
 from anytoken.tasks.pose_estimation import PoseEstimationModule
-from anytoken.tasks.pose_metrics import oks_ap, pck
 from anytoken.tokenizers.image_encoder import ImageEncoderConfig
 from anytoken.tokenizers.pose import PoseTokenizer
 from anytoken.tokenizers.trajectory import MotionState, TrajectoryTokenizer

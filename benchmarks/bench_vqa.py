@@ -30,7 +30,7 @@ import torch
 import yaml
 
 from anytoken.atomic import atomic_path
-from anytoken.tasks.data.scenes import ScenesConfig, make_scenes
+from anytoken.tasks.data.synthetic.scenes import ScenesConfig, make_scenes
 from anytoken.tasks.data.vqa import VQADataModule
 from anytoken.tasks.vqa import VQAModule
 

@@ -27,7 +27,7 @@ from sklearn.model_selection import cross_val_score
 
 from anytoken.atomic import atomic_path
 from anytoken.cli import load_model
-from anytoken.tasks.data.scenes import HELDOUT_PAIRS, POSITIONS, ScenesConfig, make_scenes
+from anytoken.tasks.data.synthetic.scenes import HELDOUT_PAIRS, POSITIONS, ScenesConfig, make_scenes
 from anytoken.tokenizers.image_io import image_to_tensor
 
 

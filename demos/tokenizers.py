@@ -102,7 +102,7 @@ def token_grid(ids: torch.Tensor, cell: int = 22) -> Image.Image:
 
 # --- panels -------------------------------------------------------------------------------------------
 def _scene_captions(count: int = 4) -> list[str]:
-    from anytoken.tasks.data.scenes import make_scenes
+    from anytoken.tasks.data.synthetic.scenes import make_scenes
 
     return [scene.caption() for scene in make_scenes("test", count)]
 
@@ -110,7 +110,7 @@ def _scene_captions(count: int = 4) -> list[str]:
 @panel
 def _text() -> Panel:
     def default() -> Tokenizer:
-        from anytoken.tasks.data.scenes import make_scenes
+        from anytoken.tasks.data.synthetic.scenes import make_scenes
         from anytoken.tokenizers import BPETokenizer
 
         return BPETokenizer.train([s.caption() for s in make_scenes("train", 2000)], vocab_size=320)
@@ -137,7 +137,7 @@ def _image() -> Panel:
         return ImageVQTokenizer(image_size=64, downsample=8).eval()
 
     def examples(tok: Tokenizer) -> dict[str, Any]:
-        from anytoken.tasks.data.scenes import make_scenes
+        from anytoken.tasks.data.synthetic.scenes import make_scenes
 
         size = tok.config().get("image_size", 64)
         return {s.caption(): s.render(max(size, 24)) for s in make_scenes("test", 4)}
@@ -182,7 +182,7 @@ def _pose() -> Panel:
         return PoseTokenizer()
 
     def examples(tok: Tokenizer) -> dict[str, Any]:
-        from anytoken.tasks.data.stick_figures import StickFiguresDataset
+        from anytoken.tasks.data.synthetic.stick_figures import StickFiguresDataset
 
         data = StickFiguresDataset("test", 4)
         if len(data.keypoint_names) != getattr(tok, "num_keypoints", len(data.keypoint_names)):
@@ -220,7 +220,7 @@ def _trajectory() -> Panel:
         return TrajectoryTokenizer()
 
     def examples(tok: Tokenizer) -> dict[str, Any]:
-        from anytoken.tasks.data.motion import MotionDataset
+        from anytoken.tasks.data.synthetic.motion import MotionDataset
 
         data = MotionDataset("test", 4, num_steps=24)
         return {f"scene {i} ({len(data[i]['positions'])} agents)": torch.as_tensor(data[i]["positions"])

@@ -14,7 +14,7 @@ from PIL import Image
 
 import anytoken
 from anytoken import AnytokenModel, DecodingConfig
-from anytoken.tasks.data.scenes import Scene, make_scenes
+from anytoken.tasks.data.synthetic.scenes import Scene, make_scenes
 from anytoken.tokenizers.image_io import image_to_tensor, load_image
 
 HOST = "127.0.0.1"  # the demos never listen on other interfaces

@@ -6,7 +6,7 @@ from typing import Any
 
 from anytoken.models import AnytokenModel
 from anytoken.tasks.evaluation import Evaluation, register_evaluation
-from anytoken.tasks.metrics import caption_metrics
+from anytoken.tasks.metrics.text import caption_metrics
 from anytoken.tasks.module import TokenTaskModule
 
 

@@ -12,9 +12,9 @@ import torch
 
 from anytoken.heads import DecodingConfig
 from anytoken.models import AnytokenModel
-from anytoken.tasks.data.motion import KINDS
+from anytoken.tasks.data.synthetic.motion import KINDS
 from anytoken.tasks.evaluation import Evaluation, register_evaluation
-from anytoken.tasks.forecast_metrics import constant_velocity, displacement_errors, sample_errors
+from anytoken.tasks.metrics.forecast import constant_velocity, displacement_errors, sample_errors
 from anytoken.tasks.module import TokenTaskModule
 
 

@@ -8,8 +8,8 @@ import torch
 
 from anytoken.models import AnytokenModel
 from anytoken.tasks.evaluation import Evaluation, register_evaluation
+from anytoken.tasks.metrics.pose import COCO_SIGMAS, oks_ap, pck
 from anytoken.tasks.module import TokenTaskModule
-from anytoken.tasks.pose_metrics import COCO_SIGMAS, oks_ap, pck
 
 
 class PoseEstimationModule(TokenTaskModule):

@@ -16,8 +16,8 @@ import torch
 from anytoken.atomic import atomic_path
 from anytoken.models import AnytokenModel
 from anytoken.models.speech import Layout, codec_of
-from anytoken.tasks.audio_metrics import error_rates
 from anytoken.tasks.evaluation import Evaluation, register_evaluation
+from anytoken.tasks.metrics.audio import error_rates
 from anytoken.tasks.module import TokenTaskModule
 
 

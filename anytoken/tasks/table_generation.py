@@ -9,8 +9,8 @@ import pandas as pd
 
 from anytoken.models import AnytokenModel
 from anytoken.tasks.evaluation import Evaluation, register_evaluation
+from anytoken.tasks.metrics.tables import marginal_distance
 from anytoken.tasks.module import TokenTaskModule
-from anytoken.tokenizers.table_schema import is_number_column
 
 
 class TableGenerationModule(TokenTaskModule):
@@ -75,24 +75,3 @@ class TableGenerationEvaluation(Evaluation):
 
     def predict(self, model: AnytokenModel, batch: dict[str, Any]) -> list[dict[str, Any]]:
         return self._sample(model, batch["rows"], len(batch["rows"])).to_dict(orient="records")
-
-
-def marginal_distance(real: pd.DataFrame, synthetic: pd.DataFrame, bins: int = 10) -> dict[str, float]:
-    """Total variation distance between each column's distribution in ``real`` and in ``synthetic``.
-
-    Numeric columns are compared over ``bins`` quantile bins of the real values, categorical ones over
-    their values; missing is a value of its own. 0 means the same distribution, 1 disjoint ones.
-    """
-    out = {}
-    for name in real.columns:
-        a, b = real[name], synthetic[name]
-        if is_number_column(a):
-            x, y = (s.to_numpy(dtype=float, na_value=np.nan) for s in (a, b))
-            finite = x[~np.isnan(x)]
-            cuts = np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1]) if finite.size else np.zeros(0)
-            a, b = (pd.Series(np.where(np.isnan(v), -1, np.searchsorted(cuts, v, "right"))) for v in (x, y))
-        else:
-            a, b = (s.astype(object).where(s.notna(), "<missing>") for s in (a, b))
-        pa, pb = a.value_counts(normalize=True), b.value_counts(normalize=True)
-        out[name] = 0.5 * float(pa.sub(pb, fill_value=0.0).abs().sum())
-    return out

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import numpy as np
 import pandas as pd
 
 from anytoken.models import AnytokenModel
 from anytoken.tasks.evaluation import Evaluation, register_evaluation
+from anytoken.tasks.metrics.tables import prediction_metrics
 from anytoken.tasks.module import TokenTaskModule
 
 
@@ -56,16 +56,3 @@ class TablePredictionEvaluation(Evaluation):
 
     def predict(self, model: AnytokenModel, batch: dict[str, Any]) -> list[dict[str, Any]]:
         return [{self.fmt.target: value} for value in self.fmt.predict(model, batch["rows"]).tolist()]
-
-
-def prediction_metrics(truth: pd.Series, pred: pd.Series, classification: bool) -> dict[str, float]:
-    """Accuracy for classes, RMSE and MAE for numbers, over the rows whose true value is known."""
-    known = truth.notna().to_numpy()
-    if not known.any():
-        return {}
-    if classification:
-        same = truth.astype(object).to_numpy()[known] == pred.astype(object).to_numpy()[known]
-        return {"accuracy": float(np.mean(same))}
-    err = pred.to_numpy(dtype=float, na_value=np.nan)[known] - truth.to_numpy(dtype=float)[known]
-    err = np.where(np.isnan(err), np.inf, err)  # a missing prediction counts as infinitely wrong
-    return {"rmse": float(np.sqrt(np.mean(err**2))), "mae": float(np.mean(np.abs(err)))}

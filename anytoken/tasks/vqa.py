@@ -1,6 +1,6 @@
 """Visual question answering (``anytoken.models.vqa.VQAFormat``): training and its metrics.
 
-Accuracy is the official VQA one (``anytoken.tasks.metrics.vqa_scores``), overall and per question type.
+Accuracy is the official VQA one (``anytoken.tasks.metrics.text.vqa_scores``), overall and per question type.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any, Literal
 from anytoken.heads.classify import Pooling
 from anytoken.models import AnytokenModel
 from anytoken.tasks.evaluation import Evaluation, register_evaluation
-from anytoken.tasks.metrics import vqa_scores
+from anytoken.tasks.metrics.text import vqa_scores
 from anytoken.tasks.module import TokenTaskModule
 
 

@@ -16,7 +16,7 @@ from gradio_client import Client, handle_file  # noqa: E402
 
 from anytoken.cli import load_demo  # noqa: E402
 from anytoken.tasks.data.mixture import MixtureDataModule  # noqa: E402
-from anytoken.tasks.data.scenes import make_scenes  # noqa: E402
+from anytoken.tasks.data.synthetic.scenes import make_scenes  # noqa: E402
 from anytoken.tasks.mixture import MixtureModule  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tasks"))
@@ -83,7 +83,7 @@ def test_anything_app_without_a_checkpoint_says_how_to_train_one(tmp_path) -> No
 def test_anything_app_answers_a_spoken_question_about_an_image(tmp_path) -> None:
     from test_mixture import SPOKEN_VQA
 
-    from anytoken.tasks.data.spoken import Utterance, espeak_path, synthesize
+    from anytoken.tasks.data.synthetic.spoken import Utterance, espeak_path, synthesize
 
     if espeak_path() is None:
         pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")

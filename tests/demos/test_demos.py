@@ -16,7 +16,7 @@ from gradio_client import Client, handle_file  # noqa: E402
 
 from anytoken.cli import load_demo  # noqa: E402
 from anytoken.tasks.captioning import CaptioningModule  # noqa: E402
-from anytoken.tasks.data.scenes import make_scenes  # noqa: E402
+from anytoken.tasks.data.synthetic.scenes import make_scenes  # noqa: E402
 from anytoken.tasks.vqa import VQAModule  # noqa: E402
 from anytoken.tokenizers import BPETokenizer, TokenSpace  # noqa: E402
 

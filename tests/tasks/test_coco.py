@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from anytoken.tasks.data.coco import CocoCaptionsDataset
+from anytoken.tasks.data.formats.coco import CocoCaptionsDataset
 from anytoken.tokenizers.image_io import load_image
 
 CAPTIONS = {

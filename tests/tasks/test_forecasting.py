@@ -13,9 +13,9 @@ from anytoken.cli import main
 from anytoken.heads import DecodingConfig
 from anytoken.heads.fourier import FourierHead
 from anytoken.tasks.data.forecasting import ForecastDataModule, csv_windows
-from anytoken.tasks.data.motion import KINDS, MotionConfig, MotionDataset
-from anytoken.tasks.forecast_metrics import constant_velocity, displacement_errors, sample_errors
+from anytoken.tasks.data.synthetic.motion import KINDS, MotionConfig, MotionDataset
 from anytoken.tasks.forecasting import ForecastingModule
+from anytoken.tasks.metrics.forecast import constant_velocity, displacement_errors, sample_errors
 from anytoken.tokenizers.sequence import IGNORE_INDEX
 from anytoken.tokenizers.trajectory_csv import Track, write_trajectory_csv
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from anytoken.tasks import metrics
-from anytoken.tasks.metrics import caption_metrics, normalize_answer, vqa_accuracy, vqa_scores
+from anytoken.tasks.metrics import text as metrics
+from anytoken.tasks.metrics.text import caption_metrics, normalize_answer, vqa_accuracy, vqa_scores
 
 REFERENCES = {
     "1": [

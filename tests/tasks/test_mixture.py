@@ -19,9 +19,9 @@ from anytoken.tasks.data.captioning import CaptioningDataModule
 from anytoken.tasks.data.forecasting import ForecastDataModule
 from anytoken.tasks.data.mixture import MixtureDataModule, union_vocab
 from anytoken.tasks.data.pose import PoseDataModule
-from anytoken.tasks.data.scenes import ScenesConfig
-from anytoken.tasks.data.spoken import espeak_path
-from anytoken.tasks.data.stick_figures import StickFiguresConfig
+from anytoken.tasks.data.synthetic.scenes import ScenesConfig
+from anytoken.tasks.data.synthetic.spoken import espeak_path
+from anytoken.tasks.data.synthetic.stick_figures import StickFiguresConfig
 from anytoken.tasks.data.vqa import VQADataModule
 from anytoken.tasks.mixture import MixtureModule
 from anytoken.tokenizers.sequence import Embeds, SequenceBatch, Special, Tokens, build_sequences

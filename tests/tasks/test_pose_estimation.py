@@ -14,7 +14,7 @@ import anytoken
 from anytoken.backbone import TransformerConfig
 from anytoken.cli import main
 from anytoken.heads.fourier import FourierHead
-from anytoken.tasks.data.coco_keypoints import (
+from anytoken.tasks.data.formats.coco_keypoints import (
     CocoKeypoints,
     CocoKeypointsDataset,
     read_coco_keypoints,
@@ -22,9 +22,9 @@ from anytoken.tasks.data.coco_keypoints import (
     write_keypoint_results,
 )
 from anytoken.tasks.data.pose import PoseDataModule, square_frame
-from anytoken.tasks.data.stick_figures import StickFiguresConfig, StickFiguresDataset
+from anytoken.tasks.data.synthetic.stick_figures import StickFiguresConfig, StickFiguresDataset
+from anytoken.tasks.metrics.pose import COCO_SIGMAS, oks_ap, pck
 from anytoken.tasks.pose_estimation import PoseEstimationModule, PoseEvaluation
-from anytoken.tasks.pose_metrics import COCO_SIGMAS, oks_ap, pck
 from anytoken.tokenizers.image_encoder import ImageEncoderConfig
 from anytoken.tokenizers.pose import COCO_KEYPOINTS, COCO_SKELETON
 

@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from anytoken.tasks.data.scenes import (
+from anytoken.tasks.data.synthetic.scenes import (
     COLORS,
     HELDOUT_PAIRS,
     POSITIONS,

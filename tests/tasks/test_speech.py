@@ -13,12 +13,11 @@ import pytest
 import torch
 
 import anytoken
-from anytoken.tasks.audio_metrics import error_rates, mel_distance, normalize_transcript, si_snr
 from anytoken.tasks.data.audio_clips import AudioClipsDataModule
 from anytoken.tasks.data.mixture import MixtureDataModule
-from anytoken.tasks.data.scenes import ScenesConfig
 from anytoken.tasks.data.speech import SpeechDataModule
-from anytoken.tasks.data.spoken import (
+from anytoken.tasks.data.synthetic.scenes import ScenesConfig
+from anytoken.tasks.data.synthetic.spoken import (
     HELDOUT_VOICES,
     TRAIN_VOICES,
     Utterance,
@@ -27,6 +26,7 @@ from anytoken.tasks.data.spoken import (
     spoken_scenes,
     synthesize,
 )
+from anytoken.tasks.metrics.audio import error_rates, mel_distance, normalize_transcript, si_snr
 from anytoken.tasks.mixture import MixtureModule
 from anytoken.tasks.speech import SpeechToTextModule, TextToSpeechModule
 from anytoken.tasks.tokenizer_training import ExportTokenizer, TokenizerTrainingModule

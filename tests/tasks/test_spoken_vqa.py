@@ -11,8 +11,8 @@ from training import train_steps
 
 import anytoken
 from anytoken.models.formats import TaskFormat
-from anytoken.tasks.data.spoken import HELDOUT_VOICES, Utterance, espeak_path, synthesize
 from anytoken.tasks.data.spoken_vqa import SpokenVQADataModule
+from anytoken.tasks.data.synthetic.spoken import HELDOUT_VOICES, Utterance, espeak_path, synthesize
 from anytoken.tasks.data.vqa import VQADataModule
 from anytoken.tasks.vqa import VQAModule
 

@@ -12,9 +12,10 @@ import torch
 import anytoken
 from anytoken.backbone import TransformerConfig
 from anytoken.heads import DecodingConfig
-from anytoken.tasks.data.scenes import ScenesConfig, make_scenes
+from anytoken.tasks.data.synthetic.scenes import ScenesConfig, make_scenes
 from anytoken.tasks.data.text_to_image import TextToImageDataModule
-from anytoken.tasks.text_to_image import TextToImageModule, judge_scene, match
+from anytoken.tasks.metrics.scenes import judge_scene, match
+from anytoken.tasks.text_to_image import TextToImageModule
 from anytoken.tokenizers.image_io import image_to_tensor
 from anytoken.tokenizers.image_vq import ImageVQTokenizer
 

@@ -15,7 +15,7 @@ import anytoken
 from anytoken.cli import main
 from anytoken.models.formats import TaskFormat
 from anytoken.models.vqa import _soft_cross_entropy
-from anytoken.tasks.data.scenes import make_scenes
+from anytoken.tasks.data.synthetic.scenes import make_scenes
 from anytoken.tasks.data.vqa import ByImage, VQADataModule, VQAv2Dataset
 from anytoken.tasks.vqa import VQAModule
 from anytoken.tokenizers import Tokens, build_sequences

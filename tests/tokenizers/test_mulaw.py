@@ -10,7 +10,7 @@ import soundfile as sf
 import torch
 
 from anytoken.cli import main
-from anytoken.tasks.audio_metrics import bitrate_kbps, si_snr, tokens_per_second
+from anytoken.tasks.metrics.audio import bitrate_kbps, si_snr, tokens_per_second
 from anytoken.tokenizers import MuLawTokenizer, Tokenizer
 
 

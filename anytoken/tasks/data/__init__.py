@@ -1,7 +1,7 @@
 """Datasets: the built-in procedural scenes and loaders for real formats (COCO captions)."""
 
-from anytoken.tasks.data.coco import CocoCaptionsDataset
-from anytoken.tasks.data.scenes import (
+from anytoken.tasks.data.formats.coco import CocoCaptionsDataset
+from anytoken.tasks.data.synthetic.scenes import (
     COLORS,
     HELDOUT_PAIRS,
     POSITIONS,

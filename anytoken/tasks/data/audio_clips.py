@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from anytoken.tasks.data.sampling import SeededSampler
-from anytoken.tasks.data.scenes import ScenesConfig
-from anytoken.tasks.data.spoken import alsa_words, spoken_scenes, synthesize_all
+from anytoken.tasks.data.synthetic.scenes import ScenesConfig
+from anytoken.tasks.data.synthetic.spoken import alsa_words, spoken_scenes, synthesize_all
 from anytoken.tokenizers.audio_io import SILENCE, audio_files, convert_channels, read_audio, resample
 
 Source = Literal["speech", "folder"]

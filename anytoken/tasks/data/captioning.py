@@ -8,8 +8,8 @@ import torch
 from torch.utils.data import Dataset
 
 from anytoken.tasks.data.base import TaskDataModule
-from anytoken.tasks.data.coco import CocoCaptionsDataset
-from anytoken.tasks.data.scenes import ScenesCaptionDataset, ScenesConfig
+from anytoken.tasks.data.formats.coco import CocoCaptionsDataset
+from anytoken.tasks.data.synthetic.scenes import ScenesCaptionDataset, ScenesConfig
 from anytoken.tokenizers.base import Tokenizer
 from anytoken.tokenizers.image_io import image_to_tensor
 from anytoken.tokenizers.space import TokenSpace, Vocab

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from anytoken.tasks.data.base import TaskDataModule
-from anytoken.tasks.data.motion import MotionConfig, MotionDataset
+from anytoken.tasks.data.synthetic.motion import MotionConfig, MotionDataset
 from anytoken.tokenizers.space import TokenSpace, Vocab
 from anytoken.tokenizers.trajectory import TrajectoryTokenizer
 from anytoken.tokenizers.trajectory_csv import read_trajectory_csv, scene_positions

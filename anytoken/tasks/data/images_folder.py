@@ -24,7 +24,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from torchvision.transforms import v2
 
 from anytoken.tasks.data.sampling import SeededSampler
-from anytoken.tasks.data.scenes import ScenesConfig, make_scenes
+from anytoken.tasks.data.synthetic.scenes import ScenesConfig, make_scenes
 from anytoken.tokenizers.image_io import image_to_tensor, load_image
 
 TRAIN_PHOTOS = (

@@ -16,8 +16,8 @@ import torch
 from PIL import Image
 
 from anytoken.tasks.data.base import TaskDataModule
-from anytoken.tasks.data.coco_keypoints import CocoKeypointsDataset
-from anytoken.tasks.data.stick_figures import StickFiguresConfig, StickFiguresDataset
+from anytoken.tasks.data.formats.coco_keypoints import CocoKeypointsDataset
+from anytoken.tasks.data.synthetic.stick_figures import StickFiguresConfig, StickFiguresDataset
 from anytoken.tokenizers.pose import PoseTokenizer
 from anytoken.tokenizers.space import TokenSpace, Vocab
 

@@ -17,8 +17,14 @@ from typing import Any, Literal
 
 from anytoken.tasks.data.base import TaskDataModule
 from anytoken.tasks.data.captioning import build_text_tokenizer
-from anytoken.tasks.data.scenes import ScenesConfig
-from anytoken.tasks.data.spoken import alsa_words, encode_utterances, encode_waves, load_codec, spoken_scenes
+from anytoken.tasks.data.synthetic.scenes import ScenesConfig
+from anytoken.tasks.data.synthetic.spoken import (
+    alsa_words,
+    encode_utterances,
+    encode_waves,
+    load_codec,
+    spoken_scenes,
+)
 from anytoken.tokenizers.audio_io import read_audio
 from anytoken.tokenizers.space import TokenSpace, Vocab
 

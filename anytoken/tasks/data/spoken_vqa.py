@@ -14,7 +14,7 @@ import random
 from dataclasses import replace
 from typing import Any
 
-from anytoken.tasks.data.spoken import (
+from anytoken.tasks.data.synthetic.spoken import (
     HELDOUT_VOICES,
     TRAIN_VOICES,
     Utterance,

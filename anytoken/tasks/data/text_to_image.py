@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from anytoken.tasks.data.base import TaskDataModule
 from anytoken.tasks.data.captioning import build_text_tokenizer
-from anytoken.tasks.data.scenes import ScenesCaptionDataset, ScenesConfig
+from anytoken.tasks.data.synthetic.scenes import ScenesCaptionDataset, ScenesConfig
 from anytoken.tokenizers.base import Tokenizer
 from anytoken.tokenizers.image_io import image_to_tensor
 from anytoken.tokenizers.image_vq import ImageVQTokenizer

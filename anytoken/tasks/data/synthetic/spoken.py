@@ -30,7 +30,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
 from anytoken.atomic import atomic_path
-from anytoken.tasks.data.scenes import ScenesConfig, make_scenes
+from anytoken.tasks.data.synthetic.scenes import ScenesConfig, make_scenes
 from anytoken.tokenizers.audio_codec import AudioCodecTokenizer
 from anytoken.tokenizers.audio_io import convert_channels, resample
 

@@ -1,0 +1,1 @@
+"""What the tasks measure: text (captions, VQA), audio, pose and forecast metrics."""
