@@ -26,9 +26,10 @@ import numpy as np
 import soundfile as sf
 import torch
 
+import anytoken
 from anytoken.atomic import atomic_path
-from anytoken.tasks.data.speech import alsa_words, spoken_scenes, synthesize_all
 from anytoken.tasks.data.synthetic.scenes import ScenesConfig
+from anytoken.tasks.data.synthetic.spoken import alsa_words, spoken_scenes, synthesize_all
 from anytoken.tasks.metrics.audio import bitrate_kbps, error_rates, mel_distance, si_snr, tokens_per_second
 from anytoken.tokenizers import AudioCodecTokenizer, MuLawTokenizer, Tokenizer
 from anytoken.tokenizers.audio_io import read_audio, resample
@@ -122,19 +123,17 @@ def real_time_factor(codec: AudioCodecTokenizer, seconds: float = 20.0, repeats:
 
 def stt_wer(release: str, num: int, scenes: ScenesConfig) -> dict[str, dict[str, float]]:
     """CER/WER of a speech-to-text release on held-out spoken captions and on alsa-utils' recorded words."""
-    from anytoken.tasks.speech import SpeechToTextModule
-
-    model = SpeechToTextModule.from_release(release)
-    rate, out = model.codec.sample_rate, {}
+    model = anytoken.load(release)
+    rate, out = model.media_tokenizers["audio"].sample_rate, {}
     for split in ("test", "heldout"):
         utts = spoken_scenes(split, num, scenes)
-        texts = model.transcribe_waves(synthesize_all(utts, rate))
+        texts = model.transcribe(synthesize_all(utts, rate))
         out[split] = error_rates(texts, [u.text for u in utts]) | {
             "examples": list(zip(texts[:3], [u.text for u in utts[:3]]))
         }
     words = alsa_words()
     if words:
-        texts = model.transcribe_waves([read_audio(p, rate, 1)[0] for p, _ in words])
+        texts = model.transcribe([read_audio(p, rate, 1)[0] for p, _ in words])
         out["alsa"] = error_rates(texts, [t for _, t in words]) | {
             "examples": list(zip(texts[:3], [t for _, t in words][:3]))
         }
@@ -146,14 +145,13 @@ def tts_intelligibility(
 ) -> dict[str, float]:
     """CER/WER of the speech-to-text model on what the text-to-speech model says for held-out captions
     (its WAVs, re-encoded), and the generated / espeak duration ratio."""
-    from anytoken.tasks.speech import SpeechToTextModule, TextToSpeechModule
-
-    tts, stt = TextToSpeechModule.from_release(tts_release), SpeechToTextModule.from_release(stt_release)
+    tts, stt = anytoken.load(tts_release), anytoken.load(stt_release)
+    tts_rate = tts.media_tokenizers["audio"].sample_rate
     texts = [u.text for u in spoken_scenes("test", num, scenes)]
     waves = [w for i in range(0, num, 16) for w in tts.speak(texts[i : i + 16])]
-    spoken = synthesize_all(spoken_scenes("test", num, scenes), tts.codec.sample_rate)
+    spoken = synthesize_all(spoken_scenes("test", num, scenes), tts_rate)
     ratio = sum(w.shape[-1] for w in waves) / sum(w.shape[-1] for w in spoken)
-    heard = stt.transcribe_waves(waves, tts.codec.sample_rate)
+    heard = stt.transcribe(waves, tts_rate)
     return error_rates(heard, texts) | {"duration_ratio": ratio, "examples": list(zip(heard[:3], texts[:3]))}
 
 

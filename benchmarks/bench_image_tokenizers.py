@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from anytoken.atomic import atomic_path
 from anytoken.backbone import CausalTransformer, TransformerConfig
 from anytoken.tasks.data.images_folder import ImageDataModule
-from anytoken.tasks.module import warmup_cosine
+from anytoken.tasks.module import WarmupCosine
 from anytoken.tokenizers.image_vq import ImageVQTokenizer
 from anytoken.tokenizers.quantizers import QuantizerOutput, usage_and_perplexity
 
@@ -86,7 +86,7 @@ def build(name: str, seed: int = 0) -> ImageVQTokenizer:
 def train(tok: ImageVQTokenizer, data: ImageDataModule, steps: int, lr: float) -> float:
     """Train for ``steps`` batches; returns seconds taken."""
     opt = torch.optim.AdamW(tok.parameters(), lr=lr, betas=(0.5, 0.9))
-    sched = warmup_cosine(opt, 50, steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(50, steps))
     tok.train()
     start = time.perf_counter()
     batches = iter(data.train_dataloader())

@@ -191,7 +191,7 @@ def bench_pose(steps: int, heads: list[str]) -> dict[str, Any]:
         )
         cpu = _fit(model, data, steps)
         model.eval()
-        pred = torch.cat([model.predict_keypoints(b["images"], b["frames"]) for b in test])
+        pred = torch.cat([model.model.predict_pose(b["images"], b["frames"]) for b in test])
         out[head] = {
             "pck@0.1": pck(pred, gt, boxes),
             **oks_ap(pred, gt, boxes, areas),
@@ -242,8 +242,9 @@ def bench_forecast(steps: int, heads: list[str]) -> dict[str, Any]:
         model.eval()
         out[head] = {"train_cpu_s": cpu}
         for split in ("test", "heldout"):
-            scores = [model.score_batch(batch) for batch in data._loader(split)]
-            out[head][split] = model.forecast_metrics(scores)
+            evaluation = model.evaluations["forecast"]
+            scores = [o for batch in data.loader(split) for o in evaluation.step(model.model, batch)]
+            out[head][split] = evaluation.report(scores)
     print(f"\n{'forecast':<22} {'ADE':>6} {'FDE':>6} {'minADE':>7} {'minFDE':>7} {'CV ADE':>7} {'CV FDE':>7}")
     for head in heads:
         for split in ("test", "heldout"):
@@ -269,6 +270,7 @@ def main() -> None:
     parser.add_argument("--pose-steps", type=int, default=600)
     parser.add_argument("--forecast-steps", type=int, default=700)
     parser.add_argument("--heads", nargs="+", default=["lm", "fourier"], choices=("lm", "fourier"))
+    parser.add_argument("--out", type=Path, default=RESULTS, help="JSON file the parts are merged into")
     args = parser.parse_args()
     torch.set_num_threads(1)
     results: dict[str, Any] = {}
@@ -283,10 +285,10 @@ def main() -> None:
             results[part] = bench_forecast(args.forecast_steps, args.heads)
         results[part]["wall_s"] = time.perf_counter() - start
         print(f"[{part}: {results[part]['wall_s']:.0f} s wall]")
-    merged = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}  # other parts' earlier runs
-    with atomic_path(RESULTS) as tmp:
+    merged = json.loads(args.out.read_text()) if args.out.is_file() else {}  # other parts' earlier runs
+    with atomic_path(args.out) as tmp:
         tmp.write_text(json.dumps(merged | results, indent=2, default=float))
-    print(f"results merged into {RESULTS}")
+    print(f"results merged into {args.out}")
 
 
 if __name__ == "__main__":

@@ -120,7 +120,7 @@ def train_and_test(
 
 
 def _questions_per_batch(data: VQADataModule) -> float:
-    grouped = data.grouped["train"]
+    grouped = data.splits["train"]
     cap = grouped.max_questions or float("inf")
     return data.batch_size * sum(min(len(g), cap) for g in grouped.groups) / len(grouped.groups)
 

@@ -25,8 +25,8 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 
+import anytoken
 from anytoken.atomic import atomic_path
-from anytoken.cli import load_model
 from anytoken.tasks.data.synthetic.scenes import HELDOUT_PAIRS, POSITIONS, ScenesConfig, make_scenes
 from anytoken.tokenizers.image_io import image_to_tensor
 
@@ -57,7 +57,7 @@ def object_features(model: Any, split: str, num: int, config: ScenesConfig) -> d
 
 
 def probe(release: str, num_train: int, num_heldout: int) -> dict[str, Any]:
-    model = load_model(release)
+    model = anytoken.load(release)
     size = model.image_encoder.config.image_size
     config = ScenesConfig(image_size=size, min_objects=1, max_objects=2, seed=0)
     train = object_features(model, "train", num_train, config)

@@ -168,3 +168,13 @@ def test_tokenizer_directories_fail_cleanly(tmp_path):
     (tmp_path / "good" / "tokenizer_config.json").write_text("[]")
     with pytest.raises(anytoken.LoadError, match="expected a JSON object"):
         Tokenizer.from_pretrained(tmp_path / "good")
+
+
+def test_a_tasks_own_decoding_travels_with_the_release(tmp_path, bpe):
+    model = _model(bpe)
+    spec = {"kind": "caption", "decoding": {"strategy": "greedy", "max_new_tokens": 2}}
+    model = anytoken.AnytokenModel(**(model.config() | {"formats": {"caption": spec}}))
+    loaded = anytoken.load(model.save_pretrained(tmp_path / "release"))
+    assert loaded.config()["formats"]["caption"]["decoding"]["max_new_tokens"] == 2
+    ids = loaded.generate(loaded.formats["caption"], {"images": torch.rand(2, 3, 16, 16)}, "text")
+    assert all(len(i) <= 2 for i in ids)

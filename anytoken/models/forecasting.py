@@ -99,7 +99,7 @@ class ForecastFormat(TaskFormat):
             decoding: how tokens are chosen; default the model's.
         """
         B, A = start.shape[:2]
-        decoding = replace(decoding or model.decoding, max_new_tokens=2 * A * horizon + 1)
+        decoding = replace(decoding or self.decoding_of(model), max_new_tokens=2 * A * horizon + 1)
         history = history_ids.repeat_interleave(num_futures, dim=0)  # (B*k, Lh)
         grammar = model.tokenizers["trajectory"].grammar(A, horizon)
         ids = model.generate(self, {"history_ids": history.to(model.device)}, "trajectory", decoding, grammar)

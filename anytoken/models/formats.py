@@ -12,11 +12,13 @@ names a kind, never a class path, so a file cannot choose what code runs.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import nn
 
+from anytoken.heads import DecodingConfig
 from anytoken.tokenizers.sequence import Segment, SequenceBatch
 
 AnytokenModel = Any  # ``anytoken.models.model.AnytokenModel``, which imports the formats (not the reverse)
@@ -27,10 +29,17 @@ class TaskFormat(nn.Module):
 
     Subclasses set ``kind`` (their registry key) and ``tags`` (task tags the TokenSpace must have), take
     their settings as keyword arguments that ``config`` returns (JSON values), and implement ``samples``.
+    Any spec may add ``"decoding"`` (a ``DecodingConfig`` dict): that task's generation settings, e.g. one
+    task of a mixture sampling while the others decode greedily.
     """
 
     kind: ClassVar[str]
     tags: ClassVar[tuple[str, ...]] = ()
+    decoding: DecodingConfig | None = None  # this task's generation settings (spec key "decoding")
+
+    def decoding_of(self, model: AnytokenModel) -> DecodingConfig:
+        """How this task generates unless a call says otherwise: its own settings, else the model's."""
+        return self.decoding or model.decoding
 
     def config(self) -> dict[str, Any]:
         """JSON-serialisable constructor arguments (what ``config.json`` stores for this format)."""
@@ -94,13 +103,17 @@ def build_format(spec: dict[str, Any]) -> TaskFormat:
     kind = spec["kind"]
     if kind not in FORMATS:
         raise ValueError(f"unknown task format {kind!r}; registered: {sorted(FORMATS)}")
-    args = {k: v for k, v in spec.items() if k != "kind"}
+    args = {k: v for k, v in spec.items() if k not in ("kind", "decoding")}
     try:
-        return FORMATS[kind](**args)
+        fmt = FORMATS[kind](**args)
+        if spec.get("decoding") is not None:
+            fmt.decoding = DecodingConfig(**spec["decoding"])
     except TypeError as err:
         raise ValueError(f"bad settings for the {kind!r} format: {err}") from None
+    return fmt
 
 
 def format_spec(fmt: TaskFormat) -> dict[str, Any]:
     """The spec ``build_format`` rebuilds ``fmt`` from."""
-    return {"kind": fmt.kind, **fmt.config()}
+    decoding = {} if fmt.decoding is None else {"decoding": asdict(fmt.decoding)}
+    return {"kind": fmt.kind, **fmt.config(), **decoding}

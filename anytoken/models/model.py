@@ -272,7 +272,7 @@ class AnytokenModel(nn.Module):
     ) -> list[torch.Tensor]:
         """Continue each of ``fmt``'s prompts for ``batch`` with one well-formed ``modality`` segment (the
         tokenizer's ``grammar()`` unless ``grammar`` is given); local ids per sample."""
-        decoding = decoding or self.decoding
+        decoding = decoding or fmt.decoding_of(self)
         seq = fmt.rows(self, batch, targets=False)
         uncond: dict[str, Any] = {}
         if decoding.guidance_scale != 1.0:

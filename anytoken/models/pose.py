@@ -91,6 +91,6 @@ class PoseFormat(TaskFormat):
         normalised to the crop.
         """
         pose: PoseTokenizer = model.tokenizers["pose"]
-        decoding = replace(decoding or model.decoding, max_new_tokens=pose.num_tokens + 1)
+        decoding = replace(decoding or self.decoding_of(model), max_new_tokens=pose.num_tokens + 1)
         ids = model.generate(self, {"images": images.to(model.device)}, "pose", decoding)
         return pose.decode(torch.stack(ids), None if frames is None else frames.cpu())  # (B, K, 3)

@@ -201,7 +201,7 @@ class SpeakFormat(AudioFormat):
     ) -> list[torch.Tensor]:
         """Codec codes ``[K, T_i]`` spoken for each text."""
         batch = {"text_ids": model.tokenizers["text"].encode_batch(texts)}
-        decoding = decoding or model.decoding
+        decoding = decoding or self.decoding_of(model)
         if self.audio_layout == "flatten":
             codec = codec_of(model)
             K = codec.num_codebooks

@@ -97,7 +97,7 @@ class TableFormat(TaskFormat):
         if not generated:
             raise ValueError("every column is given: nothing to generate")
         grammar = self.table.grammar(generated)
-        decoding = replace(decoding or model.decoding, max_new_tokens=grammar.max_length + 1)
+        decoding = replace(decoding or self.decoding_of(model), max_new_tokens=grammar.max_length + 1)
         parts = []
         for start in range(0, len(rows), chunk):
             batch = {"rows": rows.iloc[start:start + chunk], "given": given}

@@ -2,9 +2,9 @@
 
 Generation is the model's ``generate``: constrained to the image range by the image tokenizer's grammar
 (exactly ``h * w`` ids, then ``</image>``), so every output decodes. Classifier-free guidance: a sample
-marked ``unconditional`` drops its caption (``<bos> <draw> <image> ...``; training marks some, see
-``TextToImageModule.cond_dropout``), and ``DecodingConfig.guidance_scale > 1`` contrasts the two prompts at
-every step.
+marked ``unconditional`` drops its caption (``<bos> <draw> <image> ...``; while training, each sample is
+marked with probability ``cond_dropout``), and ``DecodingConfig.guidance_scale > 1`` contrasts the two
+prompts at every step.
 """
 
 from __future__ import annotations
@@ -22,23 +22,39 @@ from anytoken.tokenizers.sequence import Segment, Special, Tokens
 class TextToImageFormat(TaskFormat):
     """Draw a caption as an image's VQ tokens. Batches: ``caption_ids`` (a list of 1-D local text ids), for
     training ``images`` ``[B, 3, S, S]`` in ``[0, 1]`` (targets, tokenized by the model's frozen image
-    tokenizer), and optionally ``unconditional`` (a bool per sample: leave its caption out)."""
+    tokenizer), and optionally ``unconditional`` (a bool per sample: leave its caption out).
+
+    Args:
+        cond_dropout: while training, the probability of a sample without its caption (guidance needs it).
+    """
 
     kind = "text_to_image"
     tags = ("draw",)
+
+    def __init__(self, cond_dropout: float = 0.0) -> None:
+        super().__init__()
+        if not 0 <= cond_dropout < 1:
+            raise ValueError(f"cond_dropout must be in [0, 1), got {cond_dropout}")
+        self.cond_dropout = cond_dropout
+
+    def config(self) -> dict[str, Any]:
+        return {"cond_dropout": self.cond_dropout}
 
     def bind(self, model: AnytokenModel) -> None:
         super().bind(model)
         if "image" not in model.media_tokenizers:
             raise ValueError("text-to-image needs an image tokenizer (VQ tokens) in its vocab")
         tokens = model.tokenizers["image"].grammar().max_length
-        if model.decoding.max_new_tokens < tokens + 1:
+        if self.decoding_of(model).max_new_tokens < tokens + 1:
             raise ValueError(f"decoding.max_new_tokens must be >= {tokens + 1} (the grid and </image>), "
-                             f"got {model.decoding.max_new_tokens}")
+                             f"got {self.decoding_of(model).max_new_tokens}")
 
     def samples(self, model: AnytokenModel, batch: dict[str, Any], targets: bool) -> list[list[Segment]]:
         n = len(batch["caption_ids"])
-        dropped = batch.get("unconditional") or [False] * n
+        dropped = batch.get("unconditional")
+        if dropped is None:
+            drop = targets and model.training and self.cond_dropout > 0
+            dropped = (torch.rand(n) < self.cond_dropout).tolist() if drop else [False] * n
         out = []
         for i in range(n):
             sample: list[Segment] = [Special("<bos>")]

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from anytoken.models import AnytokenModel
 from anytoken.tasks.evaluation import Evaluation, register_evaluation
 from anytoken.tasks.metrics.scenes import ATTRIBUTES, judge_scene, match
@@ -29,16 +27,8 @@ class TextToImageModule(TokenTaskModule):
     """
 
     def __init__(self, *args: Any, cond_dropout: float = 0.1, **kwargs: Any) -> None:
-        if not 0 <= cond_dropout < 1:
-            raise ValueError(f"cond_dropout must be in [0, 1), got {cond_dropout}")
-        super().__init__(*args, formats={"text_to_image": {"kind": "text_to_image"}}, **kwargs)
-        self.cond_dropout = cond_dropout
-
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        if self.cond_dropout > 0:
-            dropped = torch.rand(len(batch["caption_ids"])) < self.cond_dropout  # (B,)
-            batch = batch | {"unconditional": dropped.tolist()}
-        return super().training_step(batch, batch_idx)
+        formats = {"text_to_image": {"kind": "text_to_image", "cond_dropout": cond_dropout}}
+        super().__init__(*args, formats=formats, **kwargs)
 
 
 @register_evaluation
