@@ -1,17 +1,20 @@
-"""The ``anytoken`` command.
-
-``anytoken fit|validate|test|predict --config configs/X.yaml`` runs Lightning's CLI (every
-hyperparameter can be overridden: ``--model.init_args.lr 3e-4``); ``anytoken caption IMAGE... --ckpt
-PATH`` captions image files; ``anytoken export --ckpt X.ckpt -o DIR`` writes a release directory.
-"""
+"""The ``anytoken`` command: Lightning's CLI (``fit|validate|test|predict --config X.yaml``, every
+hyperparameter overridable: ``--model.init_args.lr 3e-4``) and the commands ``USAGE`` lists."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+    from anytoken.heads import DecodingConfig
+    from anytoken.models import AnytokenModel
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 USAGE = """usage: anytoken COMMAND [ARGS]
@@ -26,6 +29,7 @@ commands:
   decode X.npy --tokenizer DIR -o MEDIA    local token ids -> media file
 
 run 'anytoken COMMAND --help' for a command's options."""
+TOKENIZER_ERRORS = (ValueError, FileNotFoundError, NotImplementedError)
 
 
 def _run_cli(argv: Sequence[str] | None, run: bool):  # noqa: ANN202 - a LightningCLI instance
@@ -44,22 +48,13 @@ def _run_cli(argv: Sequence[str] | None, run: bool):  # noqa: ANN202 - a Lightni
                     "(Lightning would otherwise train for 1000 epochs)"
                 )
 
+    no_abbrev = {"allow_abbrev": False}
     return AnytokenCLI(
-        L.LightningModule,
-        L.LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
+        L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={cmd: {"allow_abbrev": False} for cmd in LIGHTNING_COMMANDS}
-        if run
-        else {"allow_abbrev": False},
-        args=None if argv is None else list(argv),
-        run=run,
+        parser_kwargs={cmd: no_abbrev for cmd in LIGHTNING_COMMANDS} if run else no_abbrev,
+        args=None if argv is None else list(argv), run=run,
     )
-
-
-def _lightning(argv: Sequence[str]) -> None:
-    _run_cli(None if list(argv) == sys.argv[1:] else argv, run=True)
 
 
 def from_config(config: str | Path, *overrides: str):  # noqa: ANN201 - a LightningCLI instance
@@ -72,38 +67,63 @@ def from_config(config: str | Path, *overrides: str):  # noqa: ANN201 - a Lightn
     return _run_cli(["--config", str(config), *overrides], run=False)
 
 
-def _caption(argv: Sequence[str]) -> None:
-    parser = argparse.ArgumentParser(prog="anytoken caption", description="Caption image files.")
-    parser.add_argument("images", nargs="+", help="image files (any PIL format; converted to RGB)")
+@contextmanager
+def _one_line_errors(command: str) -> Iterator[None]:
+    """Turn a bad input file or argument into exit 1 with one line naming the command (no traceback)."""
+    try:
+        yield
+    except (ValueError, FileNotFoundError, NotImplementedError) as err:
+        raise SystemExit(f"anytoken {command}: {err}") from None
+
+
+def _model_args(
+    parser: argparse.ArgumentParser, argv: Sequence[str], max_new_tokens: int
+) -> argparse.Namespace:
+    """Parse ``argv`` with the options of the commands that run a model added: --ckpt and the decoding."""
     parser.add_argument("--ckpt", required=True, help="a .ckpt file or a release directory")
     parser.add_argument("--strategy", choices=("greedy", "sample", "beam"), default="greedy")
     parser.add_argument("--num-beams", type=int, default=4)
-    parser.add_argument("--max-new-tokens", type=int, default=64)
-    args = parser.parse_args(argv)
+    parser.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
+    return parser.parse_args(argv)
+
+
+def _load_images(
+    args: argparse.Namespace, command: str, paths: Sequence[str]
+) -> tuple[AnytokenModel, torch.Tensor, DecodingConfig]:
+    """The model of ``--ckpt`` (it must have ``command``'s format), image files as one batch at the size
+    it reads, and the decoding ``args`` ask for."""
     import torch
 
     from anytoken import load
     from anytoken.heads import DecodingConfig
     from anytoken.tokenizers.image_io import image_to_tensor, load_image
 
-    try:
-        model = load(args.ckpt)
-        model.task_format("caption")
-        encoder = model.image_encoder  # None: images enter as VQ tokens, at the image tokenizer's size
-        size = encoder.config.image_size if encoder is not None else model.tokenizers["image"].cfg.image_size
-        images = torch.stack([image_to_tensor(load_image(p), size) for p in args.images])
-    except (ValueError, FileNotFoundError) as err:
-        _fail("caption", err)
-    decoding = DecodingConfig(
-        strategy=args.strategy, num_beams=args.num_beams, max_new_tokens=args.max_new_tokens
-    )
+    model = load(args.ckpt)
+    model.task_format(command)
+    encoder = model.image_encoder  # None: images enter as VQ tokens, at the image tokenizer's size
+    size = encoder.config.image_size if encoder is not None else model.tokenizers["image"].cfg.image_size
+    images = torch.stack([image_to_tensor(load_image(p), size) for p in paths])
+    return model, images, DecodingConfig(args.strategy, args.max_new_tokens, num_beams=args.num_beams)
+
+
+def _caption(argv: Sequence[str]) -> None:
+    parser = argparse.ArgumentParser(prog="anytoken caption", description="Caption image files.")
+    parser.add_argument("images", nargs="+", help="image files (any PIL format; converted to RGB)")
+    args = _model_args(parser, argv, max_new_tokens=64)
+    with _one_line_errors("caption"):
+        model, images, decoding = _load_images(args, "caption", args.images)
     for path, caption in zip(args.images, model.caption(images, decoding)):
         print(f"{path}\t{caption}")
 
 
-def _fail(command: str, err: BaseException) -> NoReturn:
-    """Exit 1 with one line naming the command and the problem (no traceback)."""
-    raise SystemExit(f"anytoken {command}: {err}") from None
+def _vqa(argv: Sequence[str]) -> None:
+    parser = argparse.ArgumentParser(prog="anytoken vqa", description="Answer a question about an image.")
+    parser.add_argument("image", help="an image file (any PIL format; converted to RGB)")
+    parser.add_argument("question", help='the question, e.g. "what color is the circle?"')
+    args = _model_args(parser, argv, max_new_tokens=16)
+    with _one_line_errors("vqa"):
+        model, image, decoding = _load_images(args, "vqa", [args.image])
+        print(model.ask(image, [args.question], decoding=decoding)[0])
 
 
 def _export(argv: Sequence[str]) -> None:
@@ -113,81 +133,61 @@ def _export(argv: Sequence[str]) -> None:
     args = parser.parse_args(argv)
     from anytoken import load
 
-    try:
+    with _one_line_errors("export"):
         load(args.ckpt).save_pretrained(args.output)
-    except (ValueError, FileNotFoundError) as err:
-        _fail("export", err)
     print(f"release written to {args.output}")
 
 
-def _encode(argv: Sequence[str]) -> None:
-    parser = argparse.ArgumentParser(prog="anytoken encode", description="Media file -> token ids (.npy).")
-    parser.add_argument("media", help="the media file (image, audio, ... as the tokenizer reads)")
+def _tokenizer_args(
+    argv: Sequence[str], command: str, description: str, source: str, output: str
+) -> argparse.Namespace:
+    """Parse ``anytoken encode|decode SOURCE --tokenizer DIR -o OUTPUT`` (the strings are help texts)."""
+    parser = argparse.ArgumentParser(prog=f"anytoken {command}", description=description)
+    parser.add_argument("source", help=source)
     parser.add_argument("--tokenizer", required=True, help="a directory written by save_pretrained")
-    parser.add_argument("-o", "--output", required=True, help="the .npy file of local token ids to write")
-    args = parser.parse_args(argv)
+    parser.add_argument("-o", "--output", required=True, help=output)
+    return parser.parse_args(argv)
+
+
+def _encode(argv: Sequence[str]) -> None:
+    args = _tokenizer_args(
+        argv, "encode", "Media file -> token ids (.npy).",
+        "the media file (image, audio, ... as the tokenizer reads)", "the .npy file of token ids to write",
+    )
     import numpy as np
 
     from anytoken.atomic import atomic_path
     from anytoken.tokenizers import Tokenizer
 
-    try:
+    with _one_line_errors("encode"):
         tokenizer = Tokenizer.from_pretrained(args.tokenizer)
-        ids = tokenizer.encode(tokenizer.read_media(Path(args.media)))
-    except (ValueError, FileNotFoundError, NotImplementedError) as err:
-        raise SystemExit(f"anytoken encode: {err}") from None
+        ids = tokenizer.encode(tokenizer.read_media(Path(args.source)))
     with atomic_path(args.output) as tmp, open(tmp, "wb") as f:
         np.save(f, ids.cpu().numpy())
-    print(f"{args.media}: {ids.numel()} tokens {tuple(ids.shape)} -> {args.output}")
+    print(f"{args.source}: {ids.numel()} tokens {tuple(ids.shape)} -> {args.output}")
 
 
 def _decode(argv: Sequence[str]) -> None:
-    parser = argparse.ArgumentParser(prog="anytoken decode", description="Token ids (.npy) -> media file.")
-    parser.add_argument("tokens", help="a .npy file of local token ids (from anytoken encode)")
-    parser.add_argument("--tokenizer", required=True, help="a directory written by save_pretrained")
-    parser.add_argument("-o", "--output", required=True, help="the media file to write")
-    args = parser.parse_args(argv)
+    args = _tokenizer_args(
+        argv, "decode", "Token ids (.npy) -> media file.",
+        "a .npy file of local token ids (from anytoken encode)", "the media file to write",
+    )
     import numpy as np
     import torch
 
     from anytoken.atomic import atomic_path
     from anytoken.tokenizers import Tokenizer
 
-    try:
+    with _one_line_errors("decode"):
         tokenizer = Tokenizer.from_pretrained(args.tokenizer)
         try:
-            array = np.load(args.tokens, allow_pickle=False)
+            array = np.load(args.source, allow_pickle=False)
         except (OSError, ValueError) as err:
-            raise ValueError(f"{args.tokens} is not a readable .npy file ({err})") from None
+            raise ValueError(f"{args.source} is not a readable .npy file ({err})") from None
         media = tokenizer.decode(torch.from_numpy(array))
         with atomic_path(args.output) as tmp:
             tokenizer.write_media(media, tmp)
-    except (ValueError, FileNotFoundError, NotImplementedError) as err:
-        raise SystemExit(f"anytoken decode: {err}") from None
-    print(f"{args.tokens} -> {args.output}")
-
-
-def _vqa(argv: Sequence[str]) -> None:
-    parser = argparse.ArgumentParser(prog="anytoken vqa", description="Answer a question about an image.")
-    parser.add_argument("image", help="an image file (any PIL format; converted to RGB)")
-    parser.add_argument("question", help='the question, e.g. "what color is the circle?"')
-    parser.add_argument("--ckpt", required=True, help="a .ckpt file or a release directory of a VQA model")
-    parser.add_argument("--strategy", choices=("greedy", "sample", "beam"), default="greedy")
-    parser.add_argument("--num-beams", type=int, default=4)
-    parser.add_argument("--max-new-tokens", type=int, default=16)
-    args = parser.parse_args(argv)
-    from anytoken import load
-    from anytoken.heads import DecodingConfig
-    from anytoken.tokenizers.image_io import image_to_tensor, load_image
-
-    try:
-        model = load(args.ckpt)
-        model.task_format("vqa")
-        image = image_to_tensor(load_image(args.image), model.image_encoder.config.image_size)[None]
-        decoding = DecodingConfig(args.strategy, args.max_new_tokens, num_beams=args.num_beams)
-        print(model.ask(image, [args.question], decoding=decoding)[0])
-    except (ValueError, FileNotFoundError) as err:
-        _fail("vqa", err)
+    print(f"{args.source} -> {args.output}")
 
 
 DEMOS = ("captioning", "vqa", "tokenizers", "anything")  # demos/NAME.py: build_app(ckpt=...) -> gr.Blocks
@@ -219,18 +219,14 @@ def _demo(argv: Sequence[str]) -> None:
     parser.add_argument("--ckpt", help="a release directory or .ckpt file (default: the demo's DEFAULT_CKPT)")
     parser.add_argument("--port", type=int, help="the port (default: the first free one from 7860)")
     parser.add_argument(
-        "--tokenizer",
-        action="append",
-        default=[],
+        "--tokenizer", action="append", default=[],
         help="tokenizers demo: a directory written by save_pretrained (repeatable)",
     )
     args = parser.parse_args(argv)
     if args.tokenizer and args.name != "tokenizers":
         raise SystemExit("anytoken demo: --tokenizer is for the tokenizers demo only")
-    try:
+    with _one_line_errors("demo"):
         module = load_demo(args.name)
-    except (ValueError, FileNotFoundError) as err:
-        raise SystemExit(f"anytoken demo: {err}") from None
     extra = {"tokenizer_dirs": args.tokenizer} if args.tokenizer else {}
     from demos.widgets import launch
 
@@ -238,12 +234,7 @@ def _demo(argv: Sequence[str]) -> None:
 
 
 COMMANDS = {
-    "caption": _caption,
-    "vqa": _vqa,
-    "demo": _demo,
-    "export": _export,
-    "encode": _encode,
-    "decode": _decode,
+    "caption": _caption, "vqa": _vqa, "demo": _demo, "export": _export, "encode": _encode, "decode": _decode
 }
 
 
@@ -255,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     command, rest = argv[0], argv[1:]
     if command in LIGHTNING_COMMANDS:
-        _lightning(argv)
+        _run_cli(None if argv == sys.argv[1:] else argv, run=True)
     elif command in COMMANDS:
         COMMANDS[command](rest)
     else:

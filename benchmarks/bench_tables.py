@@ -30,7 +30,7 @@ from anytoken.atomic import atomic_path
 from anytoken.backbone import TransformerConfig
 from anytoken.tasks.data.tables import TableDataModule, load_bundled
 from anytoken.tasks.metrics.tables import prediction_metrics
-from anytoken.tasks.table_prediction import TablePredictionModule
+from anytoken.tasks.tables import TablePredictionModule
 from anytoken.tokenizers.table import TableTokenizer
 
 RESULTS = Path(__file__).parent / "results" / "tables.json"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 
 import pytest
@@ -76,12 +77,14 @@ def _hostile_ckpts(tmp_path, bpe):
         torch.save(content, tmp_path / name)
     torch.save(_Evil(), tmp_path / "pickled_call.ckpt")
     (tmp_path / "empty.ckpt").write_bytes(b"")
-    (tmp_path / "random.ckpt").write_bytes(os.urandom(4096))
+    for seed in range(8):  # random bytes fail in many ways inside torch.load: each must read as unreadable
+        (tmp_path / f"random{seed}.ckpt").write_bytes(random.Random(seed).randbytes(4096))
     (tmp_path / "truncated.ckpt").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     errors = {name: match for name, (_, match) in cases.items()}
     unreadable = "not a readable checkpoint"
-    return errors | {"pickled_call.ckpt": unreadable, "empty.ckpt": "empty file", "random.ckpt": unreadable,
-                     "truncated.ckpt": unreadable}
+    randoms = {f"random{seed}.ckpt": unreadable for seed in range(8)}
+    return errors | randoms | {"pickled_call.ckpt": unreadable, "empty.ckpt": "empty file",
+                               "truncated.ckpt": unreadable}
 
 
 def test_hostile_and_broken_ckpt_files_give_one_clear_error(tmp_path, bpe, monkeypatch):

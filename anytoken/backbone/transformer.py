@@ -25,12 +25,8 @@ class KVCache:
     """
 
     def __init__(
-        self,
-        config: TransformerConfig,
-        batch_size: int,
-        max_len: int,
-        device: torch.device,
-        dtype: torch.dtype,
+        self, config: TransformerConfig, batch_size: int, max_len: int,
+        device: torch.device, dtype: torch.dtype,
     ) -> None:
         shape = (config.n_layer, batch_size, config.n_kv_head, max_len, config.head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)  # (L, B, nkv, S, hs)
@@ -79,21 +75,13 @@ class Attention(nn.Module):
         self.proj = nn.Linear(nh * hs, config.d_model, bias=False)
 
     def forward(
-        self,
-        x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
-        attn_mask: torch.Tensor | None,
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, attn_mask: torch.Tensor | None,
         kv_cache: KVCache | None,
     ) -> torch.Tensor:
         B, T, _ = x.shape
         c = self.config
-        q, k, v = self.qkv(x).split(
-            [c.n_head * c.head_dim, c.n_kv_head * c.head_dim, c.n_kv_head * c.head_dim], -1
-        )
-        q = q.view(B, T, c.n_head, c.head_dim).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, c.n_kv_head, c.head_dim).transpose(1, 2)  # (B, nkv, T, hs)
-        v = v.view(B, T, c.n_kv_head, c.head_dim).transpose(1, 2)  # (B, nkv, T, hs)
+        heads = self.qkv(x).view(B, T, c.n_head + 2 * c.n_kv_head, c.head_dim).transpose(1, 2)
+        q, k, v = heads.split([c.n_head, c.n_kv_head, c.n_kv_head], dim=1)  # (B, nh | nkv | nkv, T, hs)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if kv_cache is not None:
             k, v = kv_cache.update(self.layer, k, v)  # (B, nkv, S, hs), S = filled length
@@ -103,12 +91,7 @@ class Attention(nn.Module):
             attn_mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(S - T)
             is_causal = False
         y = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=attn_mask,
-            dropout_p=c.dropout if self.training else 0.0,
-            is_causal=is_causal,
+            q, k, v, attn_mask=attn_mask, dropout_p=c.dropout if self.training else 0.0, is_causal=is_causal,
             enable_gqa=c.n_kv_head != c.n_head,
         )  # (B, nh, T, hs)
         return self.proj(y.transpose(1, 2).reshape(B, T, c.n_head * c.head_dim))  # (B, T, d)
@@ -135,11 +118,7 @@ class Block(nn.Module):
         self.drop = nn.Dropout(config.dropout)
 
     def forward(
-        self,
-        x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
-        attn_mask: torch.Tensor | None,
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, attn_mask: torch.Tensor | None,
         kv_cache: KVCache | None,
     ) -> torch.Tensor:
         x = x + self.drop(self.attn(self.norm_attn(x), cos, sin, attn_mask, kv_cache))
@@ -171,20 +150,12 @@ class CausalTransformer(nn.Module):
         """GPT-2 initialisation: N(0, 0.02), residual projections scaled by 1/sqrt(2 * n_layer)."""
         for name, p in self.named_parameters():
             if p.dim() == 2:
-                std = (
-                    0.02 / math.sqrt(2 * self.config.n_layer)
-                    if name.endswith(("proj.weight", "down.weight"))
-                    else 0.02
-                )
-                nn.init.normal_(p, std=std)
+                residual = name.endswith(("proj.weight", "down.weight"))
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * self.config.n_layer) if residual else 0.02)
 
     def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        *,
-        inputs_embeds: torch.Tensor | None = None,
-        positions: torch.Tensor | None = None,
-        attn_mask: torch.Tensor | None = None,
+        self, input_ids: torch.Tensor | None = None, *, inputs_embeds: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None, attn_mask: torch.Tensor | None = None,
         kv_cache: KVCache | None = None,
     ) -> torch.Tensor:
         """Hidden states ``[B, T, d]``.
@@ -236,8 +207,4 @@ class CausalTransformer(nn.Module):
     def flops_per_token(self, seq_len: int) -> int:
         """Training FLOPs per token (fwd + bwd): 6N plus attention's 12 * L * d * T (PaLM, app. B)."""
         c = self.config
-        return (
-            6 * self.num_parameters(non_embedding=True)
-            + 6 * c.d_model * c.vocab_size
-            + 12 * c.n_layer * c.d_model * seq_len
-        )
+        return 6 * (self.num_parameters() + c.d_model * c.vocab_size) + 12 * c.n_layer * c.d_model * seq_len

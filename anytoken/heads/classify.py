@@ -1,9 +1,5 @@
-"""A classification head: hidden states -> one set of class logits per sequence.
-
-Beside the LM head, for tasks whose answer is one of a fixed set of classes (VQA over the most frequent
-answers, a table row's label): the sequence is pooled to one vector, either the last valid position (a
-causal model has read everything there) or the mean over valid positions, then an MLP gives the logits.
-"""
+"""A classification head: hidden states -> one set of class logits per sequence, for tasks whose answer is
+one of a fixed set of classes (VQA over the most frequent answers, a table row's label)."""
 
 from __future__ import annotations
 
@@ -22,7 +18,8 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor | None, pooling: Pooling = "la
         hidden: ``[B, T, d]`` hidden states.
         mask: bool ``[B, T]``, True where a position belongs to the sequence (any padding side);
             None means every position does.
-        pooling: ``"last"`` (the last True position) or ``"mean"`` (the mean over True positions).
+        pooling: ``"last"`` (the last True position: a causal model has read everything there) or
+            ``"mean"`` (the mean over True positions).
 
     Returns:
         ``[B, d]``.
@@ -58,11 +55,7 @@ class ClassifyHead(nn.Module):
     """
 
     def __init__(
-        self,
-        d_model: int,
-        num_classes: int,
-        pooling: Pooling = "last",
-        hidden: int | None = None,
+        self, d_model: int, num_classes: int, pooling: Pooling = "last", hidden: int | None = None,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
@@ -74,10 +67,7 @@ class ClassifyHead(nn.Module):
         self.pooling: Pooling = pooling
         self.num_classes = num_classes
         self.mlp = nn.Sequential(
-            nn.LayerNorm(d_model),
-            nn.Dropout(dropout),
-            nn.Linear(d_model, hidden),
-            nn.GELU(),
+            nn.LayerNorm(d_model), nn.Dropout(dropout), nn.Linear(d_model, hidden), nn.GELU(),
             nn.Linear(hidden, num_classes),
         )
 

@@ -1,16 +1,11 @@
 """Multi-codebook audio in the stream: the delay pattern with parallel per-codebook heads (MusicGen).
 
-Beside flattening (``K`` tokens per frame, level by level, constrained by the codec's ``grammar()``),
-a codec's ``K`` levels can share one position per frame: the input of a position is the sum of its
-codes' embeddings, and ``CodebookHeads`` predict all ``K`` codes of the next position at once. The
-delay pattern (Copet et al., 2023) shifts level ``k`` right by ``k`` positions, so level ``k`` of frame
-``t`` is predicted after levels ``< k`` of frame ``t`` have been read: ``T + K - 1`` positions instead of
-``K * T``, with most of flattening's conditioning kept.
-
-Cells of the delayed grid that hold no code (before a level starts, after it ends) are ``EMPTY``: they
-add nothing to a position's embedding and are not predicted. Level 0 has one extra class, ``END``
-(``= cardinality``): predicted at the position after its last code, it ends the audio; the other levels
-then finish their delayed codes (``K - 1`` more positions).
+A codec's ``K`` levels share one position per frame (its input is the sum of its codes' embeddings) and
+``CodebookHeads`` predict all ``K`` codes of the next position at once. The delay pattern (Copet et al.,
+2023) shifts level ``k`` right by ``k``, so level ``k`` of frame ``t`` is predicted after levels ``< k`` of
+frame ``t``: ``T + K - 1`` positions instead of flattening's ``K * T``. Grid cells without a code are
+``EMPTY`` (no embedding, no target). Level 0 has one extra class, ``END`` (``= cardinality``), predicted
+after its last code; the other levels then finish their delayed codes.
 """
 
 from __future__ import annotations
@@ -22,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from anytoken.backbone import CausalTransformer
-from anytoken.heads.decoding import DecodingConfig, _filter_logits, _Stepper
+from anytoken.heads.decoding import DecodingConfig, _pick, _Stepper
 
 EMPTY = -1  # a delayed-grid cell without a code
 IGNORE_INDEX = -100  # targets that take no loss (as in the sequence builder)
@@ -49,13 +44,8 @@ def undo_delay(delayed: torch.Tensor) -> torch.Tensor:
 
 
 def delay_targets(codes: torch.Tensor, cardinality: int) -> torch.Tensor:
-    """What the positions ``<audio>, P_0, ..., P_{L-1}`` of one sample predict: ``[L + 1, K]`` with
-    ``IGNORE_INDEX`` on empty cells and ``END`` (``= cardinality``) on level 0 after its last frame.
-
-    Args:
-        codes: ``[K, T]`` codes of one sample.
-        cardinality: codes per level.
-    """
+    """What the positions ``<audio>, P_0, ..., P_{L-1}`` of one sample's codes ``[K, T]`` predict:
+    ``[L + 1, K]``, ``IGNORE_INDEX`` on empty cells and ``END`` (``= cardinality``) on level 0 at the end."""
     K, T = codes.shape
     grid = F.pad(delay_pattern(codes), (0, 1), value=EMPTY)  # (K, L + 1)
     grid[0, T] = cardinality  # END
@@ -65,17 +55,9 @@ def delay_targets(codes: torch.Tensor, cardinality: int) -> torch.Tensor:
 def frame_embeddings(
     embed: Callable[[torch.Tensor], torch.Tensor], grid: torch.Tensor, offset: int, cardinality: int
 ) -> torch.Tensor:
-    """Sum of the embeddings of each position's codes.
-
-    Args:
-        embed: global ids ``[N]`` -> embeddings ``[N, d]`` (the backbone's ``embed_ids``).
-        grid: ``[..., K]`` codes (``EMPTY`` cells add nothing).
-        offset: global id of local id 0 of the codec's range (level ``k`` code ``c`` is local ``k * C + c``).
-        cardinality: codes per level ``C``.
-
-    Returns:
-        ``[..., d]``.
-    """
+    """Sum ``[..., d]`` of the embeddings of each position's codes ``grid`` ``[..., K]`` (``EMPTY`` adds
+    nothing); ``embed`` maps global ids ``[N]`` to ``[N, d]``, ``offset`` is the global id of the codec's
+    local id 0 (level ``k`` code ``c`` is local ``k * cardinality + c``)."""
     K = grid.shape[-1]
     ids = grid.clamp(min=0) + offset + torch.arange(K, device=grid.device) * cardinality  # (..., K)
     emb = embed(ids.reshape(-1)).view(*ids.shape, -1)  # (..., K, d)
@@ -124,31 +106,10 @@ class CodebookHeads(nn.Module):
         return loss, hits.sum(0).float() / keep.sum(0).clamp(min=1)
 
 
-class _FrameStepper(_Stepper):
-    """A ``_Stepper`` whose next input is a frame embedding rather than a token id."""
-
-    def step_embeds(self, embeds: torch.Tensor) -> torch.Tensor:
-        S = self.cache.length + 1
-        self.valid[:, S - 1] = True
-        h = self.model(
-            inputs_embeds=embeds[:, None],
-            positions=self.next_pos[:, None],
-            attn_mask=self.valid[:, None, None, :S],
-            kv_cache=self.cache,
-        )  # (B, 1, d)
-        self.next_pos = self.next_pos + 1
-        return self.head(h[:, -1]).float()  # (B, K, C + 1)
-
-
 @torch.no_grad()
 def generate_delayed(
-    model: CausalTransformer,
-    heads: CodebookHeads,
-    inputs_embeds: torch.Tensor,
-    prompt_mask: torch.Tensor,
-    embed_grid: Callable[[torch.Tensor], torch.Tensor],
-    max_frames: int,
-    config: DecodingConfig | None = None,
+    model: CausalTransformer, heads: CodebookHeads, inputs_embeds: torch.Tensor, prompt_mask: torch.Tensor,
+    embed_grid: Callable[[torch.Tensor], torch.Tensor], max_frames: int, config: DecodingConfig | None = None,
     generator: torch.Generator | None = None,
 ) -> list[torch.Tensor]:
     """Generate audio codes with the delay pattern after left-padded prompts ending in ``<audio>``.
@@ -174,7 +135,7 @@ def generate_delayed(
         )
     K, C = heads.num_codebooks, heads.cardinality
     B, dev = inputs_embeds.shape[0], inputs_embeds.device
-    stepper = _FrameStepper(model, heads, prompt_mask, max_frames + K)
+    stepper = _Stepper(model, heads, prompt_mask, max_frames + K)
     logits = stepper.prefill(inputs_embeds)  # (B, K, C + 1)
     length = torch.full((B,), max_frames, dtype=torch.long, device=dev)  # frames, fixed once level 0 ends
     ended = torch.zeros(B, dtype=torch.bool, device=dev)
@@ -186,13 +147,7 @@ def generate_delayed(
             logits[:, 0, C] = float("-inf")  # at least one frame
         if s >= max_frames:
             logits[:, 0, :C] = float("-inf")  # level 0 must end
-        flat = logits.reshape(B * K, C + 1)
-        if config.strategy == "greedy":
-            pick = flat.argmax(-1)
-        else:
-            probs = _filter_logits(flat, config).softmax(-1)
-            pick = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-        pick = pick.view(B, K)
+        pick = _pick(logits.reshape(B * K, C + 1), config, generator).view(B, K)
         newly = ~ended & (pick[:, 0] == C)
         length = torch.where(newly, torch.full_like(length, s), length)
         ended |= newly

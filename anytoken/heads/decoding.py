@@ -1,11 +1,8 @@
 """Generation on the KV cache: greedy, temperature/top-k/top-p sampling and beam search, constrained.
 
-One mechanism constrains every modality: a ``GrammarConstraint`` turns the ``SegmentGrammar`` a tokenizer
-declares into a per-step mask over the TokenSpace, and allows the segment's end marker only where the
-grammar lets the segment end. A new modality declares a grammar; it never adds decoding code.
-
-Classifier-free guidance (``DecodingConfig.guidance_scale``) works with every strategy: ``generate`` runs
-the conditional and the unconditional prompts as one batch and picks tokens from
+A ``GrammarConstraint`` turns the ``SegmentGrammar`` a tokenizer declares into a per-step mask over the
+TokenSpace, so a new modality never adds decoding code. Classifier-free guidance works with every
+strategy: conditional and unconditional prompts run as one batch and tokens are picked from
 ``uncond + scale * (cond - uncond)`` logits; each chosen token continues both prompts.
 """
 
@@ -54,13 +51,8 @@ class Constraint(Protocol):
 
 
 class GrammarConstraint:
-    """Generate exactly one well-formed segment of ``modality`` followed by its end marker.
-
-    Args:
-        space: the TokenSpace.
-        modality: which range the segment draws from.
-        grammar: what a well-formed segment is (from the tokenizer's ``grammar()``).
-    """
+    """Generate exactly one segment of ``modality`` that ``grammar`` (the tokenizer's ``grammar()``) allows,
+    followed by the modality's end marker."""
 
     def __init__(self, space: TokenSpace, modality: str, grammar: SegmentGrammar) -> None:
         self.table = space.grammar_mask(modality, grammar)  # (S, V)
@@ -103,15 +95,19 @@ def _filter_logits(logits: torch.Tensor, config: DecodingConfig) -> torch.Tensor
     return logits
 
 
+def _pick(logits: torch.Tensor, config: DecodingConfig, generator: torch.Generator | None) -> torch.Tensor:
+    """One id per row of ``logits`` ``[B, V]``: the argmax (greedy), else a sample of the filtered softmax."""
+    if config.strategy == "greedy":
+        return logits.argmax(-1)
+    probs = _filter_logits(logits, config).softmax(-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
 class _Stepper:
     """Runs the model one token at a time on the KV cache, tracking key validity and positions."""
 
     def __init__(
-        self,
-        model: CausalTransformer,
-        head: nn.Module,
-        prompt_mask: torch.Tensor,
-        max_new: int,
+        self, model: CausalTransformer, head: nn.Module, prompt_mask: torch.Tensor, max_new: int,
         prompt_blocks: torch.Tensor | None = None,
     ) -> None:
         B, T = prompt_mask.shape
@@ -123,6 +119,7 @@ class _Stepper:
         self.positions = (prompt_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
 
     def prefill(self, inputs_embeds: torch.Tensor) -> torch.Tensor:
+        """The head's output ``[B, ...]`` at the last prompt position, after reading the prompts."""
         T = inputs_embeds.shape[1]
         causal = torch.ones(T, T, dtype=torch.bool, device=inputs_embeds.device).tril()
         eye = torch.eye(T, dtype=torch.bool, device=inputs_embeds.device)
@@ -130,24 +127,24 @@ class _Stepper:
         if self.blocks is not None:  # media prefixes attend bidirectionally, exactly as in training
             b = self.blocks
             mask = mask | ((b[:, :, None] == b[:, None, :]) & (b[:, :, None] > 0))
-        h = self.model(
-            inputs_embeds=inputs_embeds,
-            positions=self.positions,
-            attn_mask=mask[:, None],
-            kv_cache=self.cache,
-        )
+        h = self.model(inputs_embeds=inputs_embeds, positions=self.positions, attn_mask=mask[:, None],
+                       kv_cache=self.cache)
         self.next_pos = self.positions[:, -1] + 1  # (B,)
         return self.head(h[:, -1]).float()  # (B, V)
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The head's output after one more token id per row (``[B]``)."""
+        return self._advance(input_ids=tokens[:, None])
+
+    def step_embeds(self, embeds: torch.Tensor) -> torch.Tensor:
+        """The head's output after one more input embedding per row (``[B, d]``: a delay-pattern frame)."""
+        return self._advance(inputs_embeds=embeds[:, None])
+
+    def _advance(self, **inputs: torch.Tensor) -> torch.Tensor:
         S = self.cache.length + 1
         self.valid[:, S - 1] = True
-        h = self.model(
-            tokens[:, None],
-            positions=self.next_pos[:, None],
-            attn_mask=self.valid[:, None, None, :S],
-            kv_cache=self.cache,
-        )
+        h = self.model(**inputs, positions=self.next_pos[:, None], attn_mask=self.valid[:, None, None, :S],
+                       kv_cache=self.cache)
         self.next_pos = self.next_pos + 1
         return self.head(h[:, -1]).float()  # (B, V)
 
@@ -179,22 +176,19 @@ class _GuidedStepper:
         self.half = len(index)
 
 
-def _left_pad(x: torch.Tensor, length: int, value: float | bool) -> torch.Tensor:
-    """Pad ``x`` ``[B, T, ...]`` on the left of dim 1 to ``length``."""
-    pad = x.new_full((x.shape[0], length - x.shape[1], *x.shape[2:]), value)
-    return torch.cat([pad, x], dim=1)
+def _cat_left_padded(cond: torch.Tensor, uncond: torch.Tensor, value: float | bool) -> torch.Tensor:
+    """``[cond; uncond]`` ``[2B, T, ...]``, each left-padded along dim 1 to the longer length ``T``."""
+    T = max(cond.shape[1], uncond.shape[1])
+    out = cond.new_full((len(cond) + len(uncond), T, *cond.shape[2:]), value)
+    out[: len(cond), T - cond.shape[1] :] = cond
+    out[len(cond) :, T - uncond.shape[1] :] = uncond
+    return out
 
 
 def _stepper(
-    model: CausalTransformer,
-    head: nn.Module,
-    embeds: torch.Tensor,
-    mask: torch.Tensor,
-    config: DecodingConfig,
-    uncond_embeds: torch.Tensor | None,
-    uncond_mask: torch.Tensor | None,
-    blocks: torch.Tensor | None,
-    uncond_blocks: torch.Tensor | None,
+    model: CausalTransformer, head: nn.Module, embeds: torch.Tensor, mask: torch.Tensor,
+    config: DecodingConfig, uncond_embeds: torch.Tensor | None, uncond_mask: torch.Tensor | None,
+    blocks: torch.Tensor | None, uncond_blocks: torch.Tensor | None,
 ) -> tuple[_Stepper | _GuidedStepper, torch.Tensor]:
     """A plain stepper, or with guidance one over ``[cond; uncond]`` prompts left-padded to one length."""
     if config.guidance_scale == 1.0:
@@ -204,19 +198,13 @@ def _stepper(
             "classifier-free guidance (guidance_scale != 1) needs uncond_embeds and uncond_mask, "
             "one unconditional prompt per prompt"
         )
-    T = max(embeds.shape[1], uncond_embeds.shape[1])
-    embeds = torch.cat([_left_pad(embeds, T, 0.0), _left_pad(uncond_embeds, T, 0.0)])  # (2B, T, d)
-    mask = torch.cat([_left_pad(mask, T, False), _left_pad(uncond_mask, T, False)])  # (2B, T)
-    if blocks is not None or uncond_blocks is not None:
-        blocks = torch.cat(
-            [
-                _left_pad(b if b is not None else torch.zeros_like(m, dtype=torch.long), T, 0)
-                for b, m in (
-                    (blocks, embeds[: len(embeds) // 2, :, 0]),
-                    (uncond_blocks, uncond_embeds[..., 0]),
-                )
-            ]
+    if blocks is not None or uncond_blocks is not None:  # a half without blocks is causal (zeros)
+        blocks = _cat_left_padded(
+            torch.zeros_like(mask, dtype=torch.long) if blocks is None else blocks,
+            torch.zeros_like(uncond_mask, dtype=torch.long) if uncond_blocks is None else uncond_blocks,
+            0,
         )
+    embeds, mask = _cat_left_padded(embeds, uncond_embeds, 0.0), _cat_left_padded(mask, uncond_mask, False)
     stepper = _Stepper(model, head, mask, config.max_new_tokens, blocks)
     return _GuidedStepper(stepper, config.guidance_scale, len(mask) // 2), embeds
 
@@ -236,17 +224,10 @@ def _fit_context(
 
 @torch.no_grad()
 def generate(
-    model: CausalTransformer,
-    head: nn.Module,
-    inputs_embeds: torch.Tensor,
-    prompt_mask: torch.Tensor,
-    constraint: Constraint,
-    config: DecodingConfig | None = None,
-    pad_id: int = 0,
-    generator: torch.Generator | None = None,
-    uncond_embeds: torch.Tensor | None = None,
-    uncond_mask: torch.Tensor | None = None,
-    prompt_blocks: torch.Tensor | None = None,
+    model: CausalTransformer, head: nn.Module, inputs_embeds: torch.Tensor, prompt_mask: torch.Tensor,
+    constraint: Constraint, config: DecodingConfig | None = None, pad_id: int = 0,
+    generator: torch.Generator | None = None, uncond_embeds: torch.Tensor | None = None,
+    uncond_mask: torch.Tensor | None = None, prompt_blocks: torch.Tensor | None = None,
     uncond_blocks: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Continue left-padded prompts by one constrained segment.
@@ -277,14 +258,7 @@ def generate(
         )
     config = _fit_context(config, model.config.max_seq_len, inputs_embeds, uncond_embeds)
     stepper, inputs_embeds = _stepper(
-        model,
-        head,
-        inputs_embeds,
-        prompt_mask,
-        config,
-        uncond_embeds,
-        uncond_mask,
-        prompt_blocks,
+        model, head, inputs_embeds, prompt_mask, config, uncond_embeds, uncond_mask, prompt_blocks,
         uncond_blocks,
     )
     logits = stepper.prefill(inputs_embeds)
@@ -296,12 +270,7 @@ def generate(
     out = []
     for step in range(config.max_new_tokens):
         logits = logits.masked_fill(~constraint.allowed(counts), float("-inf"))
-        if config.strategy == "greedy":
-            tokens = logits.argmax(-1)
-        else:
-            probs = _filter_logits(logits, config).softmax(-1)
-            tokens = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-        tokens = torch.where(done, pad_id, tokens)
+        tokens = torch.where(done, pad_id, _pick(logits, config, generator))
         out.append(tokens)
         done |= tokens == constraint.end_id
         counts += 1
@@ -312,10 +281,7 @@ def generate(
 
 
 def _beam_search(
-    stepper: _Stepper | _GuidedStepper,
-    logits: torch.Tensor,
-    constraint: Constraint,
-    config: DecodingConfig,
+    stepper: _Stepper | _GuidedStepper, logits: torch.Tensor, constraint: Constraint, config: DecodingConfig,
     pad_id: int,
 ) -> torch.Tensor:
     """Beam search; finished beams keep their score and emit ``pad_id``. Returns the best beam per row."""

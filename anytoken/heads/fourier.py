@@ -1,23 +1,15 @@
-"""The Fourier head (Gillman et al. 2024, "Fourier Head: Helping Large Language Models Learn Complex
-Probability Distributions"): logits over ordered bins from a learned Fourier-series density.
+"""The Fourier head (Gillman et al. 2024, "Fourier Head"): logits over ordered bins from a learned density.
 
-A plain softmax treats bin 17 and bin 18 as unrelated classes. The Fourier head instead predicts, for
-each ordered range of ids (pose coordinate bins, motion action bins), the ``N + 1`` complex numbers
-``c_j`` of a trigonometric polynomial, and uses the density on ``[-1, 1]``
+For each ordered range of ids (pose coordinate bins, motion action bins) the head predicts the ``N + 1``
+complex coefficients ``c_j`` of the density on ``[-1, 1]``
 
     p(x) = |sum_j c_j exp(i pi j x)|^2 / (2 a_0) = 1/2 + Re sum_{k=1..N} (a_k / a_0) exp(i pi k x),
 
-with ``a_k = sum_j c_{j+k} conj(c_j)`` the autocorrelation of ``c`` (non-negative by construction, the
-Fejer-Riesz form, and integrating to 1). Evaluated at the bin centres and normalised, it is the
-distribution over the range's bins: neighbouring bins get similar probabilities and ``N`` caps how
-sharp it can be. An optional smoothness penalty ``gamma * sum_k 2 pi^2 k^2 |a_k / a_0|^2`` (the paper's
-regulariser, here on the normalised coefficients so it cannot be met by shrinking ``c``) is returned by
-``penalty``; ``TokenTaskModule.loss`` adds it.
-
-The head wraps the base LM head: ids outside the ranges keep their logits, and each range's total
-probability stays the base head's (``logsumexp`` of its logits over the range), so only the split of that
-mass among the bins changes. Under a grammar step that allows one range, decoding samples exactly the
-Fourier distribution.
+``a_k = sum_j c_{j+k} conj(c_j)`` (non-negative by construction, integrating to 1), evaluated at the bin
+centres: neighbouring bins get similar probabilities and ``N`` caps the sharpness. The optional penalty
+``gamma * sum_k 2 pi^2 k^2 |a_k / a_0|^2`` is the paper's regulariser on normalised coefficients (so
+shrinking ``c`` cannot meet it). Ids outside the ranges keep the base head's logits, and each range keeps
+the base head's total probability: only the split of that mass among the bins changes.
 """
 
 from __future__ import annotations
@@ -45,13 +37,8 @@ class FourierHead(nn.Module):
     """
 
     def __init__(
-        self,
-        base: nn.Module,
-        d_model: int,
-        ranges: Sequence[Interval],
-        num_frequencies: int = 16,
-        gamma: float = 0.0,
-        eps: float = 1e-5,
+        self, base: nn.Module, d_model: int, ranges: Sequence[Interval], num_frequencies: int = 16,
+        gamma: float = 0.0, eps: float = 1e-5,
     ) -> None:
         super().__init__()
         self.ranges = [(int(lo), int(hi)) for lo, hi in ranges]
@@ -77,13 +64,8 @@ class FourierHead(nn.Module):
 
     @classmethod
     def for_modality(
-        cls,
-        base: nn.Module,
-        d_model: int,
-        space: TokenSpace,
-        modality: str,
-        intervals: Sequence[Interval],
-        **kwargs,
+        cls, base: nn.Module, d_model: int, space: TokenSpace, modality: str, intervals: Sequence[Interval],
+        **kwargs: float,
     ) -> FourierHead:
         """A Fourier head over ``intervals`` of ``modality``'s local ids (``tokenizer.bin_intervals``)."""
         r = space.range(modality)
@@ -92,33 +74,17 @@ class FourierHead(nn.Module):
                 raise ValueError(f"interval [{lo}, {hi}) is outside {modality}'s {len(r)} local ids")
         return cls(base, d_model, [(r.start + lo, r.start + hi) for lo, hi in intervals], **kwargs)
 
-    def _normalised_autocorrelation(self, r: int, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Real and imaginary parts of ``a_k / a_0`` for k = 1..N: ``[..., N]`` each."""
-        params = self.coefficients[r](hidden.float())  # (..., 2(N+1))
-        re, im = params.chunk(2, dim=-1)  # (..., N+1) each
-        N = self.num_frequencies
-        a0 = (re.square() + im.square()).sum(-1, keepdim=True) + 1e-8  # (..., 1)
-        # a_k = sum_j c_{j+k} conj(c_j)
-        a_re = torch.stack(
-            [
-                (re[..., k:] * re[..., : N + 1 - k] + im[..., k:] * im[..., : N + 1 - k]).sum(-1)
-                for k in range(1, N + 1)
-            ],
-            dim=-1,
-        )  # (..., N)
-        a_im = torch.stack(
-            [
-                (im[..., k:] * re[..., : N + 1 - k] - re[..., k:] * im[..., : N + 1 - k]).sum(-1)
-                for k in range(1, N + 1)
-            ],
-            dim=-1,
-        )  # (..., N)
-        return a_re / a0, a_im / a0
+    def _normalised_autocorrelation(self, r: int, hidden: torch.Tensor) -> torch.Tensor:
+        """``a_k / a_0`` for k = 1..N, complex ``[..., N]``."""
+        re, im = self.coefficients[r](hidden.float()).float().chunk(2, dim=-1)  # (..., N+1) each
+        c, N = torch.complex(re, im), self.num_frequencies
+        a = torch.stack([(c[..., k:] * c[..., : N + 1 - k].conj()).sum(-1) for k in range(N + 1)], dim=-1)
+        return a[..., 1:] / (a[..., :1].real + 1e-8)  # a_0 = sum_j |c_j|^2 is real
 
     def bin_log_probs(self, r: int, hidden: torch.Tensor) -> torch.Tensor:
         """Log-probabilities ``[..., m]`` of the bins of range ``r`` (they sum to 1 up to ``eps``)."""
-        a_re, a_im = self._normalised_autocorrelation(r, hidden)
-        density = 0.5 + a_re @ getattr(self, f"cos_{r}") - a_im @ getattr(self, f"sin_{r}")  # (..., m)
+        a = self._normalised_autocorrelation(r, hidden)
+        density = 0.5 + a.real @ getattr(self, f"cos_{r}") - a.imag @ getattr(self, f"sin_{r}")  # (..., m)
         density = density.clamp(min=0)  # >= 0 in exact arithmetic; rounding can dip below
         probs = density / density.sum(-1, keepdim=True).clamp(min=1e-12)
         return torch.log(probs + self.eps)
@@ -138,6 +104,6 @@ class FourierHead(nn.Module):
             return hidden.new_zeros(())
         total = hidden.new_zeros((), dtype=torch.float32)
         for r in range(len(self.ranges)):
-            a_re, a_im = self._normalised_autocorrelation(r, hidden)
-            total = total + ((a_re.square() + a_im.square()) * self.k_squared).sum(-1).mean()
+            a = self._normalised_autocorrelation(r, hidden)
+            total = total + ((a.real.square() + a.imag.square()) * self.k_squared).sum(-1).mean()
         return self.gamma * total / len(self.ranges)

@@ -15,18 +15,7 @@ from anytoken.models.text_to_image import TextToImageFormat
 from anytoken.models.vqa import VQAFormat
 
 __all__ = [
-    "FORMATS",
-    "AnytokenModel",
-    "CaptionFormat",
-    "ForecastFormat",
-    "PoseFormat",
-    "SpeakFormat",
-    "TableGenerationFormat",
-    "TablePredictionFormat",
-    "TaskFormat",
-    "TemplateFormat",
-    "TextToImageFormat",
-    "TranscribeFormat",
-    "VQAFormat",
-    "register_format",
+    "FORMATS", "AnytokenModel", "CaptionFormat", "ForecastFormat", "PoseFormat", "SpeakFormat",
+    "TableGenerationFormat", "TablePredictionFormat", "TaskFormat", "TemplateFormat", "TextToImageFormat",
+    "TranscribeFormat", "VQAFormat", "register_format",
 ]

@@ -8,7 +8,7 @@ import torch
 
 from anytoken.heads import DecodingConfig
 from anytoken.models.formats import AnytokenModel, TaskFormat, register_format
-from anytoken.tokenizers.sequence import Segment, Special, Tokens
+from anytoken.tokenizers.sequence import Segment, Special
 
 
 @register_format
@@ -25,19 +25,13 @@ class CaptionFormat(TaskFormat):
             raise ValueError("captioning needs an image_encoder or an image tokenizer (VQ tokens)")
 
     def samples(self, model: AnytokenModel, batch: dict[str, Any], targets: bool) -> list[list[Segment]]:
-        out = []
-        for i in range(len(batch["images"])):
-            prompt = [Special("<bos>"), model.image_segment(batch, i), Special("<caption>")]
-            if targets:
-                out.append(prompt + [Tokens("text", batch["caption_ids"][i], target=True)])
-            else:
-                out.append(prompt + [Tokens("text", torch.empty(0, dtype=torch.long), close=False)])
-        return out
+        prompts = [[Special("<bos>"), model.image_segment(batch, i), Special("<caption>")]
+                   for i in range(len(batch["images"]))]
+        return self.with_targets(prompts, "text", batch["caption_ids"] if targets else None)
 
     @torch.no_grad()
-    def caption(
-        self, model: AnytokenModel, images: torch.Tensor, decoding: DecodingConfig | None = None
-    ) -> list[str]:
+    def caption(self, model: AnytokenModel, images: torch.Tensor,
+                decoding: DecodingConfig | None = None) -> list[str]:
         """Captions for ``images`` ``[B, 3, H, W]`` in ``[0, 1]``."""
         if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
             shape = getattr(images, "shape", type(images).__name__)

@@ -1,15 +1,12 @@
-"""Joint multi-agent trajectory forecasting as token generation (MotionLM-style).
+"""Joint multi-agent trajectory forecasting (MotionLM-style):
+``<bos> <trajectory> history </trajectory> <forecast> <trajectory> future </trajectory>``.
 
-``<bos> <trajectory> history </trajectory> <forecast> <trajectory> future </trajectory>``: the history of
-all agents of a scene and their joint future are motion tokens (time-major, agents inner), so each agent's
-next action is predicted knowing every agent's past and the other agents' actions at the same step.
-Decoding follows the trajectory grammar for ``A`` agents x ``F`` steps x ``(x, y)``; several futures are
-sampled per scene (``sampling``) for minADE/minFDE, one greedy future for ADE/FDE.
+Motion tokens are time-major, agents inner, so each agent's next action is predicted knowing every agent's
+past and the other agents' actions at the same step.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
 from typing import Any, Literal
 
 import torch
@@ -26,7 +23,7 @@ class ForecastFormat(TaskFormat):
     for training, ``future_ids`` ``[B, 2AF]`` (local motion ids, time-major, agents inner).
 
     Args:
-        head: ``"lm"`` or ``"fourier"`` (Fourier densities over the action bins, see ``heads/fourier.py``).
+        head: ``"lm"`` or ``"fourier"`` (Fourier densities over the action bins, ``heads/fourier.py``).
         fourier_frequencies: Fourier head frequencies.
         fourier_gamma: Fourier head smoothness penalty weight.
         num_futures: k, futures sampled per scene for minADE/minFDE (evaluation and prediction).
@@ -35,6 +32,8 @@ class ForecastFormat(TaskFormat):
 
     kind = "forecast"
     tags = ("forecast",)
+    tokenizer_types = {"trajectory": TrajectoryTokenizer}
+    samples_key = "history_ids"
 
     def __init__(
         self,
@@ -52,54 +51,30 @@ class ForecastFormat(TaskFormat):
         sampling = DecodingConfig(**sampling) if isinstance(sampling, dict) else sampling
         self.sampling = sampling or DecodingConfig(strategy="sample")
 
-    def config(self) -> dict[str, Any]:
-        return {"head": self.head, "fourier_frequencies": self.fourier_frequencies,
-                "fourier_gamma": self.fourier_gamma, "num_futures": self.num_futures,
-                "sampling": asdict(self.sampling)}
-
     def bind(self, model: AnytokenModel) -> None:
         super().bind(model)
-        if not isinstance(model.tokenizers.get("trajectory"), TrajectoryTokenizer):
-            raise ValueError("forecasting needs a TrajectoryTokenizer for 'trajectory'")
         model.use_head(self.head, "trajectory", num_frequencies=self.fourier_frequencies,
                        gamma=self.fourier_gamma)
 
     def samples(self, model: AnytokenModel, batch: dict[str, Any], targets: bool) -> list[list[Segment]]:
-        out = []
-        for i, history in enumerate(batch["history_ids"]):
-            prompt: list[Segment] = [Special("<bos>"), Tokens("trajectory", history, prefix=True),
-                                     Special("<forecast>")]
-            if targets:
-                out.append(prompt + [Tokens("trajectory", batch["future_ids"][i], target=True)])
-            else:
-                out.append(prompt + [Tokens("trajectory", torch.empty(0, dtype=torch.long), close=False)])
-        return out
-
-    def num_samples(self, batch: dict[str, Any]) -> int:
-        return len(batch["history_ids"])
+        prompts = [[Special("<bos>"), Tokens("trajectory", history, prefix=True), Special("<forecast>")]
+                   for history in batch["history_ids"]]
+        return self.with_targets(prompts, "trajectory", batch["future_ids"] if targets else None)
 
     @torch.no_grad()
-    def forecast(
-        self,
-        model: AnytokenModel,
-        history_ids: torch.Tensor,
-        start: torch.Tensor,
-        horizon: int,
-        num_futures: int = 1,
-        decoding: DecodingConfig | None = None,
-    ) -> torch.Tensor:
+    def forecast(self, model: AnytokenModel, history_ids: torch.Tensor, start: torch.Tensor, horizon: int,
+                 num_futures: int = 1, decoding: DecodingConfig | None = None) -> torch.Tensor:
         """Future positions ``[B, k, A, horizon, 2]`` of every agent.
 
         Args:
-            model: the model holding this format.
             history_ids: ``[B, 2A(H-1)]`` history tokens (encoded from rest at ``start``).
             start: ``[B, A, 2]`` the agents' first observed positions.
             horizon: F, steps to forecast.
             num_futures: k futures per scene (use a sampling ``decoding`` for k > 1).
-            decoding: how tokens are chosen; default the model's.
+            decoding: default this task's.
         """
         B, A = start.shape[:2]
-        decoding = replace(decoding or self.decoding_of(model), max_new_tokens=2 * A * horizon + 1)
+        decoding = self.budget(model, decoding, 2 * A * horizon)
         history = history_ids.repeat_interleave(num_futures, dim=0)  # (B*k, Lh)
         grammar = model.tokenizers["trajectory"].grammar(A, horizon)
         ids = model.generate(self, {"history_ids": history.to(model.device)}, "trajectory", decoding, grammar)
@@ -108,8 +83,7 @@ class ForecastFormat(TaskFormat):
         return paths[:, :, -horizon:].reshape(B, num_futures, A, horizon, 2)
 
     def decode_scenes(self, model: AnytokenModel, ids: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
-        """Paths ``[N, A, S+1, 2]`` of N scenes' motion ids ``[N, 2AS]``, each from rest at ``starts``
-        ``[N, A, 2]``."""
+        """Paths ``[N, A, S+1, 2]`` of motion ids ``[N, 2AS]``, from rest at ``starts`` ``[N, A, 2]``."""
         N, A = starts.shape[:2]
         steps = ids.view(N, -1, A, 2).transpose(0, 1).reshape(-1)  # all scenes' agents side by side
         state = MotionState.at_rest(starts.reshape(N * A, 2))

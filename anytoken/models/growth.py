@@ -1,16 +1,11 @@
 """Growing a trained model into a larger TokenSpace (e.g. a single-task model into an any-to-any mixture).
 
-Every global id of the old space has a counterpart in the new one when the new space holds its special
-token or its modality with the same tokenizer: ``token_id_map`` finds it. Two different text tokenizers
-(e.g. a BPE trained on captions and one trained on captions and questions) share the ids whose
-vocabulary entries are equal (``TextTokenizer.pieces``); those carry over, the others start fresh.
-``grow_into`` then copies the backbone, the image encoder, the projector and the frozen media tokenizers
-as they are and copies each old embedding (and untied LM-head) row to its new id. The rows of new tokens
-are drawn at the scale of the trained ones: a fresh N(0, 0.02) row is about 5x shorter than a trained
-one, so new question words would start nearly invisible to the trained layers (on the scenes VQA this
-lifted test accuracy from 0.931-0.953 to 0.960-0.975 over seeds in the same 1300 steps;
-``benchmarks/README.md``). The
-grown model computes the same logits as the old one on the old model's prompts, at the mapped ids.
+``token_id_map`` finds each old id's counterpart: the same special token, or the same modality with the
+same tokenizer (two text tokenizers of one kind share the ids whose entries are equal, ``piece_map``).
+``grow_into`` copies every weight and each old embedding (and untied LM-head) row to its new id. New rows
+are drawn at the scale of the trained ones: a fresh N(0, 0.02) row is about 5x shorter, so new question
+words would start nearly invisible to the trained layers (``benchmarks/README.md``: scenes VQA accuracy
+0.931-0.953 -> 0.960-0.975). The grown model gives the old one's logits on its prompts, at the mapped ids.
 """
 
 from __future__ import annotations
@@ -31,19 +26,12 @@ from anytoken.tokenizers.space import TokenSpace
 from anytoken.tokenizers.text import TextTokenizer
 
 
-def token_id_map(
-    old: TokenSpace,
-    new: TokenSpace,
-    modalities: set[str] | None = None,
-    local_maps: dict[str, torch.Tensor] | None = None,
-) -> torch.Tensor:
+def token_id_map(old: TokenSpace, new: TokenSpace, modalities: set[str] | None = None,
+                 local_maps: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
     """``[old.used_size]`` new global id of each old id, ``-1`` where the new space has no counterpart.
 
     Args:
-        old: the trained model's space.
-        new: the space it grows into.
-        modalities: the modalities whose ids carry over (same tokenizer in both); default all shared ones
-            of equal size.
+        modalities: those whose ids carry over (same tokenizer in both); default all shared of equal size.
         local_maps: modality -> ``[old size]`` new local id of each old local id (``-1``: none), for a
             modality whose two tokenizers differ (``piece_map``).
     """
@@ -54,16 +42,14 @@ def token_id_map(
     for name, size in old.modalities.items():
         if size == 0 or name not in new.modalities or (modalities is not None and name not in modalities):
             continue
-        r_old, r_new = old.range(name), new.range(name)
-        if local_maps and name in local_maps:
-            local = local_maps[name]  # (size,)
-            kept = torch.nonzero(local >= 0).squeeze(1)
-            out[r_old.start + kept] = r_new.start + local[kept]
-            continue
-        if new.modalities[name] != size:
-            raise ValueError(f"modality {name!r} has {size} ids in the old space but {new.modalities[name]} "
-                             "in the new one: they are different tokenizers")
-        out[r_old.start : r_old.stop] = torch.arange(r_new.start, r_new.stop)
+        local = (local_maps or {}).get(name)  # (size,)
+        if local is None:
+            if new.modalities[name] != size:
+                raise ValueError(f"modality {name!r} has {size} ids in the old space but "
+                                 f"{new.modalities[name]} in the new one: they are different tokenizers")
+            local = torch.arange(size)
+        kept = torch.nonzero(local >= 0).squeeze(1)
+        out[old.range(name).start + kept] = new.range(name).start + local[kept]
     return out
 
 
@@ -88,16 +74,10 @@ _ENCODER_TRAINING = ("frozen", "augment_shift", "pretrained_path")  # encoder se
 def grow_into(source: AnytokenModel, target: AnytokenModel) -> dict[str, Any]:
     """Copy ``source``'s weights into ``target``, whose TokenSpace must contain ``source``'s.
 
-    Returns:
-        ``{"mapped_ids", "new_ids", "modalities", "formats"}``: how many old ids were carried over, how many
-        of the target's used ids start fresh, the modalities whose ids carried over, and the target's
-        formats that took their weights from the source's (``_carry_formats``).
-
-    Raises:
-        ValueError: when the backbones differ in anything but vocabulary size and dropout, a shared
-            modality is tokenized differently (other than by two text tokenizers of one kind, matched
-            by ``piece_map``), an image encoder is missing on one side, or the image encoders differ in
-            more than training settings (``frozen``, ``augment_shift``, ``pretrained_path``).
+    Returns ``{"mapped_ids", "new_ids", "modalities", "formats"}``: old ids carried over, target ids that
+    start fresh, the modalities whose ids carried over, and the target formats that took the source's
+    weights. ``ValueError`` when the architectures differ (other than in ``_NOT_ARCHITECTURE`` and
+    ``_ENCODER_TRAINING``) or a shared modality is tokenized differently (other than ``piece_map``'s case).
     """
     _check_same(source.backbone.config, target.backbone.config, _NOT_ARCHITECTURE, "backbones")
     if (source.image_encoder is None) != (target.image_encoder is None):
@@ -105,18 +85,14 @@ def grow_into(source: AnytokenModel, target: AnytokenModel) -> dict[str, Any]:
     if source.image_encoder is not None:
         encoders = source.image_encoder.config, target.image_encoder.config
         _check_same(*encoders, _ENCODER_TRAINING, "image encoders")
-    shared, local_maps = set(), {}
-    for name in source.tokenizers:
-        if name in target.tokenizers:
-            if _spec_key(source, name) != _spec_key(target, name):
-                local = piece_map(source.tokenizers[name], target.tokenizers[name])
-                if local is None:
-                    raise ValueError(
-                        f"the two models tokenize {name!r} differently: its ids cannot carry over"
-                    )
-                local_maps[name] = local
-            shared.add(name)
-    mapping = token_id_map(source.space, target.space, shared, local_maps)  # (V_old,)
+    shared = [name for name in source.tokenizers if name in target.tokenizers]
+    local_maps = {}
+    for name in shared:
+        if _spec_key(source, name) != _spec_key(target, name):
+            local_maps[name] = piece_map(source.tokenizers[name], target.tokenizers[name])
+            if local_maps[name] is None:
+                raise ValueError(f"the two models tokenize {name!r} differently: its ids cannot carry over")
+    mapping = token_id_map(source.space, target.space, set(shared), local_maps)  # (V_old,)
     old_ids = torch.nonzero(mapping >= 0).squeeze(1)
     new_ids = mapping[old_ids]
     state = {k: v for k, v in source.backbone.state_dict().items() if k != "embed.weight"}
@@ -129,18 +105,13 @@ def grow_into(source: AnytokenModel, target: AnytokenModel) -> dict[str, Any]:
         _load_projector(target.projector, source.projector)
     for name, tokenizer in source.media_tokenizers.items():
         target.media_tokenizers[name].load_state_dict(tokenizer.state_dict())
-    return {
-        "mapped_ids": int(old_ids.numel()),
-        "new_ids": target.space.used_size - int(old_ids.numel()),
-        "modalities": sorted(shared),
-        "formats": _carry_formats(source, target),
-    }
+    return {"mapped_ids": len(old_ids), "new_ids": target.space.used_size - len(old_ids),
+            "modalities": sorted(shared), "formats": _carry_formats(source, target)}
 
 
 def _carry_formats(source: AnytokenModel, target: AnytokenModel) -> list[str]:
-    """Give each format of ``target`` with weights of its own (a VQA classifier) those of ``source``'s
-    format of the same spec, when the vocabulary extras they may read (``answers``) are the same too;
-    returns the names of the target formats that took weights."""
+    """Names of the ``target`` formats with weights (a VQA classifier) that took those of ``source``'s format
+    of the same spec, when the vocabulary extras they may read (``answers``) are the same too."""
     extras = [{k: v for k, v in m.vocab.items() if k not in ("token_space", "tokenizers")}
               for m in (source, target)]
     carried = []
@@ -160,9 +131,8 @@ def _check_same(source: Any, target: Any, ignored: tuple[str, ...], what: str) -
         raise ValueError(f"the {what} differ in more than {', '.join(ignored)}: {diffs} (source, target)")
 
 
-def _carry_rows(
-    target: torch.Tensor, source: torch.Tensor, old_ids: torch.Tensor, new_ids: torch.Tensor
-) -> None:
+def _carry_rows(target: torch.Tensor, source: torch.Tensor, old_ids: torch.Tensor,
+                new_ids: torch.Tensor) -> None:
     """Rows ``old_ids`` of ``source`` become rows ``new_ids`` of ``target``; every other row of ``target``
     is drawn at the carried rows' scale (their per-dimension mean and std), so new tokens (question
     words the source never saw) are as visible in the residual stream as the old ones from the start."""

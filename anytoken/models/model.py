@@ -1,11 +1,5 @@
 """``AnytokenModel``: the plain ``nn.Module`` users load and call, without Lightning.
 
-It holds the TokenSpace, the tokenizers (trainable ones as frozen submodules, so their weights travel with
-the model), the backbone, the LM head, an optional image encoder + projector for continuous image prefixes,
-and one task format per task it was trained on (``anytoken.models.formats``). It builds rows from segments,
-embeds them, computes the loss and generates under the tokenizers' grammars; the task conveniences
-(``caption``, ``ask``, ``speak``, ...) hand over to the format of that task.
-
     model = anytoken.load("runs/caption_scenes/release")
     model.caption(images)  # images [B, 3, H, W] in [0, 1]
 """
@@ -26,7 +20,7 @@ from anytoken.backbone import CausalTransformer, TransformerConfig
 from anytoken.heads import DecodingConfig, GrammarConstraint, LMHead, generate
 from anytoken.heads.fourier import FourierHead
 from anytoken.loading import LoadError, load_weights
-from anytoken.models.formats import TaskFormat, build_format, format_spec
+from anytoken.models.formats import TaskFormat, build_format, check_choice, format_spec, open_segment
 from anytoken.models.projector import build_projector
 from anytoken.models.release import jsonable, read_release_config, write_release
 from anytoken.tokenizers.base import CONFIG_FILE, SegmentGrammar, Tokenizer, tokenizer_from_spec
@@ -42,8 +36,6 @@ from anytoken.tokenizers.sequence import (
 )
 from anytoken.tokenizers.space import TokenSpace
 
-Media = dict[str, Any]  # a batch's media by key, e.g. {"images": [N, 3, S, S]}
-
 
 def _as(cls: type, value: Any) -> Any:
     """Accept a config dataclass or its dict form (release files and YAML give dicts)."""
@@ -51,9 +43,8 @@ def _as(cls: type, value: Any) -> Any:
 
 
 def load_tokenizer(spec: dict[str, Any]) -> Tokenizer:
-    """A tokenizer from its spec. A spec may add ``"path"``, a ``save_pretrained`` directory: when it exists
-    the weights come from there (and must match the spec's config); otherwise the tokenizer starts from
-    its config alone and the model's weights fill in what it carries."""
+    """A tokenizer from its spec; from the spec's ``"path"`` (a ``save_pretrained`` directory, which must
+    match the spec) when it exists, else from its config alone (the model's weights fill in the rest)."""
     path = spec.get("path") if isinstance(spec, dict) else None
     if not path or not (Path(path) / CONFIG_FILE).is_file():
         return tokenizer_from_spec(spec)
@@ -93,14 +84,12 @@ class AnytokenModel(nn.Module):
         super().__init__()
         if not isinstance(vocab, dict) or {"token_space", "tokenizers"} - set(vocab):
             raise ValueError("vocab must be a dict with 'token_space' and 'tokenizers' (a DataModule's)")
-        if mask not in ("causal", "prefix"):
-            raise ValueError(f"mask must be 'causal' or 'prefix', got {mask!r}")
+        check_choice("mask", mask, ("causal", "prefix"))
         self.vocab = jsonable(vocab)
         self.space = TokenSpace.from_dict(vocab["token_space"])
         self.tokenizers: dict[str, Tokenizer] = {m: load_tokenizer(s) for m, s in vocab["tokenizers"].items()}
-        self.media_tokenizers = nn.ModuleDict(
-            {m: t for m, t in self.tokenizers.items() if isinstance(t, nn.Module)}
-        ).requires_grad_(False)
+        media = {m: t for m, t in self.tokenizers.items() if isinstance(t, nn.Module)}
+        self.media_tokenizers = nn.ModuleDict(media).requires_grad_(False)
         config = _as(TransformerConfig, backbone) or TransformerConfig.from_name("small")
         self.backbone = CausalTransformer(replace(config, vocab_size=self.space.vocab_size))
         self.lm_head: nn.Module = LMHead(self.backbone)
@@ -165,11 +154,11 @@ class AnytokenModel(nn.Module):
         """The format of kind ``kind`` (or named ``kind``) this model holds."""
         if kind in self.formats:
             return self.formats[kind]
-        found = [f for f in self.formats.values() if f.kind == kind]
-        if not found:
+        found = next((f for f in self.formats.values() if f.kind == kind), None)
+        if found is None:
             raise ValueError(f"this model was not trained for {kind!r}: its tasks are "
                              f"{ {n: f.kind for n, f in self.formats.items()} }")
-        return found[0]
+        return found
 
     # --- media in the stream -------------------------------------------------------------------------
     @property
@@ -203,12 +192,11 @@ class AnytokenModel(nn.Module):
     def use_head(self, head: str, modality: str, **fourier: Any) -> None:
         """``"lm"`` keeps the LM head; ``"fourier"`` replaces it with a ``FourierHead`` over ``modality``'s
         bins (its tokenizer's ``bin_intervals``; ``fourier``: ``num_frequencies``, ``gamma``)."""
+        check_choice("head", head, ("lm", "fourier"))
         if head == "fourier":
             bins = self.tokenizers[modality].bin_intervals
             self.lm_head = FourierHead.for_modality(self.lm_head, self.backbone.config.d_model, self.space,
                                                     modality, bins, **fourier)
-        elif head != "lm":
-            raise ValueError(f"head must be 'lm' or 'fourier', got {head!r}")
 
     # --- rows, embeddings, loss ----------------------------------------------------------------------
     def sequences(self, samples: list[list[Segment]], **kwargs: Any) -> SequenceBatch:
@@ -226,7 +214,7 @@ class AnytokenModel(nn.Module):
         drop = fed & (torch.rand(fed.shape, device=fed.device) < self.input_dropout)
         return seq.input_ids.masked_fill(drop, self.space.pad_id)  # (B, T)
 
-    def embed(self, seq: SequenceBatch, media: Media) -> torch.Tensor:
+    def embed(self, seq: SequenceBatch, media: dict[str, Any]) -> torch.Tensor:
         """Token embeddings ``[B, T, d]`` with projected image features spliced into placeholder positions."""
         x = self.backbone.embed_ids(self.dropped_inputs(seq))  # (B, T, d)
         if seq.embed_sources.numel():
@@ -262,16 +250,11 @@ class AnytokenModel(nn.Module):
 
     # --- generation ----------------------------------------------------------------------------------
     @torch.no_grad()
-    def generate(
-        self,
-        fmt: TaskFormat,
-        batch: dict[str, Any],
-        modality: str,
-        decoding: DecodingConfig | None = None,
-        grammar: SegmentGrammar | None = None,
-    ) -> list[torch.Tensor]:
-        """Continue each of ``fmt``'s prompts for ``batch`` with one well-formed ``modality`` segment (the
-        tokenizer's ``grammar()`` unless ``grammar`` is given); local ids per sample."""
+    def generate(self, fmt: TaskFormat, batch: dict[str, Any], modality: str,
+                 decoding: DecodingConfig | None = None,
+                 grammar: SegmentGrammar | None = None) -> list[torch.Tensor]:
+        """Local ids per sample: ``fmt``'s prompts for ``batch`` continued with one well-formed ``modality``
+        segment (under ``grammar``, default the tokenizer's)."""
         decoding = decoding or fmt.decoding_of(self)
         seq = fmt.rows(self, batch, targets=False)
         uncond: dict[str, Any] = {}
@@ -290,24 +273,17 @@ class AnytokenModel(nn.Module):
         return [row[(row >= r.start) & (row < r.stop)] - r.start for row in out.cpu()]
 
     @torch.no_grad()
-    def complete(
-        self,
-        prompts: list[list[Segment]],
-        modality: str,
-        images: torch.Tensor | None = None,
-        decoding: DecodingConfig | None = None,
-        grammar: SegmentGrammar | None = None,
-    ) -> list[torch.Tensor]:
+    def complete(self, prompts: list[list[Segment]], modality: str, images: torch.Tensor | None = None,
+                 decoding: DecodingConfig | None = None,
+                 grammar: SegmentGrammar | None = None) -> list[torch.Tensor]:
         """Continue hand-built prompts with one ``modality`` segment each; local ids per prompt.
 
         Args:
             prompts: segments per sample, e.g. ``[Special("<bos>"), Embeds("image", n, 0),
                 Special("<pose_estimation>")]``; an open ``modality`` segment is appended when missing.
-            modality: what to generate (its tokenizer's grammar constrains it unless ``grammar`` is given).
             images: ``[N, 3, S, S]`` in ``[0, 1]``, indexed by the prompts' ``Embeds`` sources.
-            decoding: how tokens are chosen (default the model's; its token budget is raised to fit a
-                fixed-length grammar such as a pose's).
-            grammar: overrides the tokenizer's grammar.
+            decoding: default the model's; its token budget is raised to fit a fixed-length grammar.
+            grammar: overrides the ``modality`` tokenizer's grammar.
         """
         grammar = grammar or self.tokenizers[modality].grammar()
         decoding = decoding or self.decoding
@@ -361,7 +337,7 @@ def _open(prompt: list[Segment], modality: str) -> list[Segment]:
     last = prompt[-1] if prompt else None
     if isinstance(last, Tokens) and last.modality == modality and not last.close:
         return list(prompt)
-    return [*prompt, Tokens(modality, torch.empty(0, dtype=torch.long), close=False)]
+    return [*prompt, open_segment(modality)]
 
 
 class _Prompts(TaskFormat):

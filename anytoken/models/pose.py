@@ -1,13 +1,9 @@
-"""Pose estimation: ``<bos> <image> [features] </image> <pose_estimation> <pose> x y v ... </pose>``.
-
-The image enters as encoder features (the prefix); the keypoints come out as pose tokens, generated under
-the pose tokenizer's grammar, so every output is exactly one x bin, one y bin (and one visibility id) per
-keypoint. Optionally a Fourier head (``head="fourier"``) predicts the coordinate bins.
+"""Pose estimation: ``<bos> <image> [features] </image> <pose_estimation> <pose> x y v ... </pose>``,
+generated under the pose grammar: exactly one x bin, one y bin (and one visibility id) per keypoint.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, Literal
 
 import torch
@@ -15,7 +11,7 @@ import torch
 from anytoken.heads import DecodingConfig
 from anytoken.models.formats import AnytokenModel, TaskFormat, register_format
 from anytoken.tokenizers.pose import COCO_KEYPOINTS, PoseTokenizer
-from anytoken.tokenizers.sequence import Segment, Tokens
+from anytoken.tokenizers.sequence import Segment
 
 
 @register_format
@@ -24,8 +20,7 @@ class PoseFormat(TaskFormat):
     ``[0, 1]`` and, for training, ``pose_ids`` ``[B, L]`` (local pose ids).
 
     Args:
-        head: ``"lm"`` (plain softmax over the vocabulary) or ``"fourier"`` (Fourier densities over the
-            coordinate bins, see ``heads/fourier.py``).
+        head: ``"lm"`` or ``"fourier"`` (Fourier densities over the coordinate bins, ``heads/fourier.py``).
         fourier_frequencies: Fourier head frequencies.
         fourier_gamma: Fourier head smoothness penalty weight.
         oks_sigmas: per-keypoint OKS constants of the evaluation; None: COCO's (17 keypoints only).
@@ -34,6 +29,8 @@ class PoseFormat(TaskFormat):
 
     kind = "pose_estimation"
     tags = ("pose_estimation",)
+    needs_image_encoder = True
+    tokenizer_types = {"pose": PoseTokenizer}
 
     def __init__(
         self,
@@ -49,18 +46,9 @@ class PoseFormat(TaskFormat):
         self.pck_threshold = pck_threshold
         self.visibility_token = False  # whether poses carry a visibility id: set by ``bind``
 
-    def config(self) -> dict[str, Any]:
-        return {"head": self.head, "fourier_frequencies": self.fourier_frequencies,
-                "fourier_gamma": self.fourier_gamma, "oks_sigmas": self.oks_sigmas,
-                "pck_threshold": self.pck_threshold}
-
     def bind(self, model: AnytokenModel) -> None:
         super().bind(model)
-        if model.image_encoder is None:
-            raise ValueError("pose estimation needs an image_encoder")
-        pose = model.tokenizers.get("pose")
-        if not isinstance(pose, PoseTokenizer):
-            raise ValueError("pose estimation needs a PoseTokenizer for 'pose'")
+        pose = model.tokenizers["pose"]
         K = pose.num_keypoints
         if len(COCO_KEYPOINTS if self.oks_sigmas is None else self.oks_sigmas) != K:
             raise ValueError(f"oks_sigmas needs {K} values for this skeleton, got {self.oks_sigmas}")
@@ -68,29 +56,16 @@ class PoseFormat(TaskFormat):
         model.use_head(self.head, "pose", num_frequencies=self.fourier_frequencies, gamma=self.fourier_gamma)
 
     def samples(self, model: AnytokenModel, batch: dict[str, Any], targets: bool) -> list[list[Segment]]:
-        out = []
-        for i in range(len(batch["images"])):
-            prompt = model.image_prompt(i, "pose_estimation")
-            if targets:
-                out.append(prompt + [Tokens("pose", batch["pose_ids"][i], target=True)])
-            else:
-                out.append(prompt + [Tokens("pose", torch.empty(0, dtype=torch.long), close=False)])
-        return out
+        prompts = [model.image_prompt(i, "pose_estimation") for i in range(len(batch["images"]))]
+        return self.with_targets(prompts, "pose", batch["pose_ids"] if targets else None)
 
     @torch.no_grad()
-    def predict_keypoints(
-        self,
-        model: AnytokenModel,
-        images: torch.Tensor,
-        frames: torch.Tensor | None = None,
-        decoding: DecodingConfig | None = None,
-    ) -> torch.Tensor:
-        """Keypoints ``[B, K, 3]`` ``(x, y, v)`` for ``images`` ``[B, 3, S, S]`` in ``[0, 1]``.
-
-        ``frames`` ``[B, 4]`` ``(x0, y0, w, h)`` maps them to image pixels; None gives coordinates
-        normalised to the crop.
-        """
+    def predict_keypoints(self, model: AnytokenModel, images: torch.Tensor,
+                          frames: torch.Tensor | None = None,
+                          decoding: DecodingConfig | None = None) -> torch.Tensor:
+        """Keypoints ``[B, K, 3]`` ``(x, y, v)`` of ``images`` ``[B, 3, S, S]`` in ``[0, 1]``: in image pixels
+        through ``frames`` ``[B, 4]`` ``(x0, y0, w, h)``, else normalised to the crop."""
         pose: PoseTokenizer = model.tokenizers["pose"]
-        decoding = replace(decoding or self.decoding_of(model), max_new_tokens=pose.num_tokens + 1)
+        decoding = self.budget(model, decoding, pose.num_tokens)
         ids = model.generate(self, {"images": images.to(model.device)}, "pose", decoding)
         return pose.decode(torch.stack(ids), None if frames is None else frames.cpu())  # (B, K, 3)

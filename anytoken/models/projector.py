@@ -1,10 +1,8 @@
-"""The projector from image-encoder features to the backbone width (LLaVA's), optionally with a learned
-embedding per image token.
+"""The projector from image-encoder features to the backbone width (LLaVA's).
 
-A CNN's feature map says which cell a token came from only through padding effects, and RoPE tells the
-decoder how far apart two tokens are, not where a token's content lies, so "where is the cyan square?"
-must be read from the attended token itself: ``positions=True`` adds one learned vector per token
-(row-major grid cell), as a ViT's position embedding does.
+``positions=True`` adds one learned vector per image token (row-major grid cell), as a ViT's position
+embedding does: RoPE tells the decoder how far apart two tokens are, not where a token's content lies, so
+"where is the cyan square?" must be read from the attended token itself.
 """
 
 from __future__ import annotations
@@ -13,6 +11,8 @@ from typing import Literal
 
 import torch
 from torch import nn
+
+from anytoken.models.formats import check_choice
 
 # Init of the position embedding: about a projected feature's scale (0.45 on the quickstart captioner).
 # VQA grown from that captioner, seeds 0-2: held-out 0.92 / 0.93 / 0.89 at 0.4, 0.82 / 0.86 / 0.82 at 0.1.
@@ -33,13 +33,11 @@ class TokenPositions(nn.Module):
         return x + self.embedding
 
 
-def build_projector(
-    kind: Literal["linear", "mlp"], d_in: int, d_model: int, num_tokens: int, positions: bool = False
-) -> nn.Module:
+def build_projector(kind: Literal["linear", "mlp"], d_in: int, d_model: int, num_tokens: int,
+                    positions: bool = False) -> nn.Module:
     """``"linear"`` or ``"mlp"`` (Linear-GELU-Linear) from ``d_in`` to ``d_model``, then (``positions``)
     a ``TokenPositions`` over the ``num_tokens`` image tokens."""
-    if kind not in ("linear", "mlp"):
-        raise ValueError(f"projector must be 'linear' or 'mlp', got {kind!r}")
+    check_choice("projector", kind, ("linear", "mlp"))
     layers = [nn.Linear(d_in, d_model)]
     if kind == "mlp":
         layers += [nn.GELU(), nn.Linear(d_model, d_model)]

@@ -1,26 +1,16 @@
 """Speech on audio codec tokens: speech to text (``<transcribe>``) and text to speech (``<speak>``).
-
-Batches (``SpeechDataModule``): ``texts``, ``text_ids`` (1-D local text ids each), ``codes`` (``[K, T']``
-codec codes per utterance) and ``ids``::
+Batches (``SpeechDataModule``): ``text_ids`` (1-D local text ids each) and ``codes`` (``[K, T']`` each).
 
     transcribe: <bos> <audio> [audio] </audio> <transcribe> <text> transcript </text>
     speak:      <bos> <speak> <text> words </text> <audio> [audio] </audio>
 
-``[audio]`` follows ``audio_layout``:
-
-- ``"flatten"``: ``K`` tokens per frame, level by level (codec local id ``k * C + c``); text to speech
-  generates them under the codec's ``grammar()`` (whole frames, each level from its own sub-range).
-- ``"delay"``: one position per frame whose input is the sum of its codes' embeddings
-  (``heads.codebooks``); text to speech predicts the delay pattern with parallel ``CodebookHeads``
-  (``T + K - 1`` positions instead of ``K * T``); speech to text reads the frames as they are.
-
-The codec is a frozen part of the model (``media_tokenizers["audio"]``), so a model encodes and decodes
-its own audio anywhere.
+``[audio]`` follows ``audio_layout``: ``"flatten"``, ``K`` tokens per frame, level by level (local id
+``k * C + c``); or ``"delay"``, one position per frame (the sum of its codes' embeddings), predicted in the
+delay pattern by parallel ``CodebookHeads`` (``T + K - 1`` positions instead of ``K * T``).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from functools import partial
 from typing import Any, Literal
 
@@ -34,7 +24,7 @@ from anytoken.heads.codebooks import (
     frame_embeddings,
     generate_delayed,
 )
-from anytoken.models.formats import AnytokenModel, TaskFormat, register_format
+from anytoken.models.formats import AnytokenModel, TaskFormat, check_choice, open_segment, register_format
 from anytoken.tokenizers.audio_codec import AudioCodecTokenizer
 from anytoken.tokenizers.sequence import Embeds, Segment, SequenceBatch, Special, Tokens
 
@@ -46,41 +36,20 @@ def codec_of(model: AnytokenModel) -> AudioCodecTokenizer:
     return model.media_tokenizers["audio"]
 
 
-def _open(modality: str) -> Tokens:
-    """An empty, open ``modality`` segment: where generation continues."""
-    return Tokens(modality, torch.empty(0, dtype=torch.long), close=False)
-
-
 class AudioFormat(TaskFormat):
-    """What both speech formats share: the audio layout and the embeddings of audio frames.
+    """What both speech formats share: the audio layout (``"flatten"`` or ``"delay"``, see the module
+    docstring) and the embeddings of audio frames."""
 
-    Args:
-        audio_layout: ``"flatten"`` or ``"delay"`` (see the module docstring).
-    """
+    tokenizer_types = {"audio": AudioCodecTokenizer}
+    samples_key = "codes"
 
     def __init__(self, audio_layout: Layout = "flatten") -> None:
         super().__init__()
-        if audio_layout not in ("flatten", "delay"):
-            raise ValueError(f"audio_layout must be 'flatten' or 'delay', got {audio_layout!r}")
+        check_choice("audio_layout", audio_layout, ("flatten", "delay"))
         self.audio_layout = audio_layout
 
-    def config(self) -> dict[str, Any]:
-        return {"audio_layout": self.audio_layout}
-
-    def bind(self, model: AnytokenModel) -> None:
-        super().bind(model)
-        codec = model.tokenizers.get("audio")
-        if not isinstance(codec, AudioCodecTokenizer):
-            raise ValueError(f"{self.kind} needs an audio_codec tokenizer for modality 'audio', got "
-                             f"{type(codec).__name__}")
-
-    def num_samples(self, batch: dict[str, Any]) -> int:
-        return len(batch["codes"])
-
-    def audio_segment(
-        self, model: AnytokenModel, codes: torch.Tensor, source: int, *, target: bool = False,
-        prefix: bool = False,
-    ) -> Segment:
+    def audio_segment(self, model: AnytokenModel, codes: torch.Tensor, source: int, *, target: bool = False,
+                      prefix: bool = False) -> Segment:
         """Codes ``[K, T']`` of batch item ``source`` as a segment of the configured layout."""
         if self.audio_layout == "flatten":
             return Tokens("audio", codec_of(model).codes_to_ids(codes), target=target, prefix=prefix)
@@ -114,25 +83,20 @@ class TranscribeFormat(AudioFormat):
     tags = ("transcribe",)
 
     def samples(self, model: AnytokenModel, batch: dict[str, Any], targets: bool) -> list[list[Segment]]:
-        out = []
-        for i, codes in enumerate(batch["codes"]):
-            audio = self.audio_segment(model, codes, i, prefix=True)
-            text = Tokens("text", batch["text_ids"][i], target=True) if targets else _open("text")
-            out.append([Special("<bos>"), audio, Special("<transcribe>"), text])
-        return out
+        prompts = [[Special("<bos>"), self.audio_segment(model, c, i, prefix=True), Special("<transcribe>")]
+                   for i, c in enumerate(batch["codes"])]
+        return self.with_targets(prompts, "text", batch["text_ids"] if targets else None)
 
     @torch.no_grad()
-    def transcribe(
-        self, model: AnytokenModel, codes: list[torch.Tensor], decoding: DecodingConfig | None = None
-    ) -> list[str]:
+    def transcribe(self, model: AnytokenModel, codes: list[torch.Tensor],
+                   decoding: DecodingConfig | None = None) -> list[str]:
         """Transcripts of utterances given as codec codes ``[K, T']`` each."""
         ids = model.generate(self, {"codes": codes}, "text", decoding)
         return [model.tokenizers["text"].decode(i) for i in ids]
 
     @torch.no_grad()
-    def transcribe_waves(
-        self, model: AnytokenModel, waves: list[torch.Tensor], sample_rate: int | None = None
-    ) -> list[str]:
+    def transcribe_waves(self, model: AnytokenModel, waves: list[torch.Tensor],
+                         sample_rate: int | None = None) -> list[str]:
         """Transcripts of waves ``[C, T]`` (at ``sample_rate``, default the codec's)."""
         return self.transcribe(model, [codec_of(model).encode(w, sample_rate)[0] for w in waves])
 
@@ -142,8 +106,7 @@ class SpeakFormat(AudioFormat):
     """Text to speech: codec codes for a text, decoded to a wave by the model's codec.
 
     Args:
-        audio_layout: ``"flatten"`` (the LM head, under the codec's grammar) or ``"delay"`` (parallel
-            ``CodebookHeads``, a submodule of this format).
+        audio_layout: ``"flatten"`` (the LM head) or ``"delay"`` (parallel ``CodebookHeads`` of this format).
         max_seconds: longest speech generated (level 0 is made to end there).
     """
 
@@ -155,9 +118,6 @@ class SpeakFormat(AudioFormat):
         self.max_seconds = max_seconds
         self.max_frames = 1
         self.codebook_heads: CodebookHeads | None = None
-
-    def config(self) -> dict[str, Any]:
-        return super().config() | {"max_seconds": self.max_seconds}
 
     def bind(self, model: AnytokenModel) -> None:
         super().bind(model)
@@ -174,7 +134,7 @@ class SpeakFormat(AudioFormat):
             if targets:
                 out.append(prompt + [self.audio_segment(model, batch["codes"][i], i, target=True)])
             else:
-                out.append(prompt + [_open("audio")])
+                out.append(prompt + [open_segment("audio")])
         return out
 
     def frame_grids(self, batch: dict[str, Any]) -> list[torch.Tensor]:
@@ -196,26 +156,23 @@ class SpeakFormat(AudioFormat):
         return self.codebook_heads.loss(hidden[predicting], targets)
 
     @torch.no_grad()
-    def generate_codes(
-        self, model: AnytokenModel, texts: list[str], decoding: DecodingConfig | None = None
-    ) -> list[torch.Tensor]:
+    def generate_codes(self, model: AnytokenModel, texts: list[str],
+                       decoding: DecodingConfig | None = None) -> list[torch.Tensor]:
         """Codec codes ``[K, T_i]`` spoken for each text."""
         batch = {"text_ids": model.tokenizers["text"].encode_batch(texts)}
-        decoding = decoding or self.decoding_of(model)
         if self.audio_layout == "flatten":
             codec = codec_of(model)
             K = codec.num_codebooks
-            budget = replace(decoding, max_new_tokens=self.max_frames * K + 1)
-            ids = model.generate(self, batch, "audio", budget)
+            ids = model.generate(self, batch, "audio", self.budget(model, decoding, self.max_frames * K))
             return [codec.ids_to_codes(i[: len(i) // K * K]) for i in ids]
         seq = self.rows(model, batch, targets=False)
         return generate_delayed(model.backbone, self.codebook_heads, self.embed(model, seq, batch),
-                                seq.sample_ids > 0, partial(self.frames, model), self.max_frames, decoding)
+                                seq.sample_ids > 0, partial(self.frames, model), self.max_frames,
+                                decoding or self.decoding_of(model))
 
     @torch.no_grad()
-    def speak(
-        self, model: AnytokenModel, texts: list[str], decoding: DecodingConfig | None = None
-    ) -> list[torch.Tensor]:
+    def speak(self, model: AnytokenModel, texts: list[str],
+              decoding: DecodingConfig | None = None) -> list[torch.Tensor]:
         """Waves ``[C, T_i]`` at the codec's sample rate, one per text."""
         codec, codes = codec_of(model), self.generate_codes(model, texts, decoding)
         return [codec.decode(c.to(model.device))[0].cpu() for c in codes]

@@ -1,23 +1,19 @@
 """Table rows: ``<bos> <task> [<table> given columns </table>] <table> generated columns </table>``.
 
-The given (tag, value) pairs form a prompt segment, the rest is the target segment. Attention stays causal
-everywhere (the prompt is no bidirectional prefix), so training sees what KV-cache decoding sees.
-Generation continues the prompt with one segment that ``TableTokenizer.grammar(columns)`` constrains (each
-column's tag, then a value from its block, in schema order), so the shared decoding code enforces
-well-formed rows. Batches are ``{"rows": DataFrame}``; a ``"given"`` list in a batch fixes which columns
-the prompt holds. pandas (the ``data`` extra) is needed to build a table model, not to import this module.
+The prompt is no bidirectional prefix, so training sees what KV-cache decoding sees; generation follows
+``TableTokenizer.grammar(columns)`` (each column's tag, then a value from its block, in schema order).
+Batches are ``{"rows": DataFrame}``; a ``"given"`` list in a batch fixes which columns the prompt holds.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from anytoken.heads import DecodingConfig
-from anytoken.models.formats import AnytokenModel, TaskFormat, register_format
+from anytoken.models.formats import AnytokenModel, TaskFormat, check_choice, open_segment, register_format
 from anytoken.tokenizers.sequence import Segment, Special, Tokens
 from anytoken.tokenizers.table import TableTokenizer
 from anytoken.tokenizers.table_schema import BinnedColumn, restore
@@ -36,27 +32,21 @@ class TableFormat(TaskFormat):
             augmentation; evaluation and generation use the schema order the grammar fixes).
     """
 
+    tokenizer_types = {"table": TableTokenizer}
+    samples_key = "rows"
+
     def __init__(self, column_order: Literal["fixed", "shuffle"] = "fixed") -> None:
         super().__init__()
-        if column_order not in ("fixed", "shuffle"):
-            raise ValueError(f"column_order must be 'fixed' or 'shuffle', got {column_order!r}")
+        check_choice("column_order", column_order, ("fixed", "shuffle"))
         self.column_order = column_order
-
-    def config(self) -> dict[str, Any]:
-        return {"column_order": self.column_order}
 
     def bind(self, model: AnytokenModel) -> None:
         super().bind(model)
-        if not isinstance(model.tokenizers.get("table"), TableTokenizer):
-            raise ValueError(f"the {self.kind} format needs a TableTokenizer in vocab under 'table'")
         self.table: TableTokenizer = model.tokenizers["table"]
 
     def columns_for(self, batch: dict[str, Any]) -> tuple[list[str], list[str]]:
         """``(given, generated)`` column names of a batch; formats decide when the batch does not say."""
         raise NotImplementedError
-
-    def num_samples(self, batch: dict[str, Any]) -> int:
-        return len(batch["rows"])
 
     def samples(self, model: AnytokenModel, batch: dict[str, Any], targets: bool) -> list[list[Segment]]:
         """Segments per row; without targets the prompt ends in an open table segment (holding the first
@@ -64,40 +54,27 @@ class TableFormat(TaskFormat):
         rows, (given, generated) = batch["rows"], self.columns_for(batch)
         order = self.column_order if self.training else "fixed"
         rng = np.random.default_rng(int(torch.randint(2**31 - 1, ()))) if order == "shuffle" else None
-        prompt = self.table.encode(rows, columns=given, order=order, rng=rng) if given else None  # (B, P)
-        known = [[Tokens("table", row)] for row in prompt] if given else [[]] * len(rows)
+        head = [Special("<bos>"), Special(f"<{self.tags[0]}>")]
+        prompts = [head] * len(rows)
+        if given:
+            known = self.table.encode(rows, columns=given, order=order, rng=rng)  # (B, P)
+            prompts = [[*head, Tokens("table", ids)] for ids in known]
         if targets:
             ids = self.table.encode(rows, columns=generated, order=order, rng=rng)  # (B, L)
-            rest = [Tokens("table", row, target=True) for row in ids]
-        else:
-            opened = [self.table.tag_id(generated[0])] if batch.get("open_tag") else []
-            rest = [Tokens("table", torch.tensor(opened, dtype=torch.long), close=False)] * len(rows)
-        head = [Special("<bos>"), Special(f"<{self.tags[0]}>")]
-        return [[*head, *prompt_ids, last] for prompt_ids, last in zip(known, rest)]
+            return self.with_targets(prompts, "table", ids)
+        opened = [self.table.tag_id(generated[0])] if batch.get("open_tag") else []
+        return [[*prompt, open_segment("table", opened)] for prompt in prompts]
 
     @torch.no_grad()
-    def generate_columns(
-        self,
-        model: AnytokenModel,
-        rows: pd.DataFrame,
-        given: list[str],
-        decoding: DecodingConfig | None = None,
-        chunk: int = 256,
-    ) -> pd.DataFrame:
-        """Complete each row of ``rows`` from its ``given`` columns: a frame of the other columns.
-
-        Args:
-            model: the model generating.
-            rows: ``N`` rows holding at least the ``given`` columns (``N`` empty rows when none is given).
-            given: the columns to condition on; the rest of the schema is generated in schema order.
-            decoding: how to pick tokens (default: the model's); ``max_new_tokens`` is set to fit a row.
-            chunk: rows generated at once.
-        """
+    def generate_columns(self, model: AnytokenModel, rows: pd.DataFrame, given: list[str],
+                         decoding: DecodingConfig | None = None, chunk: int = 256) -> pd.DataFrame:
+        """The other columns of ``rows`` (schema order) generated from their ``given`` columns, ``chunk`` rows
+        at once (``decoding``'s ``max_new_tokens`` is set to fit a row)."""
         generated = [c for c in self.table.columns if c not in given]
         if not generated:
             raise ValueError("every column is given: nothing to generate")
         grammar = self.table.grammar(generated)
-        decoding = replace(decoding or self.decoding_of(model), max_new_tokens=grammar.max_length + 1)
+        decoding = self.budget(model, decoding, grammar.max_length)
         parts = []
         for start in range(0, len(rows), chunk):
             batch = {"rows": rows.iloc[start:start + chunk], "given": given}
@@ -113,11 +90,9 @@ class TableGenerationFormat(TableFormat):
     """Synthetic rows, unconditionally or conditioned on some columns.
 
     Args (and ``column_order``, see ``TableFormat``):
-        condition_prob: share of training batches whose prompt holds a random non-empty proper subset of
-            the columns (the rest are generated); the others generate whole rows.
+        condition_prob: share of training batches whose prompt holds a random proper subset of the columns.
         condition_on: columns given when evaluating and predicting (None: unconditional rows).
-        num_synthetic: unconditional rows sampled per evaluated batch (at least its rows) to compare with
-            the evaluated rows; more rows make the distance less noisy.
+        num_synthetic: unconditional rows sampled per evaluated batch (at least its rows) to compare with it.
     """
 
     kind = "table_generation"
@@ -138,10 +113,6 @@ class TableGenerationFormat(TableFormat):
         self.condition_prob, self.condition_on = condition_prob, list(condition_on or [])
         self.num_synthetic = num_synthetic
 
-    def config(self) -> dict[str, Any]:
-        return super().config() | {"condition_prob": self.condition_prob, "condition_on": self.condition_on,
-                                   "num_synthetic": self.num_synthetic}
-
     def bind(self, model: AnytokenModel) -> None:
         super().bind(model)
         unknown = sorted(set(self.condition_on) - set(self.table.columns))
@@ -160,13 +131,9 @@ class TableGenerationFormat(TableFormat):
             given = self.condition_on
         return given, [c for c in columns if c not in given]
 
-    def sample_rows(
-        self,
-        model: AnytokenModel,
-        num_rows: int | None = None,
-        given: pd.DataFrame | None = None,
-        decoding: DecodingConfig | None = None,
-    ) -> pd.DataFrame:
+    def sample_rows(self, model: AnytokenModel, num_rows: int | None = None,
+                    given: pd.DataFrame | None = None,
+                    decoding: DecodingConfig | None = None) -> pd.DataFrame:
         """``num_rows`` synthetic rows, or one per row of ``given`` completing its columns (schema order)."""
         if given is None:
             if num_rows is None or num_rows < 0:
@@ -180,14 +147,13 @@ class TableGenerationFormat(TableFormat):
 @register_format
 class TablePredictionFormat(TableFormat):
     """Predict one column from the others: ``<table> other columns </table> <table> target tag, value
-    </table>``, decoded under ``TableTokenizer.column_grammar(target)`` (only the target's values). For a
-    binned numeric target, ``regression="mean"`` instead reads the model's distribution over the bins and
-    predicts its mean (the representatives weighted by probability), which lowers squared error.
+    </table>``, decoded under the target's grammar.
 
     Args (and ``column_order``, see ``TableFormat``):
         target: the column to predict (any column of the fitted table).
-        regression: for a binned numeric target, ``"mean"`` (expected value under the model) or ``"mode"``
-            (the most likely bin, by constrained decoding); digit-encoded targets are always decoded.
+        regression: for a binned numeric target, ``"mean"`` (the bin representatives weighted by the model's
+            probabilities, which lowers squared error) or ``"mode"`` (the most likely bin, by constrained
+            decoding); digit-encoded targets are always decoded.
     """
 
     kind = "table_prediction"
@@ -200,12 +166,8 @@ class TablePredictionFormat(TableFormat):
         regression: Literal["mean", "mode"] = "mean",
     ) -> None:
         super().__init__(column_order)
-        if regression not in ("mean", "mode"):
-            raise ValueError(f"regression must be 'mean' or 'mode', got {regression!r}")
+        check_choice("regression", regression, ("mean", "mode"))
         self.target, self.regression = target, regression
-
-    def config(self) -> dict[str, Any]:
-        return super().config() | {"target": self.target, "regression": self.regression}
 
     def bind(self, model: AnytokenModel) -> None:
         super().bind(model)
@@ -229,10 +191,8 @@ class TablePredictionFormat(TableFormat):
 
     @torch.no_grad()
     def column_probs(self, model: AnytokenModel, rows: pd.DataFrame) -> torch.Tensor:
-        """Probabilities ``[N, size]`` over the target's value block (categorical or binned targets).
-
-        Block order: categorical ``<missing>, <unk>, categories...``; binned ``<missing>, bins...``.
-        """
+        """Probabilities ``[N, size]`` over the target's value block (categorical ``<missing>, <unk>,
+        categories...``; binned ``<missing>, bins...``)."""
         codec = self.table.column(self.target)
         if codec.value_len != 1:
             raise ValueError(f"column_probs needs a one-token target, but {self.target!r} is {codec.kind}")
@@ -244,9 +204,8 @@ class TablePredictionFormat(TableFormat):
         return model.lm_head(hidden).float()[:, ids].softmax(-1).cpu()  # (N, size)
 
     @torch.no_grad()
-    def predict(
-        self, model: AnytokenModel, rows: pd.DataFrame, decoding: DecodingConfig | None = None
-    ) -> pd.Series:
+    def predict(self, model: AnytokenModel, rows: pd.DataFrame,
+                decoding: DecodingConfig | None = None) -> pd.Series:
         """The target's predicted value for each row (the target column itself may be absent)."""
         codec = self.table.column(self.target)
         if isinstance(codec, BinnedColumn) and self.regression == "mean":

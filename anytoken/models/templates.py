@@ -1,26 +1,16 @@
 """Prompt templates as data: which segments a task's samples hold, which tag, which segment is the target.
 
-A template is a list (YAML or Python) of items, one per segment:
+A template is a list (YAML or Python) of items, one per segment: a special token (``"<bos>"``,
+``"<caption>"``); ``{"embeds": "image", "from": "images"}``, placeholders for the encoder features of
+``batch["images"]``; or ``{"tokens": "pose", "from": "pose_ids", "target": true}``, local ids of one
+modality. Optional keys: ``"index"`` (a batch key holding, per sample, which element of ``"from"`` it uses,
+as a VQA question's image), ``"prefix"`` (a bidirectional prefix; ``embeds`` are prefixes), ``"map"`` (a
+tokenizer method in ``MAPS`` applied to each element) and ``"encode"`` (keyword arguments: encode the whole
+batch value with the modality's tokenizer first, e.g. images with a VQ tokenizer).
 
-- ``"<bos>"``, ``"<caption>"``: a special token (a task tag or a base special);
-- ``{"embeds": "image", "from": "images"}``: placeholders for the encoder features of ``batch["images"]``;
-- ``{"tokens": "pose", "from": "pose_ids", "target": true}``: local ids of one modality.
-
-Optional keys: ``"index"`` names a batch key holding, per sample, which element of ``"from"`` it uses (a
-VQA question's image); ``"prefix"`` makes a token segment a bidirectional prefix (``embeds`` are prefixes);
-``"map"`` names a tokenizer method applied to each element, one of ``MAPS`` (``"codes_to_ids"`` for audio
-codes);
-``"encode"`` (a dict of keyword arguments, possibly empty) encodes the whole batch value with the modality's
-tokenizer first (e.g. images with a VQ tokenizer, table rows with ``{"columns": [...]}``).
-
-Exactly one token segment is the target, and it comes last: with ``targets=False`` it becomes an open
-segment of its modality, the prompt that generation continues. So captioning is::
-
-    ["<bos>", {"embeds": "image", "from": "images"}, "<caption>",
-     {"tokens": "text", "from": "caption_ids", "target": true}]
-
-which gives exactly ``CaptionFormat.samples``. ``TemplateFormat`` (kind ``"template"``) is a task format
-made of such data alone: a mixture trains it and scores it by loss and teacher-forced token accuracy.
+Exactly one token segment is the target, and it comes last; with ``targets=False`` it becomes an open
+segment, the prompt generation continues. ``TemplateFormat`` (kind ``"template"``) is a task format made
+of such data alone: a mixture trains it and scores it by loss and teacher-forced token accuracy.
 """
 
 from __future__ import annotations
@@ -31,7 +21,7 @@ from typing import Any
 
 import torch
 
-from anytoken.models.formats import AnytokenModel, TaskFormat, register_format
+from anytoken.models.formats import AnytokenModel, TaskFormat, open_segment, register_format
 from anytoken.tokenizers.base import Tokenizer
 from anytoken.tokenizers.sequence import Embeds, Segment, Special, Tokens
 
@@ -57,37 +47,18 @@ Item = str | SegmentSpec
 
 
 class Template:
-    """A task's prompt layout, parsed from its data form.
-
-    Args:
-        items: the template's items (strings for specials, dicts for segments).
-
-    Raises:
-        ValueError: on unknown keys, a missing ``from``, no target or several, or a target not last.
-    """
+    """A task's prompt layout, parsed from its items (strings for specials, dicts for segments);
+    ``ValueError`` on unknown keys, a missing ``from``, no target or several, or a target not last."""
 
     def __init__(self, items: Sequence[str | Mapping[str, Any]]) -> None:
-        if not items:
-            raise ValueError("a template needs at least one item")
         self.items: list[Item] = [_parse(item, i) for i, item in enumerate(items)]
         targets = [i for i, item in enumerate(self.items) if isinstance(item, SegmentSpec) and item.target]
         if targets != [len(self.items) - 1]:
-            raise ValueError(
-                f"a template needs exactly one target segment, as its last item; got targets at {targets} "
-                f"of {len(self.items)} items"
-            )
+            raise ValueError(f"a template needs exactly one target segment, as its last item; got targets at "
+                             f"{targets} of {len(self.items)} items")
         self.target: SegmentSpec = self.items[-1]  # type: ignore[assignment]
         if self.target.embeds:
             raise ValueError("the target segment must be 'tokens', not 'embeds' (features are not generated)")
-
-    @property
-    def specials(self) -> list[str]:
-        """The special tokens the template uses (a TokenSpace must have them all)."""
-        return [item for item in self.items if isinstance(item, str)]
-
-    @property
-    def modalities(self) -> list[str]:
-        return list(dict.fromkeys(item.modality for item in self.items if isinstance(item, SegmentSpec)))
 
     def num_samples(self, batch: Mapping[str, Any]) -> int:
         """Samples in ``batch``: the length of the first segment source that is not indexed."""
@@ -97,33 +68,17 @@ class Template:
         first = next(item for item in self.items if isinstance(item, SegmentSpec))
         return len(_value(batch, first.index))
 
-    def samples(
-        self,
-        batch: Mapping[str, Any],
-        targets: bool,
-        tokenizers: Mapping[str, Tokenizer],
-        image_tokens: int | None = None,
-    ) -> list[list[Segment]]:
+    def samples(self, batch: Mapping[str, Any], targets: bool, tokenizers: Mapping[str, Tokenizer],
+                image_tokens: int | None = None) -> list[list[Segment]]:
         """Segments per sample of ``batch``; with ``targets=False`` the prompt generation continues.
-
-        Args:
-            batch: the task DataModule's batch.
-            targets: include the target segment (training) or open it (generation).
-            tokenizers: modality -> tokenizer (for ``map`` and ``encode`` items).
-            image_tokens: placeholder positions of one ``embeds`` segment (the image encoder's tokens).
-        """
+        ``tokenizers`` serve ``map`` and ``encode`` items; ``image_tokens`` is the placeholder count of
+        one ``embeds`` segment."""
         n = self.num_samples(batch)
         items = self.items if targets else self.items[:-1]
         columns = [_column(item, batch, tokenizers, image_tokens, n) for item in items]
-        out = [[column[i] for column in columns] for i in range(n)]
         if not targets:
-            empty = torch.empty(0, dtype=torch.long)
-            for sample in out:
-                sample.append(Tokens(self.target.modality, empty, close=False))
-        return out
-
-    def __repr__(self) -> str:
-        return f"Template({[i if isinstance(i, str) else i.modality for i in self.items]})"
+            columns.append([open_segment(self.target.modality)] * n)
+        return [[column[i] for column in columns] for i in range(n)]
 
 
 def _parse(item: str | Mapping[str, Any], position: int) -> Item:
@@ -136,10 +91,8 @@ def _parse(item: str | Mapping[str, Any], position: int) -> Item:
     unknown = set(item) - ITEM_KEYS
     kinds = [k for k in ("tokens", "embeds") if k in item]
     if unknown or len(kinds) != 1 or "from" not in item:
-        raise ValueError(
-            f"template item {position}: needs exactly one of 'tokens'/'embeds' and a 'from' key, and only "
-            f"the keys {sorted(ITEM_KEYS)}; got {dict(item)}"
-        )
+        raise ValueError(f"template item {position}: needs exactly one of 'tokens'/'embeds' and a 'from' "
+                         f"key, and only the keys {sorted(ITEM_KEYS)}; got {dict(item)}")
     embeds = kinds[0] == "embeds"
     if embeds and (item.get("target") or item.get("map") or "encode" in item or item["from"] != "images"):
         raise ValueError(f"template item {position}: 'embeds' segments read batch['images'] as they are")
@@ -149,13 +102,8 @@ def _parse(item: str | Mapping[str, Any], position: int) -> Item:
     if encode is not None and not isinstance(encode, Mapping):
         raise ValueError(f"template item {position}: 'encode' must be a mapping of keyword arguments")
     return SegmentSpec(
-        modality=str(item[kinds[0]]),
-        source=str(item["from"]),
-        embeds=embeds,
-        index=item.get("index"),
-        target=bool(item.get("target", False)),
-        prefix=bool(item.get("prefix", embeds)),
-        map=item.get("map"),
+        modality=str(item[kinds[0]]), source=str(item["from"]), embeds=embeds, index=item.get("index"),
+        target=bool(item.get("target", False)), prefix=bool(item.get("prefix", embeds)), map=item.get("map"),
         encode=None if encode is None else dict(encode),
     )
 
@@ -166,13 +114,8 @@ def _value(batch: Mapping[str, Any], key: str) -> Any:
     return batch[key]
 
 
-def _column(
-    item: Item,
-    batch: Mapping[str, Any],
-    tokenizers: Mapping[str, Tokenizer],
-    image_tokens: int | None,
-    n: int,
-) -> list[Segment]:
+def _column(item: Item, batch: Mapping[str, Any], tokenizers: Mapping[str, Tokenizer],
+            image_tokens: int | None, n: int) -> list[Segment]:
     """One item's segment for each of the ``n`` samples."""
     if isinstance(item, str):
         return [Special(item)] * n
@@ -181,28 +124,20 @@ def _column(
         if image_tokens is None:
             raise ValueError("an 'embeds' segment needs a model with an image encoder")
         return [Embeds(item.modality, image_tokens, source, prefix=item.prefix) for source in index]
-    values = _value(batch, item.source)
-    if item.encode is not None or item.map is not None:
-        if item.modality not in tokenizers:
-            raise ValueError(f"the template encodes {item.modality!r}, but there is no such tokenizer")
-        tokenizer = tokenizers[item.modality]
+    values, tokenizer = _value(batch, item.source), tokenizers.get(item.modality)
+    if tokenizer is None and (item.encode is not None or item.map is not None):
+        raise ValueError(f"the template encodes {item.modality!r}, but there is no such tokenizer")
     if item.encode is not None:
         values = tokenizer.encode(values, **item.encode)
         values = values.flatten(1) if isinstance(values, torch.Tensor) else values  # (B, N)
-    out = []
-    for i in index:
-        ids = getattr(tokenizer, item.map)(values[i]) if item.map else values[i]
-        out.append(Tokens(item.modality, torch.as_tensor(ids).cpu(), target=item.target, prefix=item.prefix))
-    return out
+    mapped = [getattr(tokenizer, item.map)(values[i]) if item.map else values[i] for i in index]
+    return [Tokens(item.modality, torch.as_tensor(ids).cpu(), target=item.target, prefix=item.prefix)
+            for ids in mapped]
 
 
 @register_format
 class TemplateFormat(TaskFormat):
-    """A task whose layout is a ``Template`` (data): its samples are the template's.
-
-    Args:
-        items: the template's items (see the module docstring).
-    """
+    """A task whose layout is a ``Template`` of ``items`` (data): its samples are the template's."""
 
     kind = "template"
 
@@ -212,13 +147,12 @@ class TemplateFormat(TaskFormat):
         self.items = [item if isinstance(item, str) else dict(item) for item in items]
         self.embeds = any(isinstance(i, SegmentSpec) and i.embeds for i in self.template.items)
 
-    def config(self) -> dict[str, Any]:
-        return {"items": self.items}
-
     def bind(self, model: AnytokenModel) -> None:
         super().bind(model)
-        missing = [s for s in self.template.specials if s not in model.space.specials]
-        missing += [m for m in self.template.modalities if m not in model.space.modalities]
+        items, space = self.template.items, model.space
+        modalities = {item.modality for item in items if isinstance(item, SegmentSpec)}
+        missing = [item for item in items if isinstance(item, str) and item not in space.specials]
+        missing += sorted(modalities - set(space.modalities))
         if missing:
             raise ValueError(f"the template uses {missing}, not in the TokenSpace")
         if self.embeds and model.image_encoder is None:

@@ -1,10 +1,7 @@
 """Text-to-image: ``<bos> <text> caption </text> <draw> <image> VQ ids </image>``, decoded to pictures.
 
-Generation is the model's ``generate``: constrained to the image range by the image tokenizer's grammar
-(exactly ``h * w`` ids, then ``</image>``), so every output decodes. Classifier-free guidance: a sample
-marked ``unconditional`` drops its caption (``<bos> <draw> <image> ...``; while training, each sample is
-marked with probability ``cond_dropout``), and ``DecodingConfig.guidance_scale > 1`` contrasts the two
-prompts at every step.
+Classifier-free guidance: a sample marked ``unconditional`` drops its caption (while training, each sample
+with probability ``cond_dropout``), and ``DecodingConfig.guidance_scale > 1`` contrasts the two prompts.
 """
 
 from __future__ import annotations
@@ -20,9 +17,9 @@ from anytoken.tokenizers.sequence import Segment, Special, Tokens
 
 @register_format
 class TextToImageFormat(TaskFormat):
-    """Draw a caption as an image's VQ tokens. Batches: ``caption_ids`` (a list of 1-D local text ids), for
-    training ``images`` ``[B, 3, S, S]`` in ``[0, 1]`` (targets, tokenized by the model's frozen image
-    tokenizer), and optionally ``unconditional`` (a bool per sample: leave its caption out).
+    """Draw a caption as an image's VQ tokens. Batches: ``caption_ids`` (1-D local text ids each), for
+    training ``images`` ``[B, 3, S, S]`` in ``[0, 1]`` (the targets, via the model's image tokenizer), and
+    optionally ``unconditional`` (a bool per sample: leave its caption out).
 
     Args:
         cond_dropout: while training, the probability of a sample without its caption (guidance needs it).
@@ -36,9 +33,6 @@ class TextToImageFormat(TaskFormat):
         if not 0 <= cond_dropout < 1:
             raise ValueError(f"cond_dropout must be in [0, 1), got {cond_dropout}")
         self.cond_dropout = cond_dropout
-
-    def config(self) -> dict[str, Any]:
-        return {"cond_dropout": self.cond_dropout}
 
     def bind(self, model: AnytokenModel) -> None:
         super().bind(model)
@@ -55,18 +49,10 @@ class TextToImageFormat(TaskFormat):
         if dropped is None:
             drop = targets and model.training and self.cond_dropout > 0
             dropped = (torch.rand(n) < self.cond_dropout).tolist() if drop else [False] * n
-        out = []
-        for i in range(n):
-            sample: list[Segment] = [Special("<bos>")]
-            if not dropped[i]:
-                sample.append(Tokens("text", batch["caption_ids"][i], prefix=True))
-            sample.append(Special("<draw>"))
-            if targets:
-                sample.append(Tokens("image", model.media_ids(batch, "image")[i], target=True))
-            else:
-                sample.append(Tokens("image", torch.empty(0, dtype=torch.long), close=False))
-            out.append(sample)
-        return out
+        captions = [[] if drop else [Tokens("text", ids, prefix=True)]
+                    for ids, drop in zip(batch["caption_ids"], dropped)]
+        prompts = [[Special("<bos>"), *caption, Special("<draw>")] for caption in captions]
+        return self.with_targets(prompts, "image", model.media_ids(batch, "image") if targets else None)
 
     def unconditional(self, batch: dict[str, Any]) -> dict[str, Any]:
         return {"caption_ids": batch["caption_ids"], "unconditional": [True] * len(batch["caption_ids"])}

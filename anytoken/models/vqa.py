@@ -1,10 +1,6 @@
 """Visual question answering: ``<bos> <image> [features] </image> <vqa> <text> question </text>``, then
-
-- the generative head: ``<text> answer </text>`` decoded by the LM head under the text grammar, or
-- the classification head: the sequence pooled (last token or mean) into one of ``model.vocab["answers"]``
-  (the most frequent training answers), trained on the VQA soft scores ``min(#humans / 3, 1)``.
-
-Training lays an image's questions out in one row that shares its prompt (``VQAFormat.shared_prefix``).
+``<text> answer </text>`` from the LM head, or (classification head) the sequence pooled into one of
+``model.vocab["answers"]``, trained on the VQA soft scores ``min(#humans / 3, 1)``.
 """
 
 from __future__ import annotations
@@ -18,7 +14,7 @@ import torch.nn.functional as F
 
 from anytoken.heads import ClassifyHead, DecodingConfig
 from anytoken.heads.classify import Pooling
-from anytoken.models.formats import AnytokenModel, TaskFormat, register_format
+from anytoken.models.formats import AnytokenModel, TaskFormat, check_choice, register_format
 from anytoken.tokenizers.audio_codec import AudioCodecTokenizer
 from anytoken.tokenizers.sequence import (
     Embeds,
@@ -36,28 +32,26 @@ from anytoken.tokenizers.space import TokenSpace
 class VQAFormat(TaskFormat):
     """Answer questions about images from their encoder features.
 
-    Batches (``VQADataModule``): ``images`` ``[N, 3, H, W]`` in ``[0, 1]``, ``image_index`` ``[Q]`` (the
-    image of each question), ``question_tokens`` (1-D local text ids each) or, spoken, ``question_codes``
-    (``[K, T']`` codec codes each) and, for training, ``answer_tokens`` (1-D local text ids each),
-    ``answer_scores`` ``[Q, K]`` (soft targets of the K answer classes) and optionally ``caption_tokens``
-    (one per image).
+    Batches (``VQADataModule``): ``images`` ``[N, 3, H, W]`` in ``[0, 1]``, ``image_index`` ``[Q]`` (each
+    question's image), ``question_tokens`` (1-D local text ids) or, spoken, ``question_codes`` (``[K, T']``
+    each) and, for training, ``answer_tokens``, ``answer_scores`` ``[Q, K]`` (soft targets of the K answer
+    classes) and optionally ``caption_tokens`` (one per image).
 
     Args:
         head: ``"generate"`` (answer text from the LM head) or ``"classify"`` (one of ``vocab["answers"]``).
         pooling: how the classification head pools the sequence: ``"last"`` token or ``"mean"``.
-        layout: ``"image_first"`` (``<bos> image <vqa> question``: an image's questions share its prompt in
-            one training row) or ``"question_first"`` (``<bos> <vqa> question image``: the image tokens see
-            the question, so each image cell can check itself against it, at about twice the tokens
-            per question in training).
-        question_modality: ``"text"`` (``question_tokens``) or ``"audio"``: spoken questions, the codec codes
-            ``question_codes`` (needs an audio codec tokenizer, as ``SpokenVQADataModule`` gives).
-        caption_weight: weight of an auxiliary captioning loss on the same images (batches with
-            ``caption_tokens``, e.g. the scenes): dense image-dependent supervision that trains the image
-            pathway much faster than answers alone; the model then also captions (``<caption>`` prompt).
+        layout: ``"image_first"`` (an image's questions share its prompt in one training row) or
+            ``"question_first"`` (``<bos> <vqa> question image``: the image tokens see the question, so each
+            image cell can check itself against it, at about twice the tokens per question in training).
+        question_modality: ``"text"`` (``question_tokens``) or ``"audio"`` (spoken: ``question_codes``).
+        caption_weight: weight of an auxiliary captioning loss on batches with ``caption_tokens``: dense
+            image-dependent supervision that trains the image pathway much faster than answers alone.
     """
 
     kind = "vqa"
     tags = ("vqa",)
+    needs_image_encoder = True
+    samples_key = "image_index"
 
     def __init__(
         self,
@@ -68,12 +62,9 @@ class VQAFormat(TaskFormat):
         caption_weight: float = 0.0,
     ) -> None:
         super().__init__()
-        if head not in ("generate", "classify"):
-            raise ValueError(f"head must be 'generate' or 'classify', got {head!r}")
-        if layout not in ("image_first", "question_first"):
-            raise ValueError(f"layout must be 'image_first' or 'question_first', got {layout!r}")
-        if question_modality not in ("text", "audio"):
-            raise ValueError(f"question_modality must be 'text' or 'audio', got {question_modality!r}")
+        check_choice("head", head, ("generate", "classify"))
+        check_choice("layout", layout, ("image_first", "question_first"))
+        check_choice("question_modality", question_modality, ("text", "audio"))
         if caption_weight < 0:
             raise ValueError(f"caption_weight must be >= 0, got {caption_weight}")
         if layout == "question_first" and caption_weight > 0:
@@ -82,14 +73,8 @@ class VQAFormat(TaskFormat):
         self.question_modality, self.caption_weight = question_modality, caption_weight
         self.classifier: ClassifyHead | None = None
 
-    def config(self) -> dict[str, Any]:
-        return {"head": self.head, "pooling": self.pooling, "layout": self.layout,
-                "question_modality": self.question_modality, "caption_weight": self.caption_weight}
-
     def bind(self, model: AnytokenModel) -> None:
         super().bind(model)
-        if model.image_encoder is None:
-            raise ValueError("VQA needs an image_encoder")
         if self.caption_weight > 0 and "caption" not in model.space.tasks:
             raise ValueError(f"caption_weight > 0 needs a <caption> tag in the TokenSpace (tasks: "
                              f"{list(model.space.tasks)})")
@@ -103,10 +88,6 @@ class VQAFormat(TaskFormat):
                 raise ValueError("head='classify' needs vocab['answers'] with at least 2 answers")
             self.classifier = ClassifyHead(model.backbone.config.d_model, len(answers), self.pooling)
 
-    def num_samples(self, batch: dict[str, Any]) -> int:
-        return len(batch["image_index"])
-
-    # --- rows ----------------------------------------------------------------------------------------
     def question(self, model: AnytokenModel, batch: dict[str, Any], index: int) -> Tokens:
         """Question ``index`` of ``batch``: its text ids, or (spoken) its codec codes as audio ids, heard
         whole (a bidirectional prefix, as speech to text hears an utterance)."""
@@ -116,32 +97,24 @@ class VQAFormat(TaskFormat):
         return Tokens("audio", ids, prefix=True)
 
     def samples(self, model: AnytokenModel, batch: dict[str, Any], targets: bool) -> list[list[Segment]]:
-        out = []
+        prompts = []
         for i in range(len(batch["image_index"])):
             source = int(batch["image_index"][i])
             if self.layout == "question_first":
                 image = Embeds("image", model.image_tokens, source)
-                segments = [Special("<bos>"), Special("<vqa>"), self.question(model, batch, i), image]
+                prompts.append([Special("<bos>"), Special("<vqa>"), self.question(model, batch, i), image])
             else:
-                segments = model.image_prompt(source, "vqa") + [self.question(model, batch, i)]
-            if self.head == "classify":
-                out.append(segments)
-            elif targets:
-                out.append(segments + [Tokens("text", batch["answer_tokens"][i], target=True)])
-            else:
-                out.append(segments + [Tokens("text", torch.empty(0, dtype=torch.long), close=False)])
-        return out
+                prompts.append(model.image_prompt(source, "vqa") + [self.question(model, batch, i)])
+        if self.head == "classify":
+            return prompts
+        return self.with_targets(prompts, "text", batch["answer_tokens"] if targets else None)
 
-    def shared_prefix(
-        self, model: AnytokenModel, batch: dict[str, Any]
-    ) -> tuple[SequenceBatch, torch.Tensor, torch.Tensor]:
+    def shared_prefix(self, model: AnytokenModel, batch: dict[str,
+                      Any]) -> tuple[SequenceBatch, torch.Tensor, torch.Tensor]:
         """One row per image: its prompt ``<bos> <image>..</image>`` once, then (with ``caption_weight``) a
         ``<caption> caption`` block, then a ``<vqa> question [answer]`` block per question, under a mask
-        that lets each block see only the prompt and itself.
-
-        Each question gets exactly the context and RoPE positions it has in its own row (``samples``), so
-        the loss is the same, in about half the tokens (an image's ~10 questions share its prompt); the
-        caption block is laid out exactly as ``CaptionFormat``'s sample.
+        that lets each block see only the prompt and itself. Each block gets exactly the context and RoPE
+        positions of its own sample, so the loss is the same, in about half the tokens.
 
         Returns:
             The rows, their positions ``[N, T]`` and the attention mask ``[N, 1, T, T]``.
@@ -172,7 +145,6 @@ class VQAFormat(TaskFormat):
     def _captions(self, batch: dict[str, Any]) -> bool:
         return self.caption_weight > 0 and "caption_tokens" in batch
 
-    # --- training ------------------------------------------------------------------------------------
     def loss(self, model: AnytokenModel, batch: dict[str, Any]) -> torch.Tensor:
         """The answer loss (LM loss on the answer tokens, or soft-target cross-entropy over the answer
         classes) plus ``caption_weight`` times the captioning loss when the batch has captions."""
@@ -190,13 +162,13 @@ class VQAFormat(TaskFormat):
         else:
             ends = _block_ends(_tag(model.space, seq, "vqa"), seq.sample_ids > 0)  # (N, T)
             logits = self.classifier(hidden[ends][:, None]).float()  # (Q, K), questions in row order
-            loss = _soft_cross_entropy(logits, scores.to(model.device)[_row_order(batch["image_index"])])
+            order = torch.sort(torch.as_tensor(batch["image_index"]), stable=True).indices  # rows: by image
+            loss = _soft_cross_entropy(logits, scores.to(model.device)[order])
         if self._captions(batch):
             caption = model.lm_loss(replace(seq, loss_weights=seq.loss_weights * ~questions), hidden)
             loss = loss + self.caption_weight * caption
         return loss
 
-    # --- answering -----------------------------------------------------------------------------------
     def class_logits(self, model: AnytokenModel, batch: dict[str, Any]) -> torch.Tensor:
         """``[Q, K]`` answer-class logits for the batch's questions, one row each (classification head)."""
         seq = self.rows(model, batch)  # right-padded as in training (classification rows have no targets)
@@ -204,9 +176,8 @@ class VQAFormat(TaskFormat):
         return self.classifier(hidden, seq.sample_ids > 0).float()  # (Q, K)
 
     @torch.no_grad()
-    def answer(
-        self, model: AnytokenModel, batch: dict[str, Any], decoding: DecodingConfig | None = None
-    ) -> list[str]:
+    def answer(self, model: AnytokenModel, batch: dict[str, Any],
+               decoding: DecodingConfig | None = None) -> list[str]:
         """One answer per question of ``batch`` (needs ``images``, ``image_index`` and ``question_tokens``,
         or ``question_codes`` for spoken questions)."""
         if self.head == "classify":
@@ -216,25 +187,16 @@ class VQAFormat(TaskFormat):
         return [model.tokenizers["text"].decode(i).strip() for i in ids]
 
     @torch.no_grad()
-    def ask(
-        self,
-        model: AnytokenModel,
-        images: torch.Tensor,
-        questions: list[str] | list[torch.Tensor],
-        image_index: list[int] | None = None,
-        decoding: DecodingConfig | None = None,
-        sample_rate: int | None = None,
-    ) -> list[str]:
+    def ask(self, model: AnytokenModel, images: torch.Tensor, questions: list[str] | list[torch.Tensor],
+            image_index: list[int] | None = None, decoding: DecodingConfig | None = None,
+            sample_rate: int | None = None) -> list[str]:
         """Answers to ``questions`` about ``images`` ``[N, 3, H, W]`` in ``[0, 1]``.
 
         Args:
-            model: the model holding this format.
-            images: the images.
             questions: non-empty strings, or for a spoken-question model (``question_modality="audio"``)
-                waves ``[C, T]`` at ``sample_rate``.
+                waves ``[C, T]`` at ``sample_rate`` (default the codec's).
             image_index: the image each question is about; default question ``i`` -> image ``i``.
             decoding: generation settings (generative head only).
-            sample_rate: of the waves (default the codec's).
         """
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be [N, 3, H, W], got shape {tuple(images.shape)}")
@@ -265,17 +227,9 @@ def _tag(space: TokenSpace, seq: SequenceBatch, task: str) -> torch.Tensor:
 def _block_ends(starts: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Bool ``[N, T]``: the last valid position of each question block (a block ends where the next
     starts, or at the row's last valid position)."""
-    next_starts = torch.zeros_like(starts)
-    next_starts[:, :-1] = starts[:, 1:]
-    next_valid = torch.zeros_like(valid)
-    next_valid[:, :-1] = valid[:, 1:]
+    next_starts, next_valid = F.pad(starts[:, 1:], (0, 1)), F.pad(valid[:, 1:], (0, 1))
     in_block = starts.long().cumsum(1) > 0
     return in_block & valid & (next_starts | ~next_valid)
-
-
-def _row_order(image_index: torch.Tensor) -> torch.Tensor:
-    """Question order of ``shared_prefix`` rows: by image, keeping the batch order within an image."""
-    return torch.sort(torch.as_tensor(image_index), stable=True).indices
 
 
 def _soft_cross_entropy(logits: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:

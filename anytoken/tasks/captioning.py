@@ -5,16 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from anytoken.models import AnytokenModel
-from anytoken.tasks.evaluation import Evaluation, register_evaluation
+from anytoken.tasks.evaluation import Evaluation, per_sample, register_evaluation
 from anytoken.tasks.metrics.text import caption_metrics
 from anytoken.tasks.module import TokenTaskModule
 
 
 class CaptioningModule(TokenTaskModule):
     """Generate a caption from an image's encoder features (ClipCap/LLaVA-style prefix) or VQ tokens.
-
-    Batches are dicts with ``images`` ``[B, 3, H, W]`` in ``[0, 1]``, ``caption_ids`` (list of 1-D local
-    text ids), ``references`` (list of reference lists) and ``image_ids``. Arguments: ``TokenTaskModule``'s.
+    Batches: ``CaptionFormat``'s, plus ``references`` and ``image_ids``. Arguments: ``TokenTaskModule``'s.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -26,11 +24,11 @@ class CaptionEvaluation(Evaluation):
     """BLEU-4, CIDEr-D and exact match of greedy captions against the references."""
 
     kind = "caption"
+    predict_keys = ("image_id", "caption")
 
     def step(self, model: AnytokenModel, batch: dict[str, Any]) -> list[dict[str, Any]]:
         captions = self.fmt.caption(model, batch["images"])
-        return [{"image_id": i, "caption": c, "references": r}
-                for i, c, r in zip(batch["image_ids"], captions, batch["references"])]
+        return per_sample(image_id=batch["image_ids"], caption=captions, references=batch["references"])
 
     def report(self, outputs: list[dict[str, Any]]) -> dict[str, float]:
         # without Java, exact match alone: a long run must not fail at its first validation
@@ -44,6 +42,3 @@ class CaptionEvaluation(Evaluation):
             mark = "ok" if right else "XX"
             lines.append(f"  {mark} {o['caption']!r:<64} reference: {o['references'][0]!r}")
         return lines
-
-    def predict(self, model: AnytokenModel, batch: dict[str, Any]) -> list[dict[str, Any]]:
-        return [{"image_id": o["image_id"], "caption": o["caption"]} for o in self.step(model, batch)]

@@ -1,12 +1,9 @@
 """What a task measures, apart from Lightning: outputs per batch, metrics per split, examples to print.
-
-One ``Evaluation`` class per task format kind, found through ``EVALUATIONS`` (filled by
-``register_evaluation``); ``TokenTaskModule`` collects, reports and logs them for every task it trains,
-one task or a mixture alike.
-"""
+One ``Evaluation`` class per task format kind, registered by ``register_evaluation``."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, ClassVar, TypeVar
 
 import torch
@@ -24,6 +21,8 @@ class Evaluation:
     """
 
     kind: ClassVar[str] = ""
+    example: ClassVar[str] = ""  # ``str.format`` template of an output's line after testing ("": none)
+    predict_keys: ClassVar[tuple[str, ...]] = ()  # the output keys ``predict`` returns (): all
 
     def __init__(self, fmt: TaskFormat, num_examples: int = 8) -> None:
         self.fmt, self.num_examples = fmt, num_examples
@@ -44,11 +43,22 @@ class Evaluation:
 
     def examples(self, outputs: list[dict[str, Any]]) -> list[str]:
         """Lines shown after testing (e.g. predictions beside references)."""
-        return []
+        return [self.example.format(**o) for o in outputs[: self.num_examples]] if self.example else []
 
     def predict(self, model: AnytokenModel, batch: dict[str, Any]) -> list[dict[str, Any]]:
         """What ``anytoken predict`` returns for a batch."""
-        return self.step(model, batch)
+        outputs = self.step(model, batch)
+        return [{k: o[k] for k in self.predict_keys} for o in outputs] if self.predict_keys else outputs
+
+
+def per_sample(**columns: Iterable[Any]) -> list[dict[str, Any]]:
+    """One output dict per sample from columns of per-sample values (as ``zip``, the shortest decides)."""
+    return [dict(zip(columns, values)) for values in zip(*columns.values())]
+
+
+def gather(outputs: list[dict[str, Any]], *keys: str) -> list[list[Any]]:
+    """Each key's values over a split's outputs."""
+    return [[o[k] for o in outputs] for k in keys]
 
 
 EVALUATIONS: dict[str, type[Evaluation]] = {}

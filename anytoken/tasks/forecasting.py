@@ -1,8 +1,4 @@
-"""Trajectory forecasting (``anytoken.models.forecasting.ForecastFormat``): training and its metrics.
-
-Greedy futures give ADE/FDE, ``num_futures`` sampled ones minADE/minFDE, and the constant-velocity
-baseline is scored on the same windows.
-"""
+"""Trajectory forecasting (``anytoken.models.forecasting.ForecastFormat``): training and its metrics."""
 
 from __future__ import annotations
 
@@ -13,25 +9,14 @@ import torch
 from anytoken.heads import DecodingConfig
 from anytoken.models import AnytokenModel
 from anytoken.tasks.data.synthetic.motion import KINDS
-from anytoken.tasks.evaluation import Evaluation, register_evaluation
+from anytoken.tasks.evaluation import Evaluation, per_sample, register_evaluation
 from anytoken.tasks.metrics.forecast import constant_velocity, displacement_errors, sample_errors
 from anytoken.tasks.module import TokenTaskModule
 
 
 class ForecastingModule(TokenTaskModule):
-    """Forecast all agents of a scene from their history.
-
-    Batches are dicts from ``ForecastDataModule``: ``history_ids`` ``[B, 2A(H-1)]``, ``future_ids``
-    ``[B, 2AF]``, ``positions`` ``[B, A, H+F, 2]``, ``kinds`` ``[B, A]``, ``history`` H.
-
-    Args:
-        head: ``"lm"`` or ``"fourier"`` (Fourier densities over the action bins).
-        fourier_frequencies: Fourier head frequencies.
-        fourier_gamma: Fourier head smoothness penalty weight.
-        num_futures: k, futures sampled per scene for minADE/minFDE.
-        sampling: how futures are sampled (``strategy="sample"``; temperature, top-k/top-p).
-        *args, **kwargs: those of ``TokenTaskModule`` (``decoding`` is the single-future decoding).
-    """
+    """Forecast all agents of a scene from their history (batches from ``ForecastDataModule``). Arguments:
+    ``ForecastFormat``'s settings, then ``TokenTaskModule``'s (``decoding`` is the single-future decoding)."""
 
     def __init__(
         self,
@@ -66,8 +51,7 @@ class ForecastEvaluation(Evaluation):
         ade, fde = displacement_errors(greedy, gt)
         cv_ade, cv_fde = displacement_errors(constant_velocity(positions[:, :, :H], F), gt)
         scores = {"ade": ade, "fde": fde, "cv_ade": cv_ade, "cv_fde": cv_fde, "kinds": batch["kinds"].cpu()}
-        scores |= sample_errors(sampled, gt)
-        return [{name: value[i] for name, value in scores.items()} for i in range(len(gt))]
+        return per_sample(**scores, **sample_errors(sampled, gt))
 
     def report(self, outputs: list[dict[str, Any]]) -> dict[str, float]:
         cat = {name: torch.stack([o[name] for o in outputs]).double() for name in outputs[0]}

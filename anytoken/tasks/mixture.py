@@ -1,20 +1,8 @@
-"""Any-to-any: one model trained on a weighted mixture of tasks across modalities at once.
-
-The TokenSpace is the union of every task's vocabulary (``MixtureDataModule.vocab``) and the model is one
-``AnytokenModel`` holding one format per task: the entry's ``format`` (``caption``, ``pose_estimation``,
-...), or a ``template`` format when the entry gives only a template. So the trained mixture is called like
-any model (``anytoken.load(path).caption(images)``, ``.predict_pose(images)``), and validation and test
-score each task with its format's evaluation, logged as ``split/task/metric`` (``val/pose/pck@0.1``).
-Training builds each task's samples from its template (data, ``anytoken.models.templates``) or, without
-one, its format's ``samples``, weights each sample's loss by its task's ``loss_weight`` and packs the
-samples of all tasks into rows (``packing``; attention never crosses samples, positions restart per
-sample), all scored by the one LM head: heads or losses of a format's own (a Fourier head, VQA's
-classifier and caption loss, the delay layout's codebook heads) are for single-task models.
-
-Prompts may interleave anything the TokenSpace allows: ``AnytokenModel.complete`` continues hand-built
-segments (an image then ``<pose_estimation>`` gives keypoint tokens, the same image then ``<caption>``
-gives text).
-"""
+"""Any-to-any: one ``AnytokenModel`` trained on a weighted mixture of tasks across modalities, with one
+format per task, each scored by its own evaluation (``split/task/metric``). Training builds each task's
+samples from its template or its format, weights each sample's loss by its task's ``loss_weight`` and packs
+them into rows, all scored by the one LM head (a format's own heads are for single-task models). See
+``docs/any_to_any.md``."""
 
 from __future__ import annotations
 
@@ -31,8 +19,7 @@ from anytoken.tasks import (  # noqa: F401 - each registers the evaluation of it
     forecasting,
     pose_estimation,
     speech,
-    table_generation,
-    table_prediction,
+    tables,
     text_to_image,
     vqa,
 )
@@ -44,14 +31,12 @@ Media = dict[str, torch.Tensor]
 
 
 class MixtureModule(TokenTaskModule):
-    """Trains one model on every task of a ``MixtureDataModule``.
-
-    Batches: training gets lists of ``(task, batch)`` pairs; validation/test get one task's batches per
-    dataloader, named by the DataModule's ``eval_names``. ``vocab["tasks"]`` (from the DataModule) holds
-    each task's format spec, template and loss weight.
+    """Trains one model on every task of a ``MixtureDataModule``: training batches are lists of
+    ``(task, batch)`` pairs; validation/test get one task's batches per dataloader (``eval_names``).
 
     Args:
-        vocab: the ``MixtureDataModule``'s vocab (the CLI links it).
+        vocab: the ``MixtureDataModule``'s vocab; ``vocab["tasks"]`` holds each task's format spec, template
+            and loss weight.
         packing: pack the samples of a training batch into rows (first-fit) instead of one padded row each.
         **kwargs: those of ``TokenTaskModule`` (``init_from`` grows a smaller model into the mixture).
     """
@@ -81,13 +66,9 @@ class MixtureModule(TokenTaskModule):
 
     # --- samples of several tasks in one batch ---------------------------------------------------------
     def collect(self, pairs: Pairs) -> tuple[list[list[Segment]], list[float], Media]:
-        """All pairs' training samples, their loss weights and the images they embed.
-
-        Returns:
-            ``(samples, weights, media)``: each pair's samples with their image sources offset into
-            ``media["images"]`` ``[N, 3, S, S]`` (the images of every pair whose samples embed them, in
-            order), and one weight per sample (its task's ``loss_weight``).
-        """
+        """``(samples, weights, media)``: all pairs' training samples, their image sources offset into
+        ``media["images"]`` ``[N, 3, S, S]`` (the images of every pair whose samples embed them, in order),
+        and one weight per sample (its task's ``loss_weight``)."""
         samples: list[list[Segment]] = []
         weights: list[float] = []
         images: list[torch.Tensor] = []

@@ -1,14 +1,11 @@
-"""``TokenTaskModule``: the LightningModule that trains an ``AnytokenModel`` (``self.model``) and adds only
-what training needs: the optimiser and schedule, loss weighting, and the validation/test loop that collects
-each task's outputs (``anytoken.tasks.evaluation``), reports its metrics and prints examples.
-
-A task subclass says which format it trains (``formats``) from its own arguments; everything else,
-the mixture's several tasks included, is written once here.
-"""
+"""``TokenTaskModule``: the LightningModule that trains an ``AnytokenModel`` (``self.model``): optimiser,
+schedule, loss weighting and the validation/test loop over each task's ``Evaluation``. A task subclass
+only says which format it trains (``formats``) from its own arguments."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,11 +28,23 @@ from anytoken.tokenizers.space import TokenSpace
 EVAL_SPLITS = ("test", "heldout")  # test dataloader names when the DataModule gives none
 
 
+def adamw_warmup_cosine(
+    params: Iterable[nn.Parameter], lr: float, betas: tuple[float, float], weight_decay: float,
+    warmup_steps: int, total_steps: int,
+) -> tuple[torch.optim.AdamW, dict[str, Any]]:
+    """AdamW with weight decay on matrices and kernels only (not norms or biases), and its per-step
+    ``WarmupCosine`` schedule as Lightning's scheduler dict."""
+    params = [p for p in params if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=lr, betas=betas)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(warmup_steps, total_steps))
+    return opt, {"scheduler": sched, "interval": "step"}
+
+
 class WarmupCosine:
     """LR factor: linear warm-up over ``min(warmup_steps, total / 2)`` steps, then cosine decay to 10%.
-
-    A class rather than a closure, so schedulers pickle (spawned DDP workers, checkpoint callbacks).
-    """
+    A class rather than a closure, so schedulers pickle (spawned DDP workers, checkpoint callbacks)."""
 
     def __init__(self, warmup_steps: int, total_steps: int) -> None:
         self.total = max(total_steps, 1)
@@ -107,17 +116,18 @@ class TokenTaskModule(L.LightningModule):
         }
         self._outputs: dict[tuple[str, str], list[dict[str, Any]]] = {}
         if init_from:
-            self.grow_from(init_from)
+            try:
+                source = load(init_from)
+            except FileNotFoundError as err:
+                raise FileNotFoundError(f"no model to start from ({err}): train it first (./quickstart.sh "
+                                        "writes the captioner release runs/caption_scenes/release)") from None
+            grow_into(source, self.model)
             self.hparams["init_from"] = None  # checkpoints and releases carry the grown weights
 
     # --- the model's tasks ---------------------------------------------------------------------------
     @property
     def space(self) -> TokenSpace:
         return self.model.space
-
-    @property
-    def tokenizers(self) -> dict[str, Tokenizer]:
-        return self.model.tokenizers
 
     @property
     def task_name(self) -> str:
@@ -130,24 +140,11 @@ class TokenTaskModule(L.LightningModule):
         """The training loss of a batch (single-task: its format's loss)."""
         return self.model.formats[self.task_name].loss(self.model, batch)
 
-    def num_samples(self, batch: Any) -> int:
-        return self.model.formats[self.task_name].num_samples(batch)
-
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=self.num_samples(batch))
+        samples = self.model.formats[self.task_name].num_samples(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=samples)
         return loss
-
-    def grow_from(self, source: str | Path | AnytokenModel) -> dict[str, Any]:
-        """Start from another model (an ``AnytokenModel``, release directory or ``.ckpt``); returns
-        ``grow_into``'s report."""
-        if not isinstance(source, AnytokenModel):
-            try:
-                source = load(source)
-            except FileNotFoundError as err:
-                raise FileNotFoundError(f"no model to start from ({err}): train it first (./quickstart.sh "
-                                        "writes the captioner release runs/caption_scenes/release)") from None
-        return grow_into(source, self.model)
 
     # --- Lightning hooks around the model -------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -171,13 +168,10 @@ class TokenTaskModule(L.LightningModule):
             self.model.compile_backbone()
 
     def configure_optimizers(self) -> dict[str, Any]:
-        params = [p for p in self.parameters() if p.requires_grad]
-        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": self.hparams.weight_decay},
-                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-        opt = torch.optim.AdamW(groups, lr=self.hparams.lr, betas=(0.9, 0.95))
-        factor = WarmupCosine(self.hparams.warmup_steps, int(self.trainer.estimated_stepping_batches))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        hp, total = self.hparams, int(self.trainer.estimated_stepping_batches)
+        opt, sched = adamw_warmup_cosine(self.parameters(), hp.lr, (0.9, 0.95), hp.weight_decay,
+                                         hp.warmup_steps, total)
+        return {"optimizer": opt, "lr_scheduler": sched}
 
     def export(self, directory: str | Path) -> Path:
         """Write the model as a release directory (``anytoken.load`` reads it)."""
@@ -221,9 +215,8 @@ class TokenTaskModule(L.LightningModule):
         for (task, split), outputs in self._outputs.items():
             evaluation = self.evaluations[task]
             metrics = evaluation.report(outputs)
-            for name, value in metrics.items():
-                self.log(self.metric_name(task, split, name), value, add_dataloader_idx=False,
-                         rank_zero_only=True)
+            self.log_dict({self.metric_name(task, split, k): v for k, v in metrics.items()},
+                          add_dataloader_idx=False, rank_zero_only=True)
             if show:
                 lines.append(f"[{split}] {task}: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
                 lines += evaluation.examples(outputs)
@@ -240,8 +233,7 @@ class TokenTaskModule(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._outputs = {}
 
-    def on_test_epoch_start(self) -> None:
-        self._outputs = {}
+    on_test_epoch_start = on_validation_epoch_start
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:

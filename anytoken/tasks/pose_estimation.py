@@ -7,25 +7,14 @@ from typing import Any, Literal
 import torch
 
 from anytoken.models import AnytokenModel
-from anytoken.tasks.evaluation import Evaluation, register_evaluation
+from anytoken.tasks.evaluation import Evaluation, gather, per_sample, register_evaluation
 from anytoken.tasks.metrics.pose import COCO_SIGMAS, oks_ap, pck
 from anytoken.tasks.module import TokenTaskModule
 
 
 class PoseEstimationModule(TokenTaskModule):
-    """Predict one person's keypoints from an image crop.
-
-    Batches are dicts from ``PoseDataModule``: ``images`` ``[B, 3, S, S]``, ``pose_ids`` ``[B, L]``,
-    ``keypoints`` ``[B, K, 3]`` (pixels), ``frames``/``boxes`` ``[B, 4]``, ``areas`` ``[B]``, ``image_ids``.
-
-    Args:
-        head: ``"lm"`` or ``"fourier"`` (Fourier densities over the coordinate bins).
-        fourier_frequencies: Fourier head frequencies.
-        fourier_gamma: Fourier head smoothness penalty weight.
-        oks_sigmas: per-keypoint OKS constants; None: COCO's (17 keypoints only).
-        pck_threshold: PCK's fraction of the person box's longer side.
-        *args, **kwargs: those of ``TokenTaskModule`` (an ``image_encoder`` is required).
-    """
+    """Predict one person's keypoints from an image crop (batches from ``PoseDataModule``). Arguments:
+    ``PoseFormat``'s settings, then ``TokenTaskModule``'s (an ``image_encoder`` is required)."""
 
     def __init__(
         self,
@@ -50,13 +39,12 @@ class PoseEvaluation(Evaluation):
 
     def step(self, model: AnytokenModel, batch: dict[str, Any]) -> list[dict[str, Any]]:
         pred = self.fmt.predict_keypoints(model, batch["images"], batch["frames"])  # (B, K, 3)
-        return [{"image_id": i, "pred": p, "keypoints": k, "boxes": b, "areas": a}
-                for i, p, k, b, a in zip(batch["image_ids"], pred, batch["keypoints"].cpu(),
-                                         batch["boxes"].cpu(), batch["areas"].cpu())]
+        return per_sample(image_id=batch["image_ids"], pred=pred, keypoints=batch["keypoints"].cpu(),
+                          boxes=batch["boxes"].cpu(), areas=batch["areas"].cpu())
 
     def report(self, outputs: list[dict[str, Any]]) -> dict[str, float]:
-        keys = ("pred", "keypoints", "boxes", "areas")
-        pred, gt, boxes, areas = (torch.stack([o[k] for o in outputs]) for k in keys)  # (N, K, 3), ..., (N,)
+        columns = gather(outputs, "pred", "keypoints", "boxes", "areas")
+        pred, gt, boxes, areas = map(torch.stack, columns)  # (N, K, 3), (N, K, 3), (N, 4), (N,)
         sigmas = COCO_SIGMAS if self.fmt.oks_sigmas is None else self.fmt.oks_sigmas
         metrics = {f"pck@{self.fmt.pck_threshold:g}": pck(pred, gt, boxes, self.fmt.pck_threshold)}
         metrics |= oks_ap(pred, gt, boxes, areas, sigmas)

@@ -1,10 +1,6 @@
 """Speech tasks (``anytoken.models.speech``): speech to text, scored by CER/WER, and text to speech, whose
-generated speech is measured against the reference's duration and written as WAV files.
-
-The codec is a frozen part of the model: when training starts ``TokenTaskModule.setup`` copies its
-weights from the DataModule's codec (which made the training tokens), and checkpoints and releases carry
-them.
-"""
+generated speech is measured against the reference's duration and written as WAV files. The codec is a
+frozen part of the model, copied from the DataModule's when training starts (``TokenTaskModule.setup``)."""
 
 from __future__ import annotations
 
@@ -16,18 +12,14 @@ import torch
 from anytoken.atomic import atomic_path
 from anytoken.models import AnytokenModel
 from anytoken.models.speech import Layout, codec_of
-from anytoken.tasks.evaluation import Evaluation, register_evaluation
+from anytoken.tasks.evaluation import Evaluation, gather, per_sample, register_evaluation
 from anytoken.tasks.metrics.audio import error_rates
 from anytoken.tasks.module import TokenTaskModule
 
 
 class SpeechToTextModule(TokenTaskModule):
-    """Transcribe speech: generate the text of an utterance's codec codes (``TranscribeFormat``).
-
-    Args:
-        audio_layout: ``"flatten"`` or ``"delay"`` (``anytoken.models.speech``).
-        *args, **kwargs: those of ``TokenTaskModule``.
-    """
+    """Transcribe speech: generate the text of an utterance's codec codes. Arguments: ``audio_layout``
+    (``TranscribeFormat``'s), then ``TokenTaskModule``'s."""
 
     def __init__(self, *args: Any, audio_layout: Layout = "flatten", **kwargs: Any) -> None:
         formats = {"transcribe": {"kind": "transcribe", "audio_layout": audio_layout}}
@@ -38,8 +30,7 @@ class TextToSpeechModule(TokenTaskModule):
     """Speak text: generate codec codes for a sentence and decode them to a wave (``SpeakFormat``).
 
     Args:
-        audio_layout: ``"flatten"`` or ``"delay"`` (``anytoken.models.speech``).
-        max_seconds: longest speech generated (level 0 is made to end there).
+        audio_layout, max_seconds: ``SpeakFormat``'s.
         num_audio_samples: texts of each evaluation batch spoken, measured and written to
             ``LOG_DIR/speech/`` at each validation and test (not while sanity checking).
         *args, **kwargs: those of ``TokenTaskModule``.
@@ -58,20 +49,15 @@ class TextToSpeechModule(TokenTaskModule):
         self.num_audio_samples = num_audio_samples
 
     def on_validation_epoch_start(self) -> None:
+        """Aim the evaluation: how many texts it speaks and where it writes them (rank 0, the log dir)."""
         super().on_validation_epoch_start()
-        self._aim_speech()
-
-    def on_test_epoch_start(self) -> None:
-        super().on_test_epoch_start()
-        self._aim_speech()
-
-    def _aim_speech(self) -> None:
-        """How many texts the evaluation speaks and where it writes them (rank 0, under the log dir)."""
         evaluation = self.evaluations[self.task_name]
         evaluation.num_audio_samples = 0 if self.trainer.sanity_checking else self.num_audio_samples
         log_dir = self.trainer.log_dir if self.global_rank == 0 else None
         evaluation.wave_dir = None if log_dir is None else Path(log_dir) / "speech"
         evaluation.wave_tag = f"step{self.global_step:07d}"
+
+    on_test_epoch_start = on_validation_epoch_start
 
 
 @register_evaluation
@@ -79,21 +65,15 @@ class TranscribeEvaluation(Evaluation):
     """CER, WER and exact transcripts of greedy transcription against the reference texts."""
 
     kind = "transcribe"
+    example = "  {transcript!r:<60} reference: {reference!r}"
+    predict_keys = ("id", "transcript")
 
     def step(self, model: AnytokenModel, batch: dict[str, Any]) -> list[dict[str, Any]]:
         texts = self.fmt.transcribe(model, batch["codes"])
-        rows = zip(batch["ids"], texts, batch["texts"])
-        return [{"id": i, "transcript": t, "reference": r} for i, t, r in rows]
+        return per_sample(id=batch["ids"], transcript=texts, reference=batch["texts"])
 
     def report(self, outputs: list[dict[str, Any]]) -> dict[str, float]:
-        return error_rates([o["transcript"] for o in outputs], [o["reference"] for o in outputs])
-
-    def examples(self, outputs: list[dict[str, Any]]) -> list[str]:
-        shown = outputs[: self.num_examples]
-        return [f"  {o['transcript']!r:<60} reference: {o['reference']!r}" for o in shown]
-
-    def predict(self, model: AnytokenModel, batch: dict[str, Any]) -> list[dict[str, Any]]:
-        return [{"id": o["id"], "transcript": o["transcript"]} for o in self.step(model, batch)]
+        return error_rates(*gather(outputs, "transcript", "reference"))
 
 
 @register_evaluation
@@ -136,12 +116,12 @@ class SpeakEvaluation(Evaluation):
         metrics = {}
         scored = [o for o in outputs if "level0_accuracy" in o]
         if scored:
-            total = sum(o["samples"] for o in scored)
-            metrics["level0_accuracy"] = sum(o["level0_accuracy"] * o["samples"] for o in scored) / total
+            accuracy, samples = gather(scored, "level0_accuracy", "samples")
+            metrics["level0_accuracy"] = sum(a * n for a, n in zip(accuracy, samples)) / sum(samples)
         spoken = [o for o in outputs if "frames" in o]
         if spoken:
-            reference = sum(o["reference_frames"] for o in spoken)
-            metrics["duration_ratio"] = sum(o["frames"] for o in spoken) / reference
+            frames, reference = gather(spoken, "frames", "reference_frames")
+            metrics["duration_ratio"] = sum(frames) / sum(reference)
         return metrics
 
     def examples(self, outputs: list[dict[str, Any]]) -> list[str]:
@@ -149,4 +129,4 @@ class SpeakEvaluation(Evaluation):
 
     def predict(self, model: AnytokenModel, batch: dict[str, Any]) -> list[dict[str, Any]]:
         codes = self.fmt.generate_codes(model, batch["texts"])
-        return [{"id": i, "text": t, "codes": c} for i, t, c in zip(batch["ids"], batch["texts"], codes)]
+        return per_sample(id=batch["ids"], text=batch["texts"], codes=codes)

@@ -1,24 +1,12 @@
 """Training any trainable tokenizer (the image VQ tokenizer, the audio codec) with Lightning.
 
-The contract a trainable tokenizer follows (``ImageVQTokenizer`` is the reference):
-
-- it is an ``nn.Module`` and a registered ``Tokenizer`` (built here from its spec);
-- ``loss(x, step) -> TokenizerOutput``: the loss to minimise, scalar ``metrics`` to log, the code
-  histogram ``counts`` ``[num_codebooks, codebook_size]`` and the ``reconstruction``;
-- ``reconstruction_metrics(x, reconstruction) -> dict`` in the modality's own metrics (PSNR/SSIM);
-- optionally a ``discriminator`` module (None when off) and ``discriminator_loss(x, reconstruction)``:
-  then a second optimiser trains it, after the tokenizer's step on the same batch;
-- ``write_media`` writes a batch of media: sample reconstructions (inputs beside their reconstructions,
-  concatenated along the last axis: width for images, time for audio) go to ``LOG_DIR/samples/``;
-  optional ``sample_suffix`` (default ``".png"``) and ``sample_range`` (default ``(0, 1)``, the clamp
-  of reconstructions) say what those files are (the audio codec: ``".wav"``, ``(-1, 1)``).
-
-Validation reports, per validation loader (``datamodule.val_names``), the loss terms and the
-reconstruction metrics, plus the codebook usage (fraction of codes used at least once over the whole
-validation set) and perplexity. ``ExportTokenizer`` writes ``save_pretrained`` output when fit ends.
-Optimisation is manual (two optimisers with a discriminator), so clip gradients with ``grad_clip``
-here, not the Trainer's ``gradient_clip_val``; with a discriminator Lightning counts both optimisers'
-steps in ``global_step`` (``trainer.max_steps`` then means half as many batches).
+A trainable tokenizer (``ImageVQTokenizer`` is the reference) is an ``nn.Module`` and a registered
+``Tokenizer`` with ``loss(x, step) -> TokenizerOutput`` (loss, scalar ``metrics``, the code histogram
+``counts`` ``[num_codebooks, codebook_size]``, the ``reconstruction``), ``reconstruction_metrics(x,
+reconstruction)`` and ``write_media``, which writes inputs beside their reconstructions (concatenated along
+the last axis) to ``LOG_DIR/samples/`` as ``sample_suffix`` files (default ``".png"``), reconstructions
+clamped to ``sample_range`` (default ``(0, 1)``). An optional ``discriminator`` module with
+``discriminator_loss(x, reconstruction)`` gets a second optimiser, stepped after the tokenizer's.
 """
 
 from __future__ import annotations
@@ -29,16 +17,20 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn as nn
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from lightning.pytorch.utilities import rank_zero_only
 
 from anytoken.atomic import atomic_path
-from anytoken.tasks.module import WarmupCosine
+from anytoken.tasks.callbacks import ExportRelease
+from anytoken.tasks.module import adamw_warmup_cosine
 from anytoken.tokenizers.base import tokenizer_from_spec
 from anytoken.tokenizers.quantizers import TokenizerOutput, usage_and_perplexity
 
 
 class TokenizerTrainingModule(L.LightningModule):
-    """Train a tokenizer through its ``loss(x)``.
+    """Train a tokenizer through its ``loss(x)``. Validation reports, per loader (``datamodule.val_names``),
+    the loss terms and reconstruction metrics, and over all of them the codebook usage and perplexity.
+    Optimisation is manual: clip with ``grad_clip``, not the Trainer's ``gradient_clip_val``; with a
+    discriminator ``global_step`` counts both optimisers' steps (``max_steps`` means half as many batches).
 
     Args:
         tokenizer: its spec, ``{"tokenizer": NAME, "config": {...}}`` (``Tokenizer.spec()``'s form).
@@ -66,9 +58,8 @@ class TokenizerTrainingModule(L.LightningModule):
         self.save_hyperparameters()
         self.tokenizer = tokenizer_from_spec(tokenizer)
         if not isinstance(self.tokenizer, nn.Module) or not callable(getattr(self.tokenizer, "loss", None)):
-            raise ValueError(
-                f"tokenizer {self.tokenizer.name!r} is not trainable (needs an nn.Module with loss(x))"
-            )
+            raise ValueError(f"tokenizer {self.tokenizer.name!r} is not trainable "
+                             "(needs an nn.Module with loss(x))")
         self.automatic_optimization = False
         self._reset()
 
@@ -101,36 +92,25 @@ class TokenizerTrainingModule(L.LightningModule):
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         if self.hparams.grad_clip is not None:
-            self.clip_gradients(
-                optimizer, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm"
-            )
+            self.clip_gradients(optimizer, self.hparams.grad_clip, gradient_clip_algorithm="norm")
         optimizer.step()
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams
         disc = {id(p) for p in self.discriminator.parameters()} if self.discriminator is not None else set()
-        params = [p for p in self.tokenizer.parameters() if p.requires_grad and id(p) not in disc]
-        groups = [
-            {"params": [p for p in params if p.dim() >= 2], "weight_decay": hp.weight_decay},
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-        ]
-        opt_g = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas))
-        factor = WarmupCosine(hp.warmup_steps, int(self.trainer.estimated_stepping_batches))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt_g, factor)
+        params = [p for p in self.tokenizer.parameters() if id(p) not in disc]
+        opt_g, sched = adamw_warmup_cosine(params, hp.lr, tuple(hp.betas), hp.weight_decay, hp.warmup_steps,
+                                           int(self.trainer.estimated_stepping_batches))
         if self.discriminator is None:
-            return {"optimizer": opt_g, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-        opt_d = torch.optim.AdamW(
-            self.discriminator.parameters(), lr=hp.disc_lr or hp.lr, betas=tuple(hp.betas), weight_decay=0.0
-        )
-        return [opt_g, opt_d], [{"scheduler": sched, "interval": "step"}]
+            return {"optimizer": opt_g, "lr_scheduler": sched}
+        opt_d = torch.optim.AdamW(self.discriminator.parameters(), lr=hp.disc_lr or hp.lr,
+                                  betas=tuple(hp.betas), weight_decay=0.0)
+        return [opt_g, opt_d], [sched]
 
     # --- validation ----------------------------------------------------------------------------------
     def _val_name(self, dataloader_idx: int) -> str:
         names = getattr(self.trainer.datamodule, "val_names", None) if self.trainer.datamodule else None
         return names[dataloader_idx] if names and dataloader_idx < len(names) else f"set{dataloader_idx}"
-
-    def on_validation_epoch_start(self) -> None:
-        self._reset()
 
     def _reset(self) -> None:
         self._val_counts = None
@@ -142,24 +122,15 @@ class TokenizerTrainingModule(L.LightningModule):
     def test_step(self, batch: torch.Tensor, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._evaluate(batch, batch_idx, dataloader_idx, "test")
 
-    def on_test_epoch_start(self) -> None:
-        self._reset()
+    on_validation_epoch_start = on_test_epoch_start = _reset
 
     def _evaluate(self, batch: torch.Tensor, batch_idx: int, dataloader_idx: int, stage: str) -> None:
         name = self._val_name(dataloader_idx)
         out: TokenizerOutput = self.tokenizer.loss(batch, step=self.batches_seen)
-        metrics = (
-            {"loss": out.loss}
-            | out.metrics
-            | self.tokenizer.reconstruction_metrics(batch, out.reconstruction)
-        )
-        metrics = {k: v for k, v in metrics.items() if k not in ("batch_usage", "perplexity")}
-        self.log_dict(
-            {f"{stage}/{name}/{k}": v for k, v in metrics.items()},
-            batch_size=len(batch),
-            add_dataloader_idx=False,
-            sync_dist=True,
-        )
+        recon = self.tokenizer.reconstruction_metrics(batch, out.reconstruction)
+        metrics = {f"{stage}/{name}/{k}": v for k, v in ({"loss": out.loss} | out.metrics | recon).items()
+                   if k not in ("batch_usage", "perplexity")}  # usage over all sets: _log_usage
+        self.log_dict(metrics, batch_size=len(batch), add_dataloader_idx=False, sync_dist=True)
         n = out.loss.new_tensor(float(len(batch)))
         self._loss_sum = self._loss_sum.to(n.device) + torch.stack([out.loss.detach().float() * n, n])
         if out.counts is not None:
@@ -179,9 +150,8 @@ class TokenizerTrainingModule(L.LightningModule):
         total = self.trainer.strategy.reduce(self._loss_sum.to(self.device), reduce_op="sum")
         logs = {f"{stage}/loss": total[0] / total[1].clamp(min=1)}
         if self._val_counts is not None:
-            usage, perplexity = usage_and_perplexity(
-                self.trainer.strategy.reduce(self._val_counts, reduce_op="sum")
-            )
+            counts = self.trainer.strategy.reduce(self._val_counts, reduce_op="sum")
+            usage, perplexity = usage_and_perplexity(counts)
             logs |= {f"{stage}/codebook_usage": usage, f"{stage}/perplexity": perplexity}
         self.log_dict(logs, rank_zero_only=True)
         self._reset()
@@ -209,21 +179,12 @@ class TokenizerTrainingModule(L.LightningModule):
         return Path(directory)
 
 
-class ExportTokenizer(L.Callback):
+class ExportTokenizer(ExportRelease):
     """At the end of ``fit``, write the tokenizer with ``save_pretrained`` (config JSON + safetensors).
 
     Args:
         dirpath: the directory (replaced atomically) that ``anytoken encode --tokenizer`` reads.
     """
 
-    def __init__(self, dirpath: str) -> None:
-        self.dirpath = Path(dirpath)
-
-    @rank_zero_only
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not isinstance(pl_module, TokenizerTrainingModule):
-            raise TypeError(
-                f"ExportTokenizer needs a TokenizerTrainingModule, got {type(pl_module).__name__}"
-            )
-        pl_module.export(self.dirpath)
-        rank_zero_info(f"tokenizer written to {self.dirpath}")
+    module_type = TokenizerTrainingModule
+    written = "tokenizer"

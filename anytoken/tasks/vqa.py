@@ -1,7 +1,5 @@
-"""Visual question answering (``anytoken.models.vqa.VQAFormat``): training and its metrics.
-
-Accuracy is the official VQA one (``anytoken.tasks.metrics.text.vqa_scores``), overall and per question type.
-"""
+"""Visual question answering (``anytoken.models.vqa.VQAFormat``): training and the official VQA accuracy
+(``anytoken.tasks.metrics.text.vqa_scores``), overall and per question type."""
 
 from __future__ import annotations
 
@@ -9,7 +7,7 @@ from typing import Any, Literal
 
 from anytoken.heads.classify import Pooling
 from anytoken.models import AnytokenModel
-from anytoken.tasks.evaluation import Evaluation, register_evaluation
+from anytoken.tasks.evaluation import Evaluation, gather, per_sample, register_evaluation
 from anytoken.tasks.metrics.text import vqa_scores
 from anytoken.tasks.module import TokenTaskModule
 
@@ -41,26 +39,19 @@ class VQAModule(TokenTaskModule):
 
 @register_evaluation
 class VQAEvaluation(Evaluation):
-    """The official VQA accuracy of the answers, overall (``acc``) and per question type (``acc_TYPE``)."""
+    """The official VQA accuracy of the answers, overall (``acc``) and per question type (``acc_TYPE``);
+    ``humans`` are the human answers."""
 
     kind = "vqa"
+    example = "  {question!r:<40} -> {answer!r:<16} humans: {humans[0]!r}"
+    predict_keys = ("image_id", "question", "answer")
 
     def step(self, model: AnytokenModel, batch: dict[str, Any]) -> list[dict[str, Any]]:
-        preds = self.fmt.answer(model, batch)
-        keys = ("questions", "answers", "question_types", "image_ids")
-        return [{"pred": p, "question": q, "answers": a, "question_type": t, "image_id": i}
-                for p, q, a, t, i in zip(preds, *(batch[k] for k in keys))]
+        return per_sample(answer=self.fmt.answer(model, batch), question=batch["questions"],
+                          humans=batch["answers"], question_type=batch["question_types"],
+                          image_id=batch["image_ids"])
 
     def report(self, outputs: list[dict[str, Any]]) -> dict[str, float]:
-        scores = vqa_scores([o["pred"] for o in outputs], [o["answers"] for o in outputs],
-                            [o["question_type"] for o in outputs])
+        scores = vqa_scores(*gather(outputs, "answer", "humans", "question_type"))
         return {"acc" if name == "overall" else "acc_" + name.replace("/", "_").replace(" ", "_"): value
                 for name, value in scores.items()}
-
-    def examples(self, outputs: list[dict[str, Any]]) -> list[str]:
-        return [f"  {o['question']!r:<40} -> {o['pred']!r:<16} humans: {o['answers'][0]!r}"
-                for o in outputs[: self.num_examples]]
-
-    def predict(self, model: AnytokenModel, batch: dict[str, Any]) -> list[dict[str, Any]]:
-        return [{"image_id": o["image_id"], "question": o["question"], "answer": o["pred"]}
-                for o in self.step(model, batch)]

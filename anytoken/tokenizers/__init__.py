@@ -6,7 +6,6 @@ from anytoken.tokenizers.base import (
     Tokenizer,
     create_tokenizer,
     register_tokenizer,
-    tokenizer_class,
     tokenizer_from_spec,
 )
 from anytoken.tokenizers.image_vq import ImageVQTokenizer
@@ -19,25 +18,8 @@ from anytoken.tokenizers.text import BPETokenizer, CLIPBPETokenizer
 from anytoken.tokenizers.trajectory import MotionState, TrajectoryTokenizer
 
 __all__ = [
-    "AudioCodecTokenizer",
-    "BPETokenizer",
-    "CLIPBPETokenizer",
-    "Embeds",
-    "ImageVQTokenizer",
-    "MotionState",
-    "MuLawTokenizer",
-    "PoseTokenizer",
-    "SegmentGrammar",
-    "SequenceBatch",
-    "Special",
-    "TableTokenizer",
-    "TokenSpace",
-    "Tokenizer",
-    "Tokens",
-    "TrajectoryTokenizer",
-    "build_sequences",
-    "create_tokenizer",
-    "register_tokenizer",
-    "tokenizer_class",
-    "tokenizer_from_spec",
+    "AudioCodecTokenizer", "BPETokenizer", "CLIPBPETokenizer", "Embeds", "ImageVQTokenizer", "MotionState",
+    "MuLawTokenizer", "PoseTokenizer", "SegmentGrammar", "SequenceBatch", "Special", "TableTokenizer",
+    "TokenSpace", "Tokenizer", "Tokens", "TrajectoryTokenizer", "build_sequences", "create_tokenizer",
+    "register_tokenizer", "tokenizer_from_spec",
 ]

@@ -1,39 +1,17 @@
-"""The audio codec tokenizer: a SoundStream/EnCodec/DAC-family conv encoder, residual VQ, conv decoder.
+"""The audio codec tokenizer (SoundStream/EnCodec/DAC family, see docs/audio.md): a weight-normalised conv
+encoder, residual VQ with quantizer dropout (``num_codebooks`` picks the bitrate), a conv decoder.
 
-``encode`` maps waves ``[B, C, T]`` at ``sample_rate`` to codes ``[B, K, T']`` in ``[0, cardinality)``,
-``T' = ceil(T / hop_length)`` frames at ``frame_rate`` Hz; ``decode`` maps codes back to waves
-``[B, C, T' * hop_length]``. In a TokenSpace the codec takes one ``audio`` range of ``K * cardinality``
-local ids: code ``c`` of level ``k`` is id ``k * cardinality + c`` (``codes_to_ids``), frames are
-flattened level by level, and ``grammar()`` cycles one step per level, so constrained decoding of a
-flattened segment always yields whole frames. ``heads/codebooks.py`` offers the delay pattern instead.
-
-One model serves several bitrates: the residual VQ (``quantizers.ResidualVectorQuantizer``) is trained
-with quantizer dropout, and ``num_codebooks`` (at most ``num_quantizers``) picks how many levels
-``encode`` emits: bitrate = ``frame_rate * num_codebooks * log2(cardinality)`` bits/s.
-
-Architecture (DAC's, without EnCodec's LSTM): weight-normalised 1-D convs, Snake (or ELU) activations,
-strided convs (kernel ``2 * stride``) down and transposed convs up, residual units with dilations
-``dilations`` at every reduced resolution, no normalisation over time (the latents' batch norm is a
-per-frame affine map at inference). Every layer sees a bounded window, so long signals are encoded and
-decoded in chunks of ``chunk_seconds`` with the receptive field as context on both sides: chunked
-results equal whole-signal ones up to float rounding (the tests state the tolerance).
-
-Trained by ``tasks.tokenizer_training`` through ``loss(x)``: multi-scale mel (+ optional
-multi-resolution STFT and time-domain L1) reconstruction, the commitment loss, and optionally
-EnCodec's multi-scale STFT discriminator (hinge + feature matching) after ``disc_start``. The default
-configuration is sized for CPUs (about 0.6 GFLOP per second of audio each way); see
-``configs/codec_*.yaml`` for the bigger GPU setting.
-
-Inputs follow ``audio_io``'s policy: other channel counts are converted (mean to mono), a
-``sample_rate`` given to ``encode`` is resampled; NaN/inf, samples outside ``[-1, 1]``, clipping,
-silence, empty inputs, codes with the wrong number of levels or out of range raise ``ValueError``.
+``encode`` maps waves ``[B, C, T]`` to codes ``[B, K, T']``, ``T' = ceil(T / hop_length)``; ``decode`` maps
+them back to ``[B, C, T' * hop_length]``. In a TokenSpace level ``k``'s code ``c`` is local id
+``k * cardinality + c``, frame by frame, and ``grammar()`` cycles one step per level, so constrained
+decoding yields whole frames. Every layer sees a bounded window, so long signals are coded in chunks of
+``chunk_seconds`` with the receptive field as context on both sides (equal up to float rounding).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
@@ -41,12 +19,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.parametrizations import weight_norm
 
-from anytoken.tokenizers.audio_io import AudioMedia, prepare_wave
+from anytoken.tokenizers.audio_io import AudioMedia, chunked
 from anytoken.tokenizers.audio_losses import DEFAULT_SCALES, MultiScaleMel, MultiScaleSTFTDiscriminator
-from anytoken.tokenizers.base import WEIGHTS_FILE, SegmentGrammar, Tokenizer, register_tokenizer
-from anytoken.tokenizers.quantizers import ResidualVectorQuantizer, TokenizerOutput, usage_and_perplexity
-
-_TRAINING_ONLY = ("discriminator.",)
+from anytoken.tokenizers.base import SegmentGrammar, Tokenizer, register_tokenizer
+from anytoken.tokenizers.quantizers import ResidualVectorQuantizer, TokenizerOutput, TrainableTokenizer
 
 
 @dataclass
@@ -59,9 +35,7 @@ class AudioCodecConfig:
     encoder_channels: int = 16  # encoder width at full rate, doubled at every stride
     decoder_channels: int = 256  # decoder width at frame rate, halved at every stride
     dilations: list[int] = field(default_factory=lambda: [1, 3])  # residual units per resolution
-    activation: Literal["snake", "elu"] = (
-        "snake"  # Snake (DAC; better pitch) or ELU (EnCodec; ~2x cheaper on CPU)
-    )
+    activation: Literal["snake", "elu"] = "snake"  # Snake (DAC; better pitch) or ELU (EnCodec; 2x cheaper)
     latent_dim: int = 32  # size of the quantized vectors
     codebook_size: int = 1024  # codes per level (the cardinality)
     num_quantizers: int = 12  # residual VQ levels in the model (12 x 10 bits x 50 Hz = 6 kbps)
@@ -93,11 +67,6 @@ class AudioCodecConfig:
             raise ValueError(
                 f"decoder_channels must allow halving {len(self.strides)} times and widths be >= 1: "
                 f"{self.encoder_channels}, {self.decoder_channels}, {self.latent_dim}"
-            )
-        if self.codebook_size < 2 or self.num_quantizers < 1:
-            raise ValueError(
-                f"need codebook_size >= 2 and num_quantizers >= 1: {self.codebook_size}, "
-                f"{self.num_quantizers}"
             )
         if self.num_codebooks is not None and not 1 <= self.num_codebooks <= self.num_quantizers:
             raise ValueError(
@@ -175,11 +144,8 @@ class ResidualUnit(nn.Module):
 
 
 def _encoder(c: AudioCodecConfig) -> nn.Sequential:
-    """Waves ``[B, C, T]`` -> latents ``[B, latent_dim, T / hop]``.
-
-    Residual units run after each strided conv, never at the input rate: the encoder runs on every
-    training step of the models that consume its tokens, so it must cost a fraction of one.
-    """
+    """Waves ``[B, C, T]`` -> latents ``[B, latent_dim, T / hop]``. Residual units only after each strided
+    conv: the encoder runs on every training step of the models that consume its tokens."""
     width = c.encoder_channels
     layers: list[nn.Module] = [Conv(c.channels, width, 7)]
     for stride in c.strides:
@@ -221,45 +187,33 @@ def _receptive_field(module: nn.Module, reverse: bool = False) -> int:
 
 
 @register_tokenizer
-class AudioCodecTokenizer(AudioMedia, nn.Module, Tokenizer):
-    """Waves <-> residual-VQ codes. Keyword arguments are the fields of ``AudioCodecConfig``.
-
-    Example:
-        >>> codec = AudioCodecTokenizer(sample_rate=16000, num_quantizers=8)
-        >>> codes = codec.encode(wave)  # (B, 8, T / 320) long in [0, 1024)
-        >>> wave_hat = codec.decode(codes)  # (B, 1, T') in [-1, 1]
-        >>> ids = codec.codes_to_ids(codes)  # (B, 8 * T / 320) local ids for the TokenSpace
-    """
+class AudioCodecTokenizer(AudioMedia, TrainableTokenizer, Tokenizer):
+    """Waves <-> residual-VQ codes. Keyword arguments are the fields of ``AudioCodecConfig``."""
 
     name = "audio_codec"
     modality = "audio"
     sample_suffix = ".wav"  # training sample files (tasks.tokenizer_training)
     sample_range = (-1.0, 1.0)
+    training_only = {"disc_weight": 0.0}  # the discriminator is a training aid
 
     def __init__(self, **config: Any) -> None:
         super().__init__()
         self.cfg = AudioCodecConfig(**config)
         c = self.cfg
+        self.sample_rate, self.channels = c.sample_rate, c.channels
+        self.hop_length = c.hop_length  # samples per frame
         self.encoder, self.decoder = _encoder(c), _decoder(c)
         self.quantizer = ResidualVectorQuantizer(
-            c.latent_dim,
-            c.codebook_size,
-            c.num_quantizers,
-            quantizer_dropout=c.quantizer_dropout,
-            ema=c.vq_ema,
-            decay=c.vq_decay,
-            dead_threshold=c.vq_dead_threshold,
-            commitment_weight=c.commitment_weight,
-            init="kmeans",
+            c.latent_dim, c.codebook_size, c.num_quantizers, c.quantizer_dropout, **self._vq_options()
         )
         self.mel = MultiScaleMel(c.sample_rate, c.loss_scales)
         self.discriminator = (
             MultiScaleSTFTDiscriminator(c.channels, channels=c.disc_channels) if c.disc_weight > 0 else None
         )
-        self.encoder_context = math.ceil(_receptive_field(self.encoder) / c.hop_length) + 1  # frames
-        self.decoder_context = math.ceil(_receptive_field(self.decoder, reverse=True) / c.hop_length) + 1
+        self.encoder_context = math.ceil(_receptive_field(self.encoder) / self.hop_length) + 1  # frames
+        self.decoder_context = math.ceil(_receptive_field(self.decoder, reverse=True) / self.hop_length) + 1
+        self._chunk = max(1, int(c.chunk_seconds * self.frame_rate))  # frames coded at a time
 
-    # --- properties ----------------------------------------------------------------------------------
     @property
     def num_codebooks(self) -> int:
         """Levels ``encode`` emits (K)."""
@@ -271,22 +225,9 @@ class AudioCodecTokenizer(AudioMedia, nn.Module, Tokenizer):
         return self.cfg.codebook_size
 
     @property
-    def sample_rate(self) -> int:
-        return self.cfg.sample_rate
-
-    @property
-    def channels(self) -> int:
-        return self.cfg.channels
-
-    @property
-    def hop_length(self) -> int:
-        """Samples per frame."""
-        return self.cfg.hop_length
-
-    @property
     def frame_rate(self) -> float:
         """Frames (code vectors of K levels) per second."""
-        return self.cfg.sample_rate / self.cfg.hop_length
+        return self.sample_rate / self.hop_length
 
     @property
     def bitrate(self) -> float:
@@ -303,27 +244,12 @@ class AudioCodecTokenizer(AudioMedia, nn.Module, Tokenizer):
         steps = tuple(((k * C, (k + 1) * C),) for k in range(self.num_codebooks))
         return SegmentGrammar(steps=steps, min_length=self.num_codebooks)
 
-    def config(self) -> dict[str, Any]:
-        """The inference configuration (the adversarial terms are training aids: not exported)."""
-        return asdict(self.cfg) | {"disc_weight": 0.0}
-
     def with_codebooks(self, num_codebooks: int | None) -> AudioCodecTokenizer:
         """Use the first ``num_codebooks`` levels (a lower bitrate of the same weights); returns self."""
         self.cfg.num_codebooks = num_codebooks
         self.cfg.__post_init__()
         return self
 
-    def _save_state(self, directory: Path) -> None:
-        from safetensors.torch import save_file
-
-        state = {k: v.contiguous() for k, v in self.state_dict().items() if not k.startswith(_TRAINING_ONLY)}
-        save_file(state, str(directory / WEIGHTS_FILE))
-
-    @property
-    def _device(self) -> torch.device:
-        return self.quantizer.step.device
-
-    # --- ids -----------------------------------------------------------------------------------------
     def codes_to_ids(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes ``[..., K, T']`` -> ids ``[..., T' * K]`` frame by frame (level k code c: k * C + c)."""
         offsets = torch.arange(codes.shape[-2], device=codes.device)[:, None] * self.cardinality  # (K, 1)
@@ -341,24 +267,16 @@ class AudioCodecTokenizer(AudioMedia, nn.Module, Tokenizer):
             raise ValueError(f"audio_codec: ids must cycle through the {K} levels' ranges (k * {C} + c)")
         return (frames % C).transpose(-1, -2)
 
-    # --- Tokenizer interface -------------------------------------------------------------------------
-    def prepare(self, wave: torch.Tensor, sample_rate: int | None = None) -> torch.Tensor:
-        """Waves ``[B, C, T]``, ``[C, T]`` or ``[T]`` -> ``[B, channels, T]`` at ``sample_rate`` on the
-        model's device, by ``audio_io``'s policy; ``sample_rate`` is the input's (None: the codec's)."""
-        return prepare_wave(wave, self.channels, self.sample_rate, sample_rate, "audio_codec.encode").to(
-            self._device
-        )
-
     @torch.no_grad()
     def encode(self, wave: torch.Tensor, sample_rate: int | None = None) -> torch.Tensor:
         """Waves (see ``prepare``) -> codes ``[B, K, ceil(T / hop)]`` long in ``[0, cardinality)``."""
-        x = self.prepare(wave, sample_rate)
+        x = self.prepare(wave, sample_rate).to(self._device)
         frames = math.ceil(x.shape[-1] / self.hop_length)
         x = F.pad(x, (0, frames * self.hop_length - x.shape[-1]))  # (B, C, T' * hop)
         training = self.encoder.training
         self.encoder.eval()  # running latent statistics, whatever the module's mode
         try:
-            z = self._chunked(self.encoder, x, frames, self.encoder_context, self.hop_length, 1)  # (B, D, T')
+            z = chunked(self.encoder, x, frames, self._chunk, self.encoder_context, self.hop_length, 1)
         finally:
             self.encoder.train(training)
         return self.quantize(z.transpose(1, 2))  # (B, K, T')
@@ -394,30 +312,16 @@ class AudioCodecTokenizer(AudioMedia, nn.Module, Tokenizer):
                 f"[{int(codes.min())}, {int(codes.max())}]"
             )
         z = self.quantizer.lookup(codes.to(self._device).transpose(1, 2)).transpose(1, 2)  # (B, D, T')
-        return self._chunked(self.decoder, z, codes.shape[-1], self.decoder_context, 1, self.hop_length)
-
-    def _chunked(
-        self, net: nn.Module, x: torch.Tensor, frames: int, context: int, f_in: int, f_out: int
-    ) -> torch.Tensor:
-        """``net`` over ``x`` ``[B, ch, frames * f_in]``, in chunks with ``context`` frames on each side."""
-        chunk = max(1, int(self.cfg.chunk_seconds * self.frame_rate))
-        if frames <= chunk + 2 * context:
-            return net(x)
-        out = []
-        for start in range(0, frames, chunk):
-            stop = min(start + chunk, frames)
-            lo, hi = max(0, start - context), min(frames, stop + context)
-            y = net(x[..., lo * f_in : hi * f_in])  # (B, ch', (hi - lo) * f_out)
-            out.append(y[..., (start - lo) * f_out : (stop - lo) * f_out])
-        return torch.cat(out, dim=-1)
+        return chunked(
+            self.decoder, z, codes.shape[-1], self._chunk, self.decoder_context, 1, self.hop_length
+        )
 
     def reconstruction_error(self, x: Any) -> float:
         """Negative SI-SNR (dB) of ``decode(encode(x))`` against ``x``: lower is better, like an error."""
-        x = self.prepare(x)
+        x = self.prepare(x).to(self._device)
         recon = self.decode(self.encode(x))[..., : x.shape[-1]]
         return -float(self.reconstruction_metrics(x, recon)["si_snr"])
 
-    # --- training ------------------------------------------------------------------------------------
     def forward(self, wave: torch.Tensor, num_levels: int | None = None) -> tuple[torch.Tensor, Any]:
         """Waves ``[B, C, T]`` (T a multiple of ``hop_length``) -> (reconstruction, ``QuantizerOutput``)."""
         z = self.encoder(wave).transpose(1, 2)  # (B, T', D)
@@ -431,30 +335,14 @@ class AudioCodecTokenizer(AudioMedia, nn.Module, Tokenizer):
             raise ValueError(f"audio_codec.loss needs waves [B, {c.channels}, T], got {tuple(wave.shape)}")
         recon, q = self(F.pad(wave, (0, -wave.shape[-1] % self.hop_length)))  # whole frames in
         recon = recon[..., : wave.shape[-1]]
-        mel = self.mel.distance(recon, wave)
-        loss = c.mel_weight * mel + q.loss
-        metrics = {"mel": mel.detach(), "quantizer_loss": q.loss.detach()}
+        terms = {"mel": (c.mel_weight, self.mel.distance(recon, wave))}
         if c.stft_weight > 0:
-            stft = self.mel.stft_distance(recon, wave)
-            loss, metrics["stft"] = loss + c.stft_weight * stft, stft.detach()
+            terms["stft"] = (c.stft_weight, self.mel.stft_distance(recon, wave))
         if c.l1_weight > 0:
-            l1 = (recon - wave).abs().mean()
-            loss, metrics["l1"] = loss + c.l1_weight * l1, l1.detach()
-        if self.discriminator is not None and step >= c.disc_start:
-            self.discriminator.requires_grad_(False)
-            adversarial, matching = self.discriminator.generator_losses(wave, recon)
-            self.discriminator.requires_grad_(True)
-            loss = loss + c.disc_weight * adversarial + c.feature_weight * matching
-            metrics |= {"adversarial": adversarial.detach(), "feature_matching": matching.detach()}
-        usage, perplexity = usage_and_perplexity(q.counts[: q.indices.shape[-1]])
-        metrics |= {"batch_usage": usage, "perplexity": perplexity}
-        return TokenizerOutput(loss, metrics, q.counts, recon)
-
-    def discriminator_loss(self, wave: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
-        """Hinge loss of the multi-scale STFT discriminator on real waves and detached reconstructions."""
-        if self.discriminator is None:
-            raise ValueError("this audio_codec has no discriminator (disc_weight is 0)")
-        return self.discriminator.discriminator_loss(wave, reconstruction)
+            terms["l1"] = (c.l1_weight, (recon - wave).abs().mean())
+        weights = {"adversarial": c.disc_weight, "feature_matching": c.feature_weight}
+        terms |= self._adversarial(wave, recon, step, weights)
+        return self._output(terms, q, recon, q.counts[: q.indices.shape[-1]])  # usage of the levels used
 
     def reconstruction_metrics(
         self, wave: torch.Tensor, reconstruction: torch.Tensor

@@ -1,24 +1,18 @@
-"""Audio files in and out, and the policy that brings any file to a tokenizer's sample rate and channels.
+"""Audio files in and out (soundfile: ``torchaudio.load`` would need torchcodec and FFmpeg), and the policy
+that brings any signal to a tokenizer's sample rate and channels, in this order:
 
-``torchaudio.load`` needs torchcodec and FFmpeg, which a plain install lacks, so files are read and
-written with soundfile (libsndfile: WAV, FLAC, OGG/Vorbis, AIFF, ...), and resampled with
-``torchaudio.functional.resample``. The policy, applied in this order:
-
-1. Channels: to mono, the mean of all channels; from mono to ``N`` channels, the one channel copied;
-   from ``M > 1`` to ``N > 1`` channels (``M != N``), the mono downmix copied.
-2. Sample rate: windowed-sinc resampling (torchaudio's default kernel) to the target rate, in chunks
-   of ``chunk_seconds`` with enough context on both sides that the result equals resampling the
-   whole signal (float rounding aside), so long files never need a second full-length buffer.
-3. Checks (``check_wave``): no samples, NaN/inf, values outside ``[-1, 1]``, more than
-   ``max_clipped`` of the samples at full scale (clipping) or digital silence raise ``ValueError``.
-
-Files are read block by block (``block_seconds``), each block downmixed before the next is read, so
-a long multichannel file costs one buffer at the target channel count.
+1. Channels: to mono, the mean of all channels; to ``N`` channels, the mono signal copied.
+2. Sample rate: ``torchaudio.functional.resample`` in chunks with exact context on both sides, so the
+   result equals resampling the whole signal without a second full-length buffer. Files are read block
+   by block, each block downmixed first (one buffer at the target channel count).
+3. ``check_wave``: no samples, NaN/inf, values outside ``[-1, 1]``, more than ``max_clipped`` of the
+   samples at full scale (clipping) or digital silence raise ``ValueError``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,14 +27,9 @@ SILENCE = 1e-5  # peak below this counts as silence
 def check_wave(
     wave: torch.Tensor, what: str = "audio", max_clipped: float = 0.01, allow_silence: bool = False
 ) -> None:
-    """Raise ``ValueError`` naming what is wrong with ``wave`` ``[..., T]`` (float samples in ``[-1, 1]``).
-
-    Args:
-        wave: the samples.
-        what: how messages name the input (a file path, ``"encode input"``).
-        max_clipped: the largest fraction of samples allowed at full scale.
-        allow_silence: accept an all-silent signal (training crops may be silent; files may not).
-    """
+    """Raise ``ValueError`` naming what is wrong with ``wave`` ``[..., T]`` (float samples in ``[-1, 1]``);
+    ``what`` names the input, ``max_clipped`` is the largest fraction of samples allowed at full scale, and
+    ``allow_silence`` accepts a silent signal (training crops may be silent; files may not)."""
     if not isinstance(wave, torch.Tensor) or not wave.is_floating_point():
         raise ValueError(
             f"{what}: audio must be a float tensor of samples in [-1, 1], got "
@@ -78,11 +67,8 @@ def convert_channels(wave: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 def resample(wave: torch.Tensor, orig_rate: int, new_rate: int, chunk_seconds: float = 30.0) -> torch.Tensor:
-    """Resample ``wave`` ``[..., T]`` from ``orig_rate`` to ``new_rate`` Hz, in chunks with exact context.
-
-    The output has ``ceil(T * new_rate / orig_rate)`` samples and equals
-    ``torchaudio.functional.resample`` of the whole signal up to float rounding.
-    """
+    """Resample ``wave`` ``[..., T]`` to ``ceil(T * new_rate / orig_rate)`` samples at ``new_rate`` Hz, equal
+    to ``torchaudio.functional.resample`` of the whole signal up to float rounding."""
     from torchaudio.functional import resample as ta_resample
 
     if orig_rate < 1 or new_rate < 1:
@@ -90,20 +76,33 @@ def resample(wave: torch.Tensor, orig_rate: int, new_rate: int, chunk_seconds: f
     if orig_rate == new_rate:
         return wave
     g = math.gcd(orig_rate, new_rate)
-    a, b = orig_rate // g, new_rate // g  # input samples per period -> output samples per period
+    a, b = orig_rate // g, new_rate // g  # a period: a input samples -> b output samples
     width = math.ceil(6 * a / (min(a, b) * 0.99))  # torchaudio's kernel half-width (input periods)
-    margin = a * (math.ceil((2 * width + a) / a) + 1)  # context on each side, a whole number of periods
-    T = wave.shape[-1]
-    step = max(a, int(chunk_seconds * orig_rate) // a * a)
-    if T <= step + 2 * margin:
-        return ta_resample(wave, orig_rate, new_rate)
+    context = math.ceil((2 * width + a) / a) + 1  # periods on each side
+    periods, chunk = math.ceil(wave.shape[-1] / a), max(1, int(chunk_seconds * orig_rate) // a)
+    return chunked(lambda w: ta_resample(w, orig_rate, new_rate), wave, periods, chunk, context, a, b)
+
+
+def chunked(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    frames: int,
+    chunk: int,
+    context: int,
+    f_in: int,
+    f_out: int,
+) -> torch.Tensor:
+    """``fn`` over ``x`` ``[..., frames * f_in]`` (``f_in`` samples per frame; it maps each to ``f_out``), in
+    chunks of ``chunk`` frames with ``context`` frames on each side, so that a function of a bounded window
+    gives its whole-signal result (the last frame may be partial)."""
+    if frames <= chunk + 2 * context:
+        return fn(x)
     out = []
-    for start in range(0, T, step):
-        stop = min(start + step, T)
-        lo, hi = max(0, start - margin), min(T, stop + margin)
-        y = ta_resample(wave[..., lo:hi], orig_rate, new_rate)  # (..., ceil((hi - lo) * b / a))
-        first = (start - lo) // a * b
-        out.append(y[..., first : first + math.ceil((stop - start) * b / a)])
+    for start in range(0, frames, chunk):
+        stop = min(start + chunk, frames)
+        lo, hi = max(0, start - context), min(frames, stop + context)
+        y = fn(x[..., lo * f_in : hi * f_in])  # (..., (hi - lo) * f_out)
+        out.append(y[..., (start - lo) * f_out : (stop - lo) * f_out])
     return torch.cat(out, dim=-1)
 
 
@@ -115,18 +114,8 @@ def read_audio(
     max_clipped: float = 0.01,
     block_seconds: float = 60.0,
 ) -> tuple[torch.Tensor, int]:
-    """Read an audio file as float32 ``[channels, T]`` in ``[-1, 1]`` by the module's policy.
-
-    Args:
-        path: any file libsndfile reads (WAV, FLAC, OGG, AIFF, ...).
-        sample_rate: resample to this rate (None: keep the file's).
-        channels: convert to this many channels (None: keep the file's).
-        max_clipped: see ``check_wave``.
-        block_seconds: read this much at a time.
-
-    Returns:
-        ``(wave, sample_rate)``.
-    """
+    """``(wave, sample_rate)``: any file libsndfile reads, as float32 ``[channels, T]`` in ``[-1, 1]`` by the
+    policy, at ``sample_rate`` and ``channels`` (None: the file's), read ``block_seconds`` at a time."""
     import soundfile as sf
 
     path = Path(path)
@@ -160,10 +149,8 @@ def read_audio(
 
 
 def write_audio(path: str | Path, wave: torch.Tensor, sample_rate: int) -> None:
-    """Write ``wave`` ``[C, T]`` (or ``[T]``) to a 16-bit PCM WAV or FLAC file chosen by the suffix.
-
-    Samples are clipped to ``[-1, 1]`` (a decoder may overshoot). The caller makes the write atomic.
-    """
+    """Write ``wave`` ``[C, T]`` (or ``[T]``), clipped to ``[-1, 1]``, to a 16-bit PCM WAV or FLAC file
+    chosen by the suffix. The caller makes the write atomic."""
     import soundfile as sf
 
     path = Path(path)
@@ -194,30 +181,28 @@ def audio_files(folder: str | Path) -> list[Path]:
     return files
 
 
-def prepare_wave(
-    wave: torch.Tensor, channels: int, target_rate: int, sample_rate: int | None = None, what: str = "audio"
-) -> torch.Tensor:
-    """Waves ``[B, C, T]``, ``[C, T]`` or ``[T]`` at ``sample_rate`` (None: already ``target_rate``) ->
-    float ``[B, channels, T']`` at ``target_rate``, checked by ``check_wave`` and converted by the policy."""
-    if not isinstance(wave, torch.Tensor):
-        raise ValueError(
-            f"{what}: takes a float tensor of samples, got {type(wave).__name__} (read files with read_media)"
-        )
-    x = wave.reshape(1, 1, -1) if wave.dim() == 1 else wave[None] if wave.dim() == 2 else wave
-    if x.dim() != 3 or x.shape[0] == 0:
-        raise ValueError(f"{what}: needs waves [B, C, T], [C, T] or [T], got shape {tuple(wave.shape)}")
-    check_wave(x, what)
-    x = convert_channels(x.float(), channels)
-    if sample_rate is not None and sample_rate != target_rate:
-        x = resample(x, sample_rate, target_rate)
-    return x
-
-
 class AudioMedia:
-    """``read_media``/``write_media`` of audio tokenizers, which define ``sample_rate`` and ``channels``."""
+    """Input policy and media files of audio tokenizers, which define ``sample_rate`` and ``channels``."""
 
+    name: str
     sample_rate: int
     channels: int
+
+    def prepare(self, wave: torch.Tensor, sample_rate: int | None = None) -> torch.Tensor:
+        """Waves ``[B, C, T]``, ``[C, T]`` or ``[T]`` at ``sample_rate`` (None: the tokenizer's) -> float
+        ``[B, channels, T']`` at the tokenizer's rate, checked by ``check_wave``, converted by the policy."""
+        what = f"{self.name}.encode"
+        if not isinstance(wave, torch.Tensor):
+            raise ValueError(
+                f"{what}: takes a float tensor of samples, got {type(wave).__name__} "
+                "(read files with read_media)"
+            )
+        x = wave.reshape(1, 1, -1) if wave.dim() == 1 else wave[None] if wave.dim() == 2 else wave
+        if x.dim() != 3 or x.shape[0] == 0:
+            raise ValueError(f"{what}: needs waves [B, C, T], [C, T] or [T], got shape {tuple(wave.shape)}")
+        check_wave(x, what)
+        x = convert_channels(x.float(), self.channels)
+        return x if sample_rate is None else resample(x, sample_rate, self.sample_rate)
 
     def read_media(self, path: Path) -> torch.Tensor:
         """An audio file -> ``[1, channels, T]`` at ``sample_rate`` (``read_audio``'s policy and checks)."""

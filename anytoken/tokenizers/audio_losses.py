@@ -1,10 +1,6 @@
-"""What trains the audio codec: multi-scale mel and STFT reconstruction losses and the multi-scale STFT
-discriminator of EnCodec (Défossez et al., 2022).
-
-``MultiScaleMel.distance`` is also the benchmark's "multi-scale mel distance" (``tasks/audio_metrics.py``):
-the mean absolute difference of log10 mel power spectra at several window sizes (DAC's mel loss), so
-training and evaluation measure the same thing. Filterbanks and windows are non-persistent buffers:
-they are functions of the configuration, never saved with the weights.
+"""What trains the audio codec: multi-scale mel and STFT reconstruction losses and EnCodec's multi-scale
+STFT discriminator (Défossez et al., 2022). ``MultiScaleMel.distance`` is also the benchmarks' "multi-scale
+mel distance", so training and evaluation measure the same thing.
 """
 
 from __future__ import annotations
@@ -19,23 +15,14 @@ from torch.nn.utils.parametrizations import weight_norm
 DEFAULT_SCALES = (256, 512, 1024, 2048)  # STFT window sizes of the multi-scale losses
 
 
-def mel_bins(n_fft: int) -> int:
-    """Mel bands used at window size ``n_fft`` (few at small windows, where bands would be empty)."""
-    return max(8, min(80, n_fft // 8))
-
-
 def _stft(x: torch.Tensor, n_fft: int, window: torch.Tensor) -> torch.Tensor:
     """Complex STFT ``[N, n_fft // 2 + 1, frames]`` of ``x`` ``[N, T]`` (hop ``n_fft // 4``, centred)."""
     return torch.stft(x.float(), n_fft, n_fft // 4, window=window, center=True, return_complex=True)
 
 
 class MultiScaleMel(nn.Module):
-    """Log-mel spectrograms at several window sizes, and the distances built on them.
-
-    Args:
-        sample_rate: of the signals compared.
-        scales: STFT window sizes (hop a quarter of each).
-    """
+    """Log-mel spectrograms at several STFT window sizes ``scales`` (hop a quarter of each), and the
+    distances built on them."""
 
     def __init__(self, sample_rate: int, scales: Sequence[int] = DEFAULT_SCALES) -> None:
         super().__init__()
@@ -45,9 +32,8 @@ class MultiScaleMel(nn.Module):
             raise ValueError(f"mel scales must be window sizes >= 16, got {list(scales)}")
         self.sample_rate, self.scales = sample_rate, tuple(int(s) for s in scales)
         for n in self.scales:
-            fb = melscale_fbanks(
-                n // 2 + 1, 0.0, sample_rate / 2, mel_bins(n), sample_rate, "slaney", "slaney"
-            )
+            mels = max(8, min(80, n // 8))  # few bands at small windows, where bands would be empty
+            fb = melscale_fbanks(n // 2 + 1, 0.0, sample_rate / 2, mels, sample_rate, "slaney", "slaney")
             self.register_buffer(f"fb_{n}", fb, persistent=False)  # (F, mels)
             self.register_buffer(f"window_{n}", torch.hann_window(n), persistent=False)
 
@@ -62,13 +48,11 @@ class MultiScaleMel(nn.Module):
                 out.append(mel.clamp(min=1e-5).log10())
         return out
 
-    def distance(self, x: torch.Tensor, y: torch.Tensor, reduce: bool = True) -> torch.Tensor:
-        """Mean |log10 mel(x) - log10 mel(y)| over scales; per leading index ``[N]`` unless ``reduce``."""
+    def distance(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Mean |log10 mel(x) - log10 mel(y)|, averaged over scales."""
         if x.shape != y.shape:
             raise ValueError(f"mel distance needs equal shapes, got {tuple(x.shape)} and {tuple(y.shape)}")
-        per_scale = [(a - b).abs().mean(dim=(1, 2)) for a, b in zip(self.log_mels(x), self.log_mels(y))]
-        d = torch.stack(per_scale).mean(0)  # (N,)
-        return d.mean() if reduce else d
+        return torch.stack([(a - b).abs().mean() for a, b in zip(self.log_mels(x), self.log_mels(y))]).mean()
 
     def stft_distance(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Multi-resolution STFT loss (Parallel WaveGAN): spectral convergence + log-magnitude L1."""
@@ -85,28 +69,20 @@ class MultiScaleMel(nn.Module):
 
 
 class STFTDiscriminator(nn.Module):
-    """One scale of EnCodec's discriminator: 2-D convs over the real and imaginary STFT of a signal.
-
-    Args:
-        in_channels: audio channels.
-        n_fft: STFT window (hop a quarter of it).
-        channels: conv width.
-    """
+    """One scale of EnCodec's discriminator: 2-D convs of width ``channels`` over the real and imaginary
+    STFT (window ``n_fft``, hop a quarter of it) of signals of ``in_channels`` channels."""
 
     def __init__(self, in_channels: int, n_fft: int, channels: int = 32) -> None:
         super().__init__()
         self.n_fft = n_fft
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
-        convs = [nn.Conv2d(2 * in_channels, channels, (3, 9), padding=(1, 4))]
-        for dilation in (1, 2, 4):
-            convs.append(
-                nn.Conv2d(
-                    channels, channels, (3, 9), stride=(1, 2), dilation=(dilation, 1), padding=(dilation, 4)
-                )
-            )
-        convs.append(nn.Conv2d(channels, channels, (3, 3), padding=(1, 1)))
-        self.convs = nn.ModuleList(weight_norm(c) for c in convs)
-        self.out = weight_norm(nn.Conv2d(channels, 1, (3, 3), padding=(1, 1)))
+        c = channels
+        convs = [nn.Conv2d(2 * in_channels, c, (3, 9), padding=(1, 4))]
+        for d in (1, 2, 4):
+            convs.append(nn.Conv2d(c, c, (3, 9), stride=(1, 2), dilation=(d, 1), padding=(d, 4)))
+        convs.append(nn.Conv2d(c, c, (3, 3), padding=(1, 1)))
+        self.convs = nn.ModuleList(weight_norm(conv) for conv in convs)
+        self.out = weight_norm(nn.Conv2d(c, 1, (3, 3), padding=(1, 1)))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Signals ``[B, C, T]`` -> (logits ``[B, 1, frames, F']``, feature maps for feature matching)."""
@@ -133,8 +109,8 @@ class MultiScaleSTFTDiscriminator(nn.Module):
         """``[(logits, features)]`` per scale for signals ``[B, C, T]``."""
         return [d(x) for d in self.discriminators]
 
-    def generator_losses(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(hinge adversarial loss, relative feature-matching L1) of ``fake`` ``[B, C, T]``."""
+    def generator_losses(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The hinge adversarial loss and relative feature-matching L1 of ``fake`` ``[B, C, T]``."""
         with torch.no_grad():
             real_out = self(real)
         adversarial, matching = fake.new_zeros(()), fake.new_zeros(())
@@ -143,7 +119,7 @@ class MultiScaleSTFTDiscriminator(nn.Module):
             for f, r in zip(feats, real_feats):
                 matching = matching + (f - r).abs().mean() / r.abs().mean().clamp(min=1e-6)
         n = len(self.discriminators)
-        return adversarial / n, matching / (n * len(real_out[0][1]))
+        return {"adversarial": adversarial / n, "feature_matching": matching / (n * len(real_out[0][1]))}
 
     def discriminator_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         """Hinge loss on real signals and (detached) reconstructions."""

@@ -23,14 +23,11 @@ Interval = tuple[int, int]  # half-open [lo, hi) range of local ids
 
 @dataclass(frozen=True)
 class SegmentGrammar:
-    """What a well-formed segment of one tokenizer's local ids looks like.
+    """What a well-formed segment of one tokenizer's local ids looks like (constrained decoding enforces it).
 
-    Position ``i`` of a segment may hold any local id inside one of the intervals ``steps[i % len(steps)]``.
-    The segment may end after ``n`` tokens when ``n >= min_length`` and ``n % len(steps) == 0``, and must
-    end when ``n == max_length``. Examples: text is one step over the whole vocabulary, open-ended; an
-    image is one step over its codebook with ``min_length == max_length == h * w``; a pose is the x-bins
-    step then the y-bins step, exactly ``2 * K`` tokens. Constrained decoding (``heads/decoding.py``)
-    enforces any grammar, so a new modality declares one instead of writing decoding code.
+    Position ``i`` may hold any local id inside one of the intervals ``steps[i % len(steps)]``. The segment
+    may end after ``n`` tokens when ``n >= min_length`` and ``n % len(steps) == 0``, and must end when
+    ``n == max_length``. E.g. a pose is the x-bins step then the y-bins step, exactly ``2 * K`` tokens.
     """
 
     steps: tuple[tuple[Interval, ...], ...]
@@ -41,9 +38,7 @@ class SegmentGrammar:
         if not self.steps or any(not step for step in self.steps):
             raise ValueError("SegmentGrammar needs at least one step, each with at least one interval")
         if any(lo < 0 or hi <= lo for step in self.steps for lo, hi in step):
-            raise ValueError(
-                f"SegmentGrammar intervals must be non-empty [lo, hi) with lo >= 0: {self.steps}"
-            )
+            raise ValueError(f"SegmentGrammar intervals must be non-empty [lo, hi), lo >= 0: {self.steps}")
         if self.min_length < 0 or (self.max_length is not None and self.max_length < self.min_length):
             raise ValueError(f"bad grammar lengths: min {self.min_length}, max {self.max_length}")
 
@@ -134,7 +129,6 @@ class Tokenizer(abc.ABC):
             load_weights(self, directory / WEIGHTS_FILE)
             self.eval()
 
-    # media files -------------------------------------------------------------------------------------
     def read_media(self, path: Path) -> Any:
         """Read one media file into what ``encode`` takes (used by ``anytoken encode``)."""
         raise NotImplementedError(f"{self.name} cannot read media files")
@@ -175,16 +169,11 @@ def register_tokenizer(cls: T) -> T:
     return cls
 
 
-def tokenizer_class(name: str) -> type[Tokenizer]:
-    """The registered tokenizer class called ``name``."""
-    if name not in TOKENIZERS:
-        raise ValueError(f"unknown tokenizer {name!r}; registered: {sorted(TOKENIZERS)}")
-    return TOKENIZERS[name]
-
-
 def create_tokenizer(name: str, **kwargs: Any) -> Tokenizer:
     """Build a registered tokenizer by name, e.g. ``create_tokenizer("clip_bpe")``."""
-    return tokenizer_class(name)(**kwargs)
+    if name not in TOKENIZERS:
+        raise ValueError(f"unknown tokenizer {name!r}; registered: {sorted(TOKENIZERS)}")
+    return TOKENIZERS[name](**kwargs)
 
 
 def tokenizer_from_spec(spec: dict[str, Any]) -> Tokenizer:

@@ -1,17 +1,22 @@
-"""Uniform binning of bounded real values: the quantiser the pose and trajectory tokenizers share.
+"""Uniform binning of bounded real values, the quantiser the pose and trajectory tokenizers share.
 
-``[lo, hi]`` is cut into ``num_bins`` equal bins of width ``(hi - lo) / num_bins``; a value maps to the bin
-that holds it and back to that bin's centre, so the round trip is off by at most half a bin width for any
-value inside ``[lo, hi]``. With an odd number of bins over a symmetric interval, 0 is a bin centre (a
-motion token can say "no change" exactly).
+A value maps to the bin that holds it and back to that bin's centre, so the round trip is off by at most
+half a bin width inside ``[lo, hi]``. With an odd number of bins over a symmetric interval, 0 is a bin
+centre (a motion token can say "no change" exactly).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
+
+from anytoken.tokenizers.base import Interval
+
+Outside = Literal["error", "clip"]
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,7 @@ class UniformBins:
     def __post_init__(self) -> None:
         if not isinstance(self.num_bins, int) or self.num_bins < 1:
             raise ValueError(f"num_bins must be a positive int, got {self.num_bins!r}")
-        if not (float(self.lo) < float(self.hi)) or not all(map(_finite, (self.lo, self.hi))):
+        if not (float(self.lo) < float(self.hi)) or not all(map(math.isfinite, (self.lo, self.hi))):
             raise ValueError(f"bins need finite lo < hi, got [{self.lo}, {self.hi}]")
 
     @property
@@ -39,9 +44,7 @@ class UniformBins:
         """Width of one bin; the round-trip error inside ``[lo, hi]`` is at most half of it."""
         return (self.hi - self.lo) / self.num_bins
 
-    def index(
-        self, values: torch.Tensor, outside: Literal["error", "clip"] = "error", what: str = "value"
-    ) -> torch.Tensor:
+    def index(self, values: torch.Tensor, outside: Outside = "error", what: str = "value") -> torch.Tensor:
         """Bin index (``torch.long``, same shape) of each value.
 
         Args:
@@ -72,11 +75,44 @@ class UniformBins:
             )
         return (self.lo + (index.double() + 0.5) * self.width).to(dtype)
 
-    def quantize(self, values: torch.Tensor, outside: Literal["error", "clip"] = "error") -> torch.Tensor:
+    def quantize(self, values: torch.Tensor, outside: Outside = "error") -> torch.Tensor:
         """``center(index(values))``: the value each input is represented by."""
         values = torch.as_tensor(values)
         dtype = values.dtype if values.is_floating_point() else torch.float32
         return self.center(self.index(values, outside), dtype)
+
+
+@dataclass(frozen=True)
+class PlaneBins:
+    """2-D points as two local ids each: an x bin in ``[0, nx)``, then a y bin in ``[nx, nx + ny)``."""
+
+    x: UniformBins
+    y: UniformBins
+
+    @property
+    def intervals(self) -> tuple[Interval, Interval]:
+        """Local id intervals of the x bins and of the y bins (ordered bins: where a Fourier head applies)."""
+        nx = self.x.num_bins
+        return (0, nx), (nx, nx + self.y.num_bins)
+
+    def ids(self, xy: torch.Tensor, outside: Outside = "error", what: str = "value") -> torch.Tensor:
+        """Points ``[..., 2]`` -> ids ``[..., 2]`` (x id, y id); ``what`` names them in errors."""
+        ix = self.x.index(xy[..., 0], outside, f"x {what}")
+        iy = self.y.index(xy[..., 1], outside, f"y {what}")
+        return torch.stack([ix, iy + self.x.num_bins], dim=-1)
+
+    def points(self, ids: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Ids ``[..., 2]`` -> the bin centres ``[..., 2]`` they stand for."""
+        x = self.x.center(ids[..., 0], dtype)
+        return torch.stack([x, self.y.center(ids[..., 1] - self.x.num_bins, dtype)], dim=-1)
+
+
+def check_slots(ids: torch.Tensor, intervals: Sequence[Interval], what: str) -> None:
+    """Raise ``ValueError`` unless slot ``s`` of ``ids`` ``[..., S]`` lies in ``intervals[s]`` for every s."""
+    for s, (lo, hi) in enumerate(intervals):
+        col = ids[..., s]
+        if bool(((col < lo) | (col >= hi)).any()):
+            raise ValueError(f"{what}: slot {s} must lie in [{lo}, {hi}), got {col.flatten()[:8].tolist()}")
 
 
 def check_finite(values: torch.Tensor, what: str) -> None:
@@ -88,6 +124,3 @@ def check_finite(values: torch.Tensor, what: str) -> None:
             first = tuple(int(i) for i in bad.nonzero()[0])
             raise ValueError(f"{what} must be finite, got {values[first].item()} at index {first}")
 
-
-def _finite(value: float) -> bool:
-    return bool(torch.isfinite(torch.tensor(float(value))))

@@ -1,34 +1,21 @@
-"""Continuous image input (the ClipCap/LLaVA route): an image encoder returning patch features [B, N, D].
+"""Continuous image input (the ClipCap/LLaVA route): an image encoder returning patch features [B, N, D],
+which the consuming model projects to its width. Sources: ``"cnn"`` (a small built-in conv encoder),
+``"timm"`` or ``"open_clip"`` (any model name of that library; imported lazily). Nothing is downloaded:
+weights come from ``pretrained_path`` or are random.
 
-Beside the VQ image tokenizer, an image may enter the stream as encoder features that the consuming model
-projects to its width (the projector lives with that model, not here). Three sources:
-
-- ``"cnn"``: a small built-in conv encoder (:class:`ConvEncoder`) for the CPU quickstart on 64x64 scenes.
-- ``"timm"``: any ``timm.list_models()`` name; tokens come from ``forward_features``.
-- ``"open_clip"``: any ``open_clip.list_models()`` name; tokens come from the image tower alone.
-
-Nothing is ever downloaded: weights come from ``pretrained_path`` (a local file) or are random.
-timm, open_clip and torchvision are imported lazily, so only what a config uses is loaded.
-
-Example:
-    >>> config = ImageEncoderConfig(source="cnn", image_size=64)
-    >>> encoder = ImageEncoder(config)
-    >>> features = encoder(torch.rand(8, 3, 64, 64))  # images in [0, 1] -> (8, 64, 128)
-
-The encoder owns its input policy, so data pipelines stay encoder-agnostic: images arrive as float
-``[B, 3, H, W]`` in ``[0, 1]`` (``anytoken.tokenizers.image_io.image_to_tensor`` makes them), are resized
-to ``image_size`` if needed (bilinear, antialiased), shifted by up to ``augment_shift`` pixels while
-training (edge-padded), and normalised with the model's own mean/std (:func:`image_mean_std`). With
-``value_channel`` the encoder also sees ``max(R, G, B)`` (HSV value) as a fourth channel: the same map for
-a shape whatever its colour, so shape features learnt on some colours carry over to others (the quickstart
-captioner's encoder: a linear probe names the shape of unseen colour-shape pairs 0.95 of the time, against
-0.53-0.62 from RGB alone; ``benchmarks/probe_encoder.py``).
+The encoder owns its input policy, so data pipelines stay encoder-agnostic: float ``[B, 3, H, W]`` in
+``[0, 1]`` is resized to ``image_size`` (bilinear, antialiased), shifted by up to ``augment_shift`` pixels
+while training (edge-padded) and normalised with the model's own mean/std (``image_mean_std``). With
+``value_channel`` it also sees ``max(R, G, B)`` as a fourth channel, the same map for a shape whatever its
+colour (a probe names unseen colour-shape pairs' shapes 0.95 of the time against 0.53-0.62 from RGB alone;
+``benchmarks/probe_encoder.py``).
 """
 
 from __future__ import annotations
 
 import difflib
 import math
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -47,10 +34,7 @@ _OPEN_CLIP_RESERVED = ("image_size", "patch_dropout", "output_tokens")
 
 @dataclass
 class ImageEncoderConfig:
-    """Which image encoder to build and how images are prepared for it.
-
-    Validation happens at construction; unknown model names raise ``ValueError`` naming the library.
-    """
+    """Which image encoder to build (validated here: unknown model names raise ``ValueError``)."""
 
     source: Literal["timm", "open_clip", "cnn"] = "cnn"  # library that builds the encoder
     name: str = ""  # model name in that library (timm/open_clip `list_models()`); "" for "cnn"
@@ -133,21 +117,13 @@ def _unknown_name(name: str, library: str, known: list[str]) -> str:
 
 
 class ConvEncoder(nn.Module):
-    """Small conv encoder: images [B, C, S, S] -> tokens [B, grid * grid, dim].
+    """Small conv encoder: images [B, C, S, S] -> tokens [B, grid * grid, dim], row-major.
 
-    Stride-2 stages of conv3x3-GroupNorm(8)-GELU (C -> width -> 2 * width -> 2 * width ...) down to the
-    grid, then two residual conv3x3 blocks at the grid, where they are cheap and widen the receptive field
-    (to 47 px for 64 -> 8). GroupNorm rather than BatchNorm: no batch statistics, so train and eval agree.
-    A learned position embedding, one vector per cell (row-major: token ``i`` is cell
-    ``(i // grid, i % grid)``), is added before a final LayerNorm. ``dim`` is 2 * width (width when
-    ``image_size == 2 * grid``). Defaults (S=64, width 64, grid 8): 0.53M parameters, about 230 images/s
-    forward+backward (600 forward) at batch 64 on a quiet 2-core CPU, torch 2.14.
-
-    Args:
-        image_size: Input side S.
-        width: Channels of the first stage; a multiple of 8.
-        grid: Output grid side; ``image_size / grid`` must be a power of two >= 2.
-        in_channels: C, input channels (4 with the encoder's ``value_channel``).
+    Stride-2 stages of conv3x3-GroupNorm(8)-GELU (C -> width -> 2 * width ...) down to the grid, then two
+    residual conv3x3 blocks at the grid, where they are cheap and widen the receptive field (47 px for
+    64 -> 8); GroupNorm, so train and eval agree. A learned position embedding per cell, then LayerNorm.
+    ``width`` is a multiple of 8; ``S / grid`` a power of two >= 2; ``dim`` is 2 * width (width when
+    ``S == 2 * grid``). Defaults: 0.53M parameters.
     """
 
     def __init__(self, image_size: int = 64, width: int = 64, grid: int = 8, in_channels: int = 3) -> None:
@@ -187,34 +163,24 @@ class _Residual(nn.Module):
 
 
 class ImageEncoder(nn.Module):
-    """Images [B, 3, H, W] (float in [0, 1]) -> features [B, N, D].
-
-    Token layout per source:
+    """Images [B, 3, H, W] (float in [0, 1]) -> features [B, N, D]. Token layout per source:
 
     - ``"cnn"``: the ``cnn_grid x cnn_grid`` cells, row-major, with a learned position embedding.
-    - ``"timm"``: ``forward_features`` after the classifier head is pruned (the final norm is kept).
-      Feature maps [B, C, H, W] (or NHWC) become H*W tokens of dim C, row-major; token sequences
-      [B, P + N, D] (ViTs) drop their P prefix tokens (class/register), keeping the N patch tokens, as
-      LLaVA does, so N is always a spatial grid. Position embeddings are resampled to ``image_size``.
-    - ``"open_clip"``: the image tower only (no text tower is built); the last block's spatial tokens from
-      ``forward_intermediates`` (ViTs: patch tokens after ``ln_post``, class token dropped; ResNets: the
-      last stage's map before attention pooling). The pooling/projection head is pruned.
+    - ``"timm"``: ``forward_features`` without the classifier head (the final norm kept): feature maps
+      become H*W tokens, row-major; ViTs drop their prefix (class/register) tokens, as LLaVA does, so N is
+      always a spatial grid. Position embeddings are resampled to ``image_size``.
+    - ``"open_clip"``: the image tower's last spatial tokens from ``forward_intermediates`` (ViTs: patch
+      tokens after ``ln_post``; ResNets: the map before attention pooling); no text tower is built.
 
-    ``pretrained_path`` holds the state dict of the underlying model: a timm model (as timm's hub files
-    are; classifier keys are ignored), an open_clip CLIP model (``visual.*`` keys are used, the rest
-    ignored) or its image tower, or a :class:`ConvEncoder`. Any other missing, unexpected or mis-shaped key
-    raises ``ValueError`` listing them.
-
-    Attributes:
-        num_tokens: N, tokens per image.
-        feature_dim: D, channels per token.
-        model: The underlying module (ConvEncoder, timm model or open_clip image tower).
+    ``pretrained_path`` holds the state dict of ``model`` (the ConvEncoder, timm model or open_clip image
+    tower; a full CLIP model's ``visual.*`` keys or timm's classifier keys are fine); any other missing,
+    unexpected or mis-shaped key raises ``ValueError`` listing them. ``num_tokens`` is N, ``feature_dim`` D.
     """
 
     def __init__(self, config: ImageEncoderConfig) -> None:
         super().__init__()
         self.config = config
-        state_dict = _read_state_dict(config.pretrained_path) if config.pretrained_path else None
+        state_dict = read_state_dict(config.pretrained_path) if config.pretrained_path else None
         builders = {"cnn": _build_cnn, "timm": _build_timm, "open_clip": _build_open_clip}
         self.model = builders[config.source](config, state_dict)
         if config.frozen:
@@ -229,14 +195,7 @@ class ImageEncoder(nn.Module):
         return super().train(mode and not self.config.frozen)
 
     def forward(self, images: Tensor) -> Tensor:
-        """Encode a batch of images.
-
-        Args:
-            images: Float tensor [B, 3, H, W] in [0, 1]; resized to ``config.image_size`` if needed.
-
-        Returns:
-            Features [B, num_tokens, feature_dim].
-        """
+        """Float images [B, 3, H, W] in [0, 1] (resized to ``image_size`` if needed) -> [B, N, D]."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected images [B, 3, H, W], got {tuple(images.shape)}")
         if not images.is_floating_point():
@@ -295,7 +254,9 @@ def _timm_tokens(model: nn.Module, features: Tensor) -> Tensor:
 
 
 def _build_cnn(config: ImageEncoderConfig, state_dict: dict[str, Tensor] | None) -> nn.Module:
-    model = ConvEncoder(config.image_size, config.cnn_width, config.cnn_grid, _in_channels(config))
+    model = ConvEncoder(
+        config.image_size, config.cnn_width, config.cnn_grid, 4 if config.value_channel else 3
+    )
     if state_dict is not None:
         _load_checkpoint(model, state_dict, set(), config.pretrained_path)
     return model
@@ -305,7 +266,7 @@ def _build_timm(config: ImageEncoderConfig, state_dict: dict[str, Tensor] | None
     import timm
 
     try:
-        kwargs = {"in_chans": _in_channels(config), **config.model_kwargs}
+        kwargs = {"in_chans": 4 if config.value_channel else 3, **config.model_kwargs}
         model = timm.create_model(config.name, pretrained=False, **kwargs)
     except TypeError as error:
         message = f"timm model {config.name!r} rejected model_kwargs {config.model_kwargs}: {error}"
@@ -319,10 +280,6 @@ def _build_timm(config: ImageEncoderConfig, state_dict: dict[str, Tensor] | None
     if hasattr(model, "set_input_size"):  # after loading, so pretrained position embeddings get resampled
         model.set_input_size(img_size=(config.image_size, config.image_size))
     return model
-
-
-def _in_channels(config: ImageEncoderConfig) -> int:
-    return 4 if config.value_channel else 3
 
 
 def _with_value_input(state_dict: dict[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
@@ -384,7 +341,7 @@ def _open_clip_visual_state(state_dict: dict[str, Tensor], visual: nn.Module) ->
     return state_dict
 
 
-def _read_state_dict(path: str) -> dict[str, Tensor]:
+def read_state_dict(path: str) -> dict[str, Tensor]:
     """Load a state dict from ``path``: safetensors by suffix, else ``torch.load(weights_only=True)``."""
     file = Path(path)
     if not file.is_file():
@@ -398,13 +355,7 @@ def _read_state_dict(path: str) -> dict[str, Tensor]:
             state = state[key]
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise ValueError(f"{path!r} does not hold a state dict of tensors")
-    return {_strip_wrappers(key): value for key, value in state.items()}
-
-
-def _strip_wrappers(key: str) -> str:
-    for prefix in ("_orig_mod.", "module.", "_orig_mod."):  # torch.compile / DDP wrappers, either order
-        key = key.removeprefix(prefix)
-    return key
+    return {re.sub(r"^(_orig_mod\.|module\.)+", "", k): v for k, v in state.items()}  # compile/DDP wrappers
 
 
 def _load_checkpoint(model: nn.Module, state_dict: dict[str, Tensor], ignored: set[str], path: str) -> None:

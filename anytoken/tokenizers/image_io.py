@@ -1,24 +1,14 @@
-"""How image files enter anytoken: ``load_image`` (file -> RGB PIL) and ``image_to_tensor`` (RGB PIL ->
-square float tensor). Both live in ``tokenizers/`` because the image tokenizers read media files too
-(``anytoken encode``) and tokenizers never import tasks; ``anytoken.tasks.data`` re-exports them.
+"""How image files enter anytoken (``anytoken.tasks.data`` re-exports these; the image tokenizers read
+files too). The policy:
 
-Policy of ``load_image``:
-
-- The file is read once, checked with ``Image.verify()`` (PNG chunk checksums and a missing end chunk)
-  and then fully decoded, so truncated or corrupt PNG/JPEG files fail here, not later inside a
-  DataLoader worker. Detection of truncated JPEGs relies on ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES``
-  being False, Pillow's default; this module never changes that global.
-- The result is always a new RGB image. Grayscale, palette, CMYK and other modes convert with Pillow;
-  16-bit grayscale (modes ``I;16*`` and ``I``) is scaled to 8 bits rather than clipped; images with an
-  alpha channel or a transparency key are composited on a white background (as HuggingFace
-  transformers' ``convert_to_rgb`` does).
-- Size is kept as is (a 1x1 image is fine): resizing belongs to the transforms.
-- EXIF orientation is not applied: COCO annotations refer to the stored pixel grid.
-- Animated files give their first frame.
-
-Policy of ``image_to_tensor`` (wrong sizes): resize the shorter side to ``S`` (bicubic, antialiased), then
-centre-crop to ``S x S``; the aspect ratio is kept and the longer side loses its borders. Normalisation
-belongs to the model (an encoder knows its own mean/std), not to the data.
+- ``load_image``: the file is verified (``Image.verify()``: PNG checksums, missing end chunk) and fully
+  decoded, so truncated or corrupt files fail here, not inside a DataLoader worker (truncated JPEGs are
+  caught while ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` keeps Pillow's default, False). The result is a new
+  RGB image of the file's size: 16-bit grayscale is scaled to 8 bits, alpha is composited on white (as
+  transformers' ``convert_to_rgb``), EXIF orientation is not applied (COCO annotations refer to the stored
+  grid), animated files give their first frame.
+- ``image_to_tensor``/``fit_square``: the shorter side is resized to ``S`` (bicubic, antialiased), then
+  centre-cropped to ``S x S``. Normalisation belongs to the model, not to the data.
 """
 
 from __future__ import annotations
@@ -36,17 +26,8 @@ _WIDE_GRAY_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
 
 
 def load_image(path: str | Path) -> Image.Image:
-    """Opens an image file, verifies it and returns it as RGB.
-
-    Args:
-        path: the image file.
-
-    Returns:
-        A fully loaded RGB ``PIL.Image.Image`` of the file's size.
-
-    Raises:
-        ValueError: naming the file, when it is missing, is not an image, or is truncated or corrupt.
-    """
+    """The image file at ``path`` as a fully loaded RGB image; ``ValueError`` naming the file when it is
+    missing, not an image, truncated or corrupt."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"image file not found: {path}")
@@ -81,16 +62,17 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def fit_square(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Images ``[..., H, W]`` -> ``[..., size, size]`` by the module's policy (unchanged when already so)."""
+    if x.shape[-2:] == (size, size):
+        return x
+    x = v2.functional.resize(x, size, interpolation=v2.InterpolationMode.BICUBIC, antialias=True)
+    return v2.functional.center_crop(x, size)
+
+
 def image_to_tensor(image: Image.Image, size: int) -> torch.Tensor:
     """One RGB PIL image -> ``[3, size, size]`` float in ``[0, 1]``."""
     if image.mode != "RGB":
         raise ValueError(f"expected an RGB image (load it with anytoken's load_image), got mode {image.mode}")
-    transform = v2.Compose(
-        [
-            v2.PILToTensor(),
-            v2.Resize(size, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
-            v2.CenterCrop(size),
-            v2.ToDtype(torch.float32, scale=True),
-        ]
-    )
-    return transform(image).clamp(0, 1)
+    x = fit_square(v2.functional.pil_to_tensor(image), size)  # uint8, resized as the original Compose did
+    return v2.functional.to_dtype(x, torch.float32, scale=True).clamp(0, 1)

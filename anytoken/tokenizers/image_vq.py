@@ -1,23 +1,15 @@
-"""The image VQ tokenizer: a VQGAN-style conv encoder, a quantizer (VQ or FSQ) and a conv decoder.
+"""The image VQ tokenizer (docs/images.md): a VQGAN-style conv encoder, a VQ or FSQ quantizer, a decoder.
 
-``encode`` maps images ``[B, 3, H, W]`` in ``[0, 1]`` (or PIL images) to ids ``[B, h, w]`` with
-``h = H / downsample``; ``decode`` maps ids back to images; ``grammar()`` is exactly ``h * w`` ids, so a
-generated image segment always decodes. Trained by ``anytoken.tasks.tokenizer_training`` through
-``loss(x)``: L1/L2 reconstruction, the quantizer's commitment loss, and optionally a perceptual loss
-(VGG16 features, LPIPS-style, weights from a local file: nothing downloads) and a patch discriminator
-(hinge loss) that starts after ``disc_start`` steps.
-
-Wrong sizes follow ``image_io.image_to_tensor``'s policy: resize the shorter side to ``image_size``
-(bicubic, antialiased), then centre-crop. Values outside ``[0, 1]``, NaNs, ids outside the codebook or a
-grid other than ``h x w`` raise ``ValueError``. ``save_pretrained`` writes the inference model only
-(encoder, quantizer, decoder): the discriminator and perceptual network are training aids and stay in
-the Lightning checkpoint.
+``encode`` maps images ``[B, 3, H, W]`` in ``[0, 1]`` (or PIL images) to ids ``[B, h, w]``, ``h = H /
+downsample``; ``decode`` maps ids back; ``grammar()`` is exactly ``h * w`` ids. Other sizes are resized and
+centre-cropped (``image_io.fit_square``); values outside ``[0, 1]``, NaNs, ids outside the codebook or a grid
+other than ``h x w`` raise ``ValueError``. The optional perceptual loss reads VGG16 weights from a local file.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,13 +17,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
-from torchvision.transforms import v2
 
-from anytoken.tokenizers.base import WEIGHTS_FILE, SegmentGrammar, Tokenizer, register_tokenizer
-from anytoken.tokenizers.image_io import image_to_tensor, load_image, to_rgb
-from anytoken.tokenizers.quantizers import FSQ, TokenizerOutput, VectorQuantizer, usage_and_perplexity
+from anytoken.tokenizers.base import SegmentGrammar, Tokenizer, register_tokenizer
+from anytoken.tokenizers.image_encoder import read_state_dict
+from anytoken.tokenizers.image_io import fit_square, image_to_tensor, load_image, to_rgb
+from anytoken.tokenizers.quantizers import FSQ, TokenizerOutput, TrainableTokenizer, VectorQuantizer
 
-_TRAINING_ONLY = ("discriminator.", "perceptual.")
 _IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 _VGG16_TAPS = (3, 8, 15, 22, 29)  # relu1_2 ... relu5_3, the LPIPS layers
 
@@ -84,22 +75,12 @@ class ImageVQConfig:
             raise ValueError(f"num_res_blocks must be >= 1, got {self.num_res_blocks}")
         if self.quantizer not in ("vq", "fsq"):
             raise ValueError(f"quantizer must be 'vq' or 'fsq', got {self.quantizer!r}")
-        if self.quantizer == "vq" and (self.codebook_size < 2 or self.latent_dim < 1):
-            raise ValueError(
-                f"vq needs codebook_size >= 2 and latent_dim >= 1: {self.codebook_size}, {self.latent_dim}"
-            )
         if self.perceptual_weight > 0 and not self.perceptual_path:
             raise ValueError(
                 "perceptual_weight > 0 needs perceptual_path: local VGG16 weights (nothing downloads)"
             )
-        weights = (
-            self.l1_weight,
-            self.l2_weight,
-            self.perceptual_weight,
-            self.disc_weight,
-            self.fsq_entropy_weight,
-        )
-        if min(weights) < 0:
+        weights = (self.l1_weight, self.l2_weight, self.perceptual_weight, self.disc_weight)
+        if min(*weights, self.fsq_entropy_weight) < 0:
             raise ValueError("loss weights must be >= 0")
 
     @property
@@ -131,11 +112,8 @@ class ResBlock(nn.Module):
 
 
 def _encoder(c: ImageVQConfig, out_dim: int) -> nn.Sequential:
-    """Images ``[B, 3, S, S]`` in ``[-1, 1]`` -> latents ``[B, out_dim, S / f, S / f]``.
-
-    Light by design (residual blocks only after each stride-2 conv, at reduced resolution): encoding runs
-    on every training step of the models that consume the tokens, so it must cost a fraction of one.
-    """
+    """Images ``[B, 3, S, S]`` in ``[-1, 1]`` -> latents ``[B, out_dim, S / f, S / f]``. Residual blocks
+    only after each stride-2 conv: encoding runs on every training step of the models that consume it."""
     widths = [c.encoder_channels * m for m in c.channel_mult]
     layers: list[nn.Module] = [nn.Conv2d(3, c.encoder_channels, 3, padding=1)]
     prev = c.encoder_channels
@@ -178,13 +156,20 @@ class PatchDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)  # (B, 1, h', w')
 
+    def generator_losses(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The hinge generator loss of ``fake`` (``real`` is unused: the audio discriminator's signature)."""
+        return {"adversarial": -self(fake).mean()}
+
+    def discriminator_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """Hinge loss on real images and (detached) reconstructions."""
+        return F.relu(1 - self(real)).mean() + F.relu(1 + self(fake.detach())).mean()
+
 
 class PerceptualLoss(nn.Module):
     """LPIPS-style distance on frozen VGG16 features (unit-normalised channels, equal layer weights).
 
     Args:
-        path: torchvision VGG16 weights: a ``state_dict`` (``.pth``, loaded with ``weights_only=True``)
-            or ``.safetensors``; keys ``features.*`` (a full VGG16 state dict) are used.
+        path: torchvision VGG16 weights (``.safetensors``, else ``torch.load``); ``features.*`` keys are used.
     """
 
     def __init__(self, path: str) -> None:
@@ -193,12 +178,7 @@ class PerceptualLoss(nn.Module):
 
         if not Path(path).is_file():
             raise ValueError(f"perceptual_path {path!r} is not a file (local VGG16 weights are needed)")
-        if path.endswith(".safetensors"):
-            from safetensors.torch import load_file
-
-            state = load_file(path)
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_state_dict(path)
         features = vgg16().features[: _VGG16_TAPS[-1] + 1]
         state = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
         missing, _ = features.load_state_dict(state, strict=False)
@@ -224,34 +204,20 @@ class PerceptualLoss(nn.Module):
 
 
 @register_tokenizer
-class ImageVQTokenizer(nn.Module, Tokenizer):
-    """Images <-> grids of codebook ids. Keyword arguments are the fields of ``ImageVQConfig``.
-
-    Example:
-        >>> tok = ImageVQTokenizer(image_size=64, downsample=8)
-        >>> ids = tok.encode(images)  # (B, 8, 8) long in [0, 1024)
-        >>> recon = tok.decode(ids)  # (B, 3, 64, 64) in [0, 1]
-    """
+class ImageVQTokenizer(TrainableTokenizer, Tokenizer):
+    """Images <-> grids of codebook ids. Keyword arguments are the fields of ``ImageVQConfig``."""
 
     name = "image_vq"
     modality = "image"
+    training_only = {"perceptual_weight": 0.0, "perceptual_path": None, "disc_weight": 0.0}
 
     def __init__(self, **config: Any) -> None:
         super().__init__()
         self.cfg = ImageVQConfig(**config)
         c = self.cfg
         if c.quantizer == "vq":
-            self.quantizer: VectorQuantizer | FSQ = VectorQuantizer(
-                c.latent_dim,
-                c.codebook_size,
-                ema=c.vq_ema,
-                decay=c.vq_decay,
-                normalize=c.vq_normalize,
-                init=c.vq_init,
-                dead_threshold=c.vq_dead_threshold,
-                commitment_weight=c.commitment_weight,
-                gradient=c.vq_gradient,
-            )
+            vq = VectorQuantizer(c.latent_dim, c.codebook_size, **self._vq_options())
+            self.quantizer: VectorQuantizer | FSQ = vq
         else:
             self.quantizer = FSQ(c.fsq_levels, entropy_weight=c.fsq_entropy_weight)
         self.encoder = _encoder(c, self.quantizer.dim)
@@ -259,7 +225,6 @@ class ImageVQTokenizer(nn.Module, Tokenizer):
         self.discriminator = PatchDiscriminator(c.disc_channels, c.disc_layers) if c.disc_weight > 0 else None
         self.perceptual = PerceptualLoss(c.perceptual_path) if c.perceptual_weight > 0 else None
 
-    # --- Tokenizer interface -------------------------------------------------------------------------
     @property
     def vocab_size(self) -> int:
         return self.quantizer.codebook_size
@@ -272,21 +237,6 @@ class ImageVQTokenizer(nn.Module, Tokenizer):
     def grammar(self) -> SegmentGrammar:
         h, w = self.grid
         return SegmentGrammar.fixed(self.vocab_size, h * w)
-
-    def config(self) -> dict[str, Any]:
-        """The inference configuration (training-only losses off: their weights are not exported)."""
-        training_only = {"perceptual_weight": 0.0, "perceptual_path": None, "disc_weight": 0.0}
-        return asdict(self.cfg) | training_only
-
-    def _save_state(self, directory: Path) -> None:
-        from safetensors.torch import save_file
-
-        state = {k: v.contiguous() for k, v in self.state_dict().items() if not k.startswith(_TRAINING_ONLY)}
-        save_file(state, str(directory / WEIGHTS_FILE))
-
-    @property
-    def _device(self) -> torch.device:
-        return self.decoder[0].weight.device
 
     def prepare(self, images: torch.Tensor | Image.Image | list[Image.Image]) -> torch.Tensor:
         """PIL image(s) or a float tensor ``[B, 3, H, W]``/``[3, H, W]`` in ``[0, 1]`` -> ``[B, 3, S, S]``
@@ -312,12 +262,7 @@ class ImageVQTokenizer(nn.Module, Tokenizer):
             raise ValueError(
                 "image_vq.encode needs finite pixel values in [0, 1] (divide uint8 images by 255)"
             )
-        if x.shape[-2:] != (size, size):
-            x = v2.functional.center_crop(
-                v2.functional.resize(x, size, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
-                size,
-            ).clamp(0, 1)
-        return x.to(self._device)
+        return fit_square(x, size).clamp(0, 1).to(self._device)
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor | Image.Image | list[Image.Image]) -> torch.Tensor:
@@ -364,7 +309,6 @@ class ImageVQTokenizer(nn.Module, Tokenizer):
         array = (x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
         Image.fromarray(array).save(path, format="PNG")
 
-    # --- training ------------------------------------------------------------------------------------
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, Any]:
         """Images ``[B, 3, S, S]`` in ``[0, 1]`` -> (reconstruction ``[B, 3, S, S]``, ``QuantizerOutput``)."""
         z = self.encoder(images * 2 - 1).permute(0, 2, 3, 1)  # (B, h, w, D)
@@ -375,29 +319,12 @@ class ImageVQTokenizer(nn.Module, Tokenizer):
         """Reconstruction (+ perceptual, + adversarial after ``disc_start``) + quantizer loss."""
         c = self.cfg
         recon, q = self(images)
-        l1, l2 = (recon - images).abs().mean(), (recon - images).pow(2).mean()
-        loss = c.l1_weight * l1 + c.l2_weight * l2 + q.loss
-        metrics = {"l1": l1.detach(), "mse": l2.detach(), "quantizer_loss": q.loss.detach()}
+        terms = {"l1": (c.l1_weight, (recon - images).abs().mean())}
+        terms["mse"] = (c.l2_weight, (recon - images).pow(2).mean())
         if self.perceptual is not None:
-            perceptual = self.perceptual(recon, images)
-            loss = loss + c.perceptual_weight * perceptual
-            metrics["perceptual"] = perceptual.detach()
-        if self.discriminator is not None and step >= c.disc_start:
-            self.discriminator.requires_grad_(False)
-            adversarial = -self.discriminator(recon).mean()  # hinge generator loss
-            self.discriminator.requires_grad_(True)
-            loss = loss + c.disc_weight * adversarial
-            metrics["adversarial"] = adversarial.detach()
-        usage, perplexity = usage_and_perplexity(q.counts)
-        metrics |= {"batch_usage": usage, "perplexity": perplexity}
-        return TokenizerOutput(loss, metrics, q.counts, recon)
-
-    def discriminator_loss(self, images: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
-        """Hinge loss of the patch discriminator on real ``images`` and (detached) reconstructions."""
-        if self.discriminator is None:
-            raise ValueError("this image_vq tokenizer has no discriminator (disc_weight is 0)")
-        real, fake = self.discriminator(images), self.discriminator(reconstruction.detach())
-        return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+            terms["perceptual"] = (c.perceptual_weight, self.perceptual(recon, images))
+        terms |= self._adversarial(images, recon, step, {"adversarial": c.disc_weight})
+        return self._output(terms, q, recon)
 
     def reconstruction_metrics(
         self, images: torch.Tensor, reconstruction: torch.Tensor

@@ -1,11 +1,6 @@
-"""The mu-law tokenizer: one token per sample, 8 bits by default (WaveNet's input coding).
-
-The simple baseline every codec result is compared with: nothing to train, near-transparent for
-speech (about 35-40 dB SI-SNR at 8 bits), and a bitrate of ``bits * sample_rate * channels``
-(128 kbps for 16 kHz mono): 20x the 6 kbps of the neural codec, and as many tokens per second as
-samples, far too many for a transformer's context. ``encode`` maps waves ``[B, C, T]`` (``[C, T]``,
-``[T]``) to ids ``[B, C, T]``; ``decode`` maps ids ``[B, C, T]``, ``[C, T]`` or a mono ``[T]`` back.
-Inputs follow ``audio_io``'s policy and checks, as in the codec.
+"""The mu-law tokenizer: one token per sample, 8 bits by default (WaveNet's input coding), the baseline
+of the neural codec: nothing to train, near-transparent for speech (35-40 dB SI-SNR at 8 bits), but
+``bits * sample_rate * channels`` bits/s (128 kbps at 16 kHz mono) and a token per sample.
 """
 
 from __future__ import annotations
@@ -15,19 +10,14 @@ from typing import Any
 
 import torch
 
-from anytoken.tokenizers.audio_io import AudioMedia, prepare_wave
+from anytoken.tokenizers.audio_io import AudioMedia
 from anytoken.tokenizers.base import Tokenizer, register_tokenizer
 
 
 @register_tokenizer
 class MuLawTokenizer(AudioMedia, Tokenizer):
-    """Waves <-> mu-law companded sample ids in ``[0, 2 ** bits)``.
-
-    Args:
-        sample_rate: Hz of the waves it codes (inputs given another rate are resampled).
-        channels: audio channels (inputs are converted by ``audio_io``'s policy).
-        bits: bits per sample; ``mu = 2 ** bits - 1``.
-    """
+    """Waves at ``sample_rate`` Hz with ``channels`` channels (others are converted by ``audio_io``'s policy)
+    <-> mu-law companded sample ids in ``[0, 2 ** bits)`` (``mu = 2 ** bits - 1``)."""
 
     name = "mulaw"
     modality = "audio"
@@ -70,7 +60,7 @@ class MuLawTokenizer(AudioMedia, Tokenizer):
         """Waves (``[B, C, T]``, ``[C, T]`` or ``[T]`` in ``[-1, 1]``) -> ids ``[B, channels, T']`` long."""
         from torchaudio.functional import mu_law_encoding
 
-        x = prepare_wave(wave, self.channels, self.sample_rate, sample_rate, "mulaw.encode")
+        x = self.prepare(wave, sample_rate)
         return mu_law_encoding(x.clamp(-1, 1), self.vocab_size).long()
 
     def decode(self, ids: torch.Tensor) -> torch.Tensor:
@@ -90,5 +80,5 @@ class MuLawTokenizer(AudioMedia, Tokenizer):
         """Negative SI-SNR (dB) of ``decode(encode(x))`` against ``x`` (lower is better)."""
         from torchmetrics.functional.audio import scale_invariant_signal_noise_ratio
 
-        x = prepare_wave(x, self.channels, self.sample_rate, what="mulaw")
+        x = self.prepare(x)
         return -float(scale_invariant_signal_noise_ratio(self.decode(self.encode(x)), x).mean())

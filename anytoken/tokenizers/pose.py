@@ -1,15 +1,8 @@
 """Human-pose keypoints <-> tokens: coordinates normalised to a frame and binned per axis.
 
-A pose is ``K`` keypoints ``(x, y, v)`` in pixels, ``v`` the COCO visibility flag (0 not labelled, 1
-labelled but hidden, 2 visible). Each coordinate is normalised to a frame ``(x0, y0, w, h)`` (the image
-for bottom-up use, the person box for top-down crops) and cut into ``num_bins`` uniform bins per axis
-(``binning.UniformBins``), so decoding returns every labelled coordinate within half a bin of the input:
-``|x - x'| <= w / (2 * num_bins)``.
-
-Local ids: ``[0, nx)`` x bins, ``[nx, nx + ny)`` y bins, then (``visibility="token"``) three visibility
-ids ``v = 0, 1, 2``. A pose is the keypoints in layout order, each ``x, y[, v]``; unlabelled keypoints
-(``v = 0``) carry bin 0 on both axes and decode to ``(0, 0, 0)`` as COCO stores them. ``grammar()`` makes
-constrained decoding emit exactly that: one x bin, one y bin (and one visibility id) per keypoint.
+Local ids: ``[0, nx)`` x bins, ``[nx, nx + ny)`` y bins, then (``visibility="token"``) the COCO flags ``v``
+= 0 (not labelled), 1 (hidden), 2 (visible). A pose is its keypoints in order, each ``x, y[, v]``;
+unlabelled keypoints carry bin 0 on both axes and decode to ``(0, 0, 0)`` as COCO stores them.
 """
 
 from __future__ import annotations
@@ -20,48 +13,17 @@ from typing import Any, Literal
 import torch
 
 from anytoken.tokenizers.base import Interval, SegmentGrammar, Tokenizer, register_tokenizer
-from anytoken.tokenizers.binning import UniformBins, check_finite
+from anytoken.tokenizers.binning import PlaneBins, UniformBins, check_finite, check_slots
 
 COCO_KEYPOINTS: tuple[str, ...] = (
-    "nose",
-    "left_eye",
-    "right_eye",
-    "left_ear",
-    "right_ear",
-    "left_shoulder",
-    "right_shoulder",
-    "left_elbow",
-    "right_elbow",
-    "left_wrist",
-    "right_wrist",
-    "left_hip",
-    "right_hip",
-    "left_knee",
-    "right_knee",
-    "left_ankle",
-    "right_ankle",
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
+    "right_knee", "left_ankle", "right_ankle",
 )
 # COCO's 19 limbs (the annotation file lists them 1-based; here 0-based indices into COCO_KEYPOINTS)
 COCO_SKELETON: tuple[tuple[int, int], ...] = (
-    (15, 13),
-    (13, 11),
-    (16, 14),
-    (14, 12),
-    (11, 12),
-    (5, 11),
-    (6, 12),
-    (5, 6),
-    (5, 7),
-    (6, 8),
-    (7, 9),
-    (8, 10),
-    (1, 2),
-    (0, 1),
-    (0, 2),
-    (1, 3),
-    (2, 4),
-    (3, 5),
-    (4, 6),
+    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8),
+    (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
 )
 NUM_VISIBILITY = 3  # COCO flags 0, 1, 2
 
@@ -85,13 +47,9 @@ class PoseTokenizer(Tokenizer):
     modality = "pose"
 
     def __init__(
-        self,
-        keypoint_names: Sequence[str] = COCO_KEYPOINTS,
-        skeleton: Sequence[Sequence[int]] = COCO_SKELETON,
-        num_bins: int = 64,
-        num_bins_y: int | None = None,
-        visibility: Literal["token", "none"] = "token",
-        outside: Literal["error", "clip"] = "error",
+        self, keypoint_names: Sequence[str] = COCO_KEYPOINTS,
+        skeleton: Sequence[Sequence[int]] = COCO_SKELETON, num_bins: int = 64, num_bins_y: int | None = None,
+        visibility: Literal["token", "none"] = "token", outside: Literal["error", "clip"] = "error",
     ) -> None:
         self.keypoint_names = tuple(keypoint_names)
         if not self.keypoint_names or len(set(self.keypoint_names)) != len(self.keypoint_names):
@@ -106,11 +64,10 @@ class PoseTokenizer(Tokenizer):
                 f"visibility must be 'token'/'none' and outside 'error'/'clip', "
                 f"got {visibility!r}, {outside!r}"
             )
-        self.bins_x = UniformBins(0.0, 1.0, num_bins)
-        self.bins_y = UniformBins(0.0, 1.0, num_bins if num_bins_y is None else num_bins_y)
+        y_bins = num_bins if num_bins_y is None else num_bins_y
+        self.bins = PlaneBins(UniformBins(0.0, 1.0, num_bins), UniformBins(0.0, 1.0, y_bins))
         self.visibility, self.outside = visibility, outside
 
-    # --- layout --------------------------------------------------------------------------------------
     @property
     def num_keypoints(self) -> int:
         return len(self.keypoint_names)
@@ -126,24 +83,22 @@ class PoseTokenizer(Tokenizer):
 
     @property
     def vocab_size(self) -> int:
-        nx, ny = self.bins_x.num_bins, self.bins_y.num_bins
-        return nx + ny + (NUM_VISIBILITY if self.visibility == "token" else 0)
+        return self._steps()[-1][1]
 
     @property
     def bin_intervals(self) -> tuple[Interval, ...]:
         """Local id intervals of ordered coordinate bins (x, then y): where a Fourier head applies."""
-        nx, ny = self.bins_x.num_bins, self.bins_y.num_bins
-        return ((0, nx), (nx, nx + ny))
+        return self.bins.intervals
 
     @property
     def error_bound(self) -> tuple[float, float]:
         """Worst-case round-trip error per axis, as a fraction of the frame's width and height."""
-        return self.bins_x.width / 2, self.bins_y.width / 2
+        return self.bins.x.width / 2, self.bins.y.width / 2
 
     def _steps(self) -> tuple[Interval, ...]:
-        x, y = self.bin_intervals
-        nxy = y[1]
-        return (x, y, (nxy, nxy + NUM_VISIBILITY)) if self.visibility == "token" else (x, y)
+        """The allowed local ids of each id of a keypoint."""
+        x, y = self.bins.intervals
+        return (x, y, (y[1], y[1] + NUM_VISIBILITY)) if self.visibility == "token" else (x, y)
 
     def grammar(self) -> SegmentGrammar:
         """Exactly one x bin, one y bin (and one visibility id) per keypoint, ``num_tokens`` ids."""
@@ -155,13 +110,12 @@ class PoseTokenizer(Tokenizer):
         return {
             "keypoint_names": list(self.keypoint_names),
             "skeleton": [list(edge) for edge in self.skeleton],
-            "num_bins": self.bins_x.num_bins,
-            "num_bins_y": self.bins_y.num_bins,
+            "num_bins": self.bins.x.num_bins,
+            "num_bins_y": self.bins.y.num_bins,
             "visibility": self.visibility,
             "outside": self.outside,
         }
 
-    # --- encode / decode -----------------------------------------------------------------------------
     def encode(self, keypoints: Any, box: Any = None) -> torch.Tensor:
         """Keypoints -> local ids.
 
@@ -179,16 +133,15 @@ class PoseTokenizer(Tokenizer):
             raise ValueError(
                 "visibility='none' encodes only labelled keypoints (v > 0); use visibility='token'"
             )
-        xy = _normalise(kp[..., :2], box, kp.shape[:-2])  # (..., K, 2)
+        frame = _frame(box, kp.shape[:-2], kp.dtype)
+        xy = kp[..., :2] if frame is None else (kp[..., :2] - frame[..., :2]) / frame[..., 2:]  # (..., K, 2)
         xy = torch.where(labelled[..., None], xy, 0.0)  # unlabelled: any coordinates, bin 0
         check_finite(xy, "labelled keypoint coordinates")
         what = "keypoint coordinates normalised to the frame (outside the box or image?)"
-        ix = self.bins_x.index(xy[..., 0], self.outside, f"x {what}")  # (..., K)
-        iy = self.bins_y.index(xy[..., 1], self.outside, f"y {what}") + self.bins_x.num_bins
-        columns = [ix, iy]
+        ids = self.bins.ids(xy, self.outside, what)  # (..., K, 2)
         if self.visibility == "token":
-            columns.append(kp[..., 2].long() + self.bins_x.num_bins + self.bins_y.num_bins)
-        return torch.stack(columns, dim=-1).flatten(-2)  # (..., K * tokens_per_keypoint)
+            ids = torch.cat([ids, kp[..., 2:].long() + self._steps()[2][0]], dim=-1)
+        return ids.flatten(-2)  # (..., K * tokens_per_keypoint)
 
     def decode(self, ids: Any, box: Any = None) -> torch.Tensor:
         """Local ids ``[..., num_tokens]`` -> keypoints ``[..., K, 3]`` float ``(x, y, v)`` in frame units."""
@@ -201,20 +154,14 @@ class PoseTokenizer(Tokenizer):
                 f"({'not a whole number of keypoints' if n % per else 'wrong keypoint count'})"
             )
         groups = ids.view(*ids.shape[:-1], self.num_keypoints, per)  # (..., K, per)
-        for s, (lo, hi) in enumerate(self._steps()):
-            col = groups[..., s]
-            if bool(((col < lo) | (col >= hi)).any()):
-                raise ValueError(
-                    f"pose id slot {s} of each keypoint must lie in [{lo}, {hi}); "
-                    f"got {col.flatten()[:8].tolist()}"
-                )
-        x = self.bins_x.center(groups[..., 0])
-        y = self.bins_y.center(groups[..., 1] - self.bins_x.num_bins)
+        check_slots(groups, self._steps(), "pose ids of each keypoint")
+        xy = self.bins.points(groups[..., :2])  # (..., K, 2)
         if self.visibility == "token":
-            v = (groups[..., 2] - self.bins_x.num_bins - self.bins_y.num_bins).float()
+            v = (groups[..., 2] - self._steps()[2][0]).float()
         else:
-            v = torch.full_like(x, 2.0)
-        xy = _denormalise(torch.stack([x, y], dim=-1), box, groups.shape[:-2])  # (..., K, 2)
+            v = torch.full_like(xy[..., 0], 2.0)
+        frame = _frame(box, groups.shape[:-2], xy.dtype)
+        xy = xy if frame is None else xy * frame[..., 2:] + frame[..., :2]
         xy = torch.where(v[..., None] > 0, xy, 0.0)
         return torch.cat([xy, v[..., None]], dim=-1)  # (..., K, 3)
 
@@ -262,13 +209,3 @@ def _frame(box: Any, batch_shape: torch.Size, dtype: torch.dtype) -> torch.Tenso
     if bool((box[..., 2:] <= 0).any()):
         raise ValueError(f"box width and height must be positive, got {box.view(-1, 4)[:3].tolist()}")
     return box[..., None, :]  # (..., 1, 4)
-
-
-def _normalise(xy: torch.Tensor, box: Any, batch_shape: torch.Size) -> torch.Tensor:
-    frame = _frame(box, batch_shape, xy.dtype)
-    return xy if frame is None else (xy - frame[..., :2]) / frame[..., 2:]
-
-
-def _denormalise(xy: torch.Tensor, box: Any, batch_shape: torch.Size) -> torch.Tensor:
-    frame = _frame(box, batch_shape, xy.dtype)
-    return xy if frame is None else xy * frame[..., 2:] + frame[..., :2]

@@ -1,36 +1,26 @@
-"""Quantizers shared by the image tokenizer and the audio codec: vector quantization (VQ), residual VQ with
-quantizer dropout, and finite scalar quantization (FSQ).
+"""Quantizers shared by the image tokenizer and the audio codec (VQ, residual VQ, FSQ), and what both
+trainable tokenizers share (``TokenizerOutput``, ``TrainableTokenizer``).
 
-Every quantizer maps continuous vectors ``[..., dim]`` to codes of the same shape plus integer indices,
-computes in fp32 even under autocast, keeps its codebook state in buffers (persistent: they are the
-model), and returns a ``QuantizerOutput``; ``lookup(indices)`` maps indices back to codes, so
-``quantize(lookup(i)).indices == i`` (asserted in the tests).
-
-What keeps a VQ codebook alive (plain VQGAN uses 11-44% of its codes): k-means or data initialisation on
-the first training batch, EMA codebook updates (no codebook gradient, no optimiser lag), l2-normalised
-codes (cosine similarity, ViT-VQGAN), a low code dimension (the encoder's last conv is the projection),
-and restarting dead codes (EMA count below a threshold) from random vectors of the current batch.
-
-Why hand-written rather than vector-quantize-pytorch (1.32): measured side by side in the same image
-tokenizer, trained alike (benchmarks/bench_image_tokenizers.py --vqp, 80 steps, 64 tokens, 1024 codes),
-its ``VectorQuantize`` (EMA, k-means init, dead-code threshold) and this ``VectorQuantizer`` gave the same
-reconstruction (held-out photos 15.3 dB both, scenes 18.8 dB both) and usage (64% vs 66%). Equal quality,
-so the deciding facts were the rest: the library pulls in five packages (einops, einx, frozendict, loguru,
-torch-einops-utils) for what is ~350 lines here that we test and read, covering exactly the techniques
-the card names, with EMA statistics synchronised across DDP ranks and one output dataclass shared with
-FSQ and residual VQ.
+Every quantizer maps ``[..., dim]`` to codes of that shape plus long indices, computes in fp32 even under
+autocast, keeps its codebook in persistent buffers and returns a ``QuantizerOutput``; ``lookup`` inverts
+the indices. Hand-written rather than vector-quantize-pytorch: in the same image tokenizer both gave the
+same reconstruction and usage (``benchmarks/bench_image_tokenizers.py --vqp``), and the library pulls in
+five packages for what is ~350 tested lines here (with EMA statistics synchronised across DDP ranks).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
+
+from anytoken.tokenizers.base import WEIGHTS_FILE
 
 
 @dataclass
@@ -53,12 +43,72 @@ class TokenizerOutput:
     reconstruction: torch.Tensor | None = None  # decoded media, for metrics and logged samples
 
 
-def usage_and_perplexity(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fraction of codes used and perplexity (exp of the code entropy), averaged over codebooks.
+Terms = dict[str, tuple[float, torch.Tensor]]  # loss terms: name -> (weight, value)
 
-    Args:
-        counts: ``[num_codebooks, codebook_size]`` code histogram (of a batch or a whole set).
-    """
+
+class TrainableTokenizer(nn.Module):
+    """What the image VQ tokenizer and the audio codec share beside ``Tokenizer`` (list it first): the
+    config dataclass ``cfg``, export without the training aids, and the loss assembly."""
+
+    name: str
+    cfg: Any
+    decoder: nn.Module
+    discriminator: nn.Module | None  # None when the adversarial loss is off
+    training_only: ClassVar[dict[str, Any]]  # config() overrides that switch the training aids off
+
+    def config(self) -> dict[str, Any]:
+        """The inference configuration (the training aids are off: their weights are not exported)."""
+        return asdict(self.cfg) | self.training_only
+
+    def _save_state(self, directory: Path) -> None:
+        from safetensors.torch import save_file
+
+        aids = ("discriminator.", "perceptual.")
+        state = {k: v.contiguous() for k, v in self.state_dict().items() if not k.startswith(aids)}
+        save_file(state, str(directory / WEIGHTS_FILE))
+
+    @property
+    def _device(self) -> torch.device:
+        return next(self.decoder.parameters()).device
+
+    def _vq_options(self) -> dict[str, Any]:
+        """``VectorQuantizer`` options from the config's ``vq_*`` fields and ``commitment_weight``."""
+        options = {k.removeprefix("vq_"): v for k, v in asdict(self.cfg).items() if k.startswith("vq_")}
+        return options | {"commitment_weight": self.cfg.commitment_weight}
+
+    def discriminator_loss(self, x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
+        """Hinge loss of the discriminator on real ``x`` and detached reconstructions."""
+        if self.discriminator is None:
+            raise ValueError(f"this {self.name} tokenizer has no discriminator (disc_weight is 0)")
+        return self.discriminator.discriminator_loss(x, reconstruction)
+
+    def _adversarial(
+        self, x: torch.Tensor, fake: torch.Tensor, step: int, weights: dict[str, float]
+    ) -> Terms:
+        """(weight, loss) per generator loss of the frozen discriminator, from step ``cfg.disc_start``."""
+        if self.discriminator is None or step < self.cfg.disc_start:
+            return {}
+        self.discriminator.requires_grad_(False)
+        losses = self.discriminator.generator_losses(x, fake)  # name -> loss
+        self.discriminator.requires_grad_(True)
+        return {name: (weights[name], loss) for name, loss in losses.items()}
+
+    @staticmethod
+    def _output(
+        terms: Terms, q: QuantizerOutput, recon: torch.Tensor, counts: torch.Tensor | None = None
+    ) -> TokenizerOutput:
+        """The weighted ``terms`` (name: (weight, loss)) plus the quantizer loss, with their metrics and the
+        batch usage of ``counts`` (default: all of ``q.counts``)."""
+        loss = sum((weight * value for weight, value in terms.values()), q.loss)
+        metrics = {name: value.detach() for name, (_, value) in terms.items()}
+        usage, perplexity = usage_and_perplexity(q.counts if counts is None else counts)
+        metrics |= {"quantizer_loss": q.loss.detach(), "batch_usage": usage, "perplexity": perplexity}
+        return TokenizerOutput(loss, metrics, q.counts, recon)
+
+
+def usage_and_perplexity(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fraction of codes used and perplexity (exp of the code entropy) of a code histogram ``counts``
+    ``[num_codebooks, codebook_size]`` (of a batch or a whole set), averaged over codebooks."""
     counts = counts.float()
     probs = counts / counts.sum(-1, keepdim=True).clamp(min=1)  # (C, K)
     return (counts > 0).float().mean(), entropy(probs).exp().mean()
@@ -87,13 +137,9 @@ def _broadcast(t: torch.Tensor) -> None:
 
 
 def rotate_to(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """The rotation trick (Fifty et al., 2024): ``q`` as a value, with gradients reaching ``x`` through the
-    rotation and rescaling that maps ``x`` onto ``q`` (treated as constants), instead of straight through.
-
-    Args:
-        x: ``[N, D]`` encoder outputs.
-        q: ``[N, D]`` their codes.
-    """
+    """The rotation trick (Fifty et al., 2024): codes ``q`` ``[N, D]`` as values, with gradients reaching the
+    encoder outputs ``x`` ``[N, D]`` through the rotation and rescaling that maps ``x`` onto ``q`` (treated
+    as constants), instead of straight through."""
     x_norm = x.norm(dim=-1, keepdim=True).clamp(min=1e-6)  # (N, 1)
     q_norm = q.norm(dim=-1, keepdim=True).clamp(min=1e-6)
     u, v = (x / x_norm).detach(), (q / q_norm).detach()
@@ -108,8 +154,7 @@ class VectorQuantizer(nn.Module):
     Args:
         dim: vector size (the code dimension; project before and after in the model if it differs).
         codebook_size: number of codes K.
-        ema: update codes as exponential moving averages of their assigned vectors (else by gradient
-            through a codebook loss).
+        ema: codes are EMAs of their assigned vectors (else learned through a codebook loss).
         decay: EMA decay of code statistics (also of the usage counts that detect dead codes).
         normalize: l2-normalise vectors and codes (cosine similarity) before matching.
         init: ``"kmeans"`` (a few Lloyd iterations on the first training batch), ``"data"`` (random
@@ -171,14 +216,12 @@ class VectorQuantizer(nn.Module):
         """Codes ``[..., dim]`` of long ``indices`` ``[...]``."""
         return F.embedding(indices, self.codebook.float())
 
-    def nearest(self, flat: torch.Tensor) -> torch.Tensor:
-        """Index ``[N]`` of the closest code to each of ``flat`` ``[N, dim]`` (fp32)."""
-        codebook = self.codebook.float()
+    def nearest(self, flat: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
+        """Index ``[N]`` of the closest of ``codes`` (default the codebook) to each of ``flat`` ``[N, D]``."""
+        codes = (self.codebook if codes is None else codes).float()
         if self.normalize:
-            return (F.normalize(flat, dim=-1) @ codebook.t()).argmax(-1)
-        dist2 = (
-            flat.pow(2).sum(-1, keepdim=True) - 2 * flat @ codebook.t() + codebook.pow(2).sum(-1)
-        )  # (N, K)
+            return (F.normalize(flat, dim=-1) @ codes.t()).argmax(-1)
+        dist2 = flat.pow(2).sum(-1, keepdim=True) - 2 * flat @ codes.t() + codes.pow(2).sum(-1)  # (N, K)
         return dist2.argmin(-1)
 
     def forward(self, x: torch.Tensor) -> QuantizerOutput:
@@ -213,7 +256,7 @@ class VectorQuantizer(nn.Module):
             pick = torch.randperm(len(flat), device=flat.device, generator=g)[: self.codebook_size]
         codes = flat[pick].clone()  # (K, D)
         for _ in range(self.kmeans_iters if self.init == "kmeans" else 0):
-            assign = self._assign(flat, codes)
+            assign = self.nearest(flat, codes)
             sums = torch.zeros_like(codes).index_add_(0, assign, flat)
             n = torch.bincount(assign, minlength=self.codebook_size).float()
             codes = torch.where(n[:, None] > 0, sums / n.clamp(min=1)[:, None], codes)  # empty: keep
@@ -225,17 +268,10 @@ class VectorQuantizer(nn.Module):
         self.cluster_size.fill_(1.0)
         self.initted.fill_(True)
 
-    def _assign(self, flat: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-        if self.normalize:
-            return (flat @ codes.t()).argmax(-1)
-        return torch.cdist(flat, codes).argmin(-1)
-
     @torch.no_grad()
     def _update(self, flat: torch.Tensor, idx: torch.Tensor, counts: torch.Tensor) -> None:
         """EMA statistics (synchronised across DDP ranks), EMA codes and dead-code restarts."""
-        sums = torch.zeros(self.codebook_size, self.dim, device=flat.device).index_add_(
-            0, idx, flat
-        )  # (K, D)
+        sums = flat.new_zeros(self.codebook_size, self.dim).index_add_(0, idx, flat)  # (K, D)
         _all_reduce(counts, sums)
         self.cluster_size.lerp_(counts, 1 - self.decay)
         if self.ema:
@@ -298,17 +334,14 @@ class ResidualVectorQuantizer(nn.Module):
         n = self._levels_this_batch() if num_levels is None else num_levels
         if not 1 <= n <= self.num_levels:
             raise ValueError(f"num_levels must be in [1, {self.num_levels}], got {n}")
-        residual, quantized = x, torch.zeros_like(x)
-        indices, loss = [], x.new_zeros((), dtype=torch.float32)
-        counts = torch.zeros(self.num_levels, self.codebook_size, device=x.device)
-        for level, vq in enumerate(self.levels[:n]):
-            out = vq(residual)
-            residual = residual - out.quantized.detach()
-            quantized = quantized + out.quantized
-            indices.append(out.indices)
-            loss = loss + out.loss
-            counts[level] = out.counts[0]
-        return QuantizerOutput(quantized, torch.stack(indices, dim=-1), loss, counts)
+        residual, outs = x, []
+        for vq in self.levels[:n]:
+            outs.append(vq(residual))
+            residual = residual - outs[-1].quantized.detach()
+        counts = torch.zeros(self.num_levels, self.codebook_size, device=x.device)  # unused levels: 0
+        counts[:n] = torch.cat([out.counts for out in outs])
+        quantized, loss = sum(out.quantized for out in outs), sum(out.loss for out in outs)
+        return QuantizerOutput(quantized, torch.stack([out.indices for out in outs], dim=-1), loss, counts)
 
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """Sum of the codes ``[..., dim]`` of ``indices`` ``[..., n]`` (the first ``n`` levels)."""
@@ -321,14 +354,10 @@ class ResidualVectorQuantizer(nn.Module):
 
 class FSQ(nn.Module):
     """Finite scalar quantization (Mentzer et al., 2023): each of ``len(levels)`` channels is bounded and
-    rounded to ``levels[i]`` values; the code is the mixed-radix number of the digits. No codebook, and
-    every code reachable; but a small encoder trained briefly leaves its channels correlated, so the
-    latents fill a thin slice of the grid (32% of 1000 codes after 300 image steps, perplexity 40).
-
-    An optional entropy penalty (MAGVIT-v2's, for lookup-free quantization) fixes that: with soft code
-    assignments ``p(k | z)``, it lowers each vector's assignment entropy and raises the entropy of their
-    batch average, so the batch spreads over the whole grid (weight 0.01: 88-92% of the codes after the
-    same 300 steps, 99.9-100% on 131k held-out tokens; 0.1: 98%, but 0.9 dB lower PSNR on photos).
+    rounded to ``levels[i]`` values; the code is the mixed-radix number of the digits. A small encoder
+    trained briefly leaves its channels correlated (32% of 1000 codes used after 300 image steps); the
+    entropy penalty (MAGVIT-v2's) spreads the batch over the grid (weight 0.01: 88-92%, 99.9% held out;
+    0.1: 98%, but 0.9 dB lower PSNR on photos).
 
     Args:
         levels: values per channel, e.g. ``(8, 5, 5, 5)`` for 1000 codes or ``(8, 8, 8, 6, 5)`` for 15360.
@@ -378,12 +407,9 @@ class FSQ(nn.Module):
         return QuantizerOutput(quantized.to(z.dtype), indices, loss, counts)
 
     def code_probabilities(self, bounded: torch.Tensor) -> torch.Tensor:
-        """Soft assignments ``[N, K]`` of bounded latents ``[..., d]`` (``N`` vectors) to the codes.
-
-        Per channel a softmax over the levels of ``-(distance in level steps)^2 / temperature``; the
-        product over channels, ordered as ``codes_to_indices`` numbers the codes (channel 0 the lowest
-        digit). Costs ``N * K`` floats: meant for codebooks of a few thousand codes.
-        """
+        """Soft assignments ``[N, K]`` of bounded latents ``[..., d]`` to the codes: per channel a softmax of
+        ``-(distance in level steps)^2 / temperature``, multiplied over channels in ``codes_to_indices``'
+        order. Costs ``N * K`` floats: meant for codebooks of a few thousand codes."""
         flat = bounded.reshape(-1, self.dim)  # (N, d)
         probs = flat.new_ones(len(flat), 1)  # (N, 1)
         for channel, n in enumerate(self.levels_list):

@@ -172,15 +172,9 @@ def _pack(lengths: list[int], max_length: int) -> list[list[int]]:
 
 
 def build_sequences(
-    samples: Sequence[Sequence[Segment]],
-    space: TokenSpace,
-    *,
-    max_length: int,
-    pack: bool = False,
-    mask: Literal["causal", "prefix"] = "causal",
-    loss_weights: Mapping[str, float] | None = None,
-    padding_side: Literal["right", "left"] = "right",
-    sample_weights: Sequence[float] | None = None,
+    samples: Sequence[Sequence[Segment]], space: TokenSpace, *, max_length: int, pack: bool = False,
+    mask: Literal["causal", "prefix"] = "causal", loss_weights: Mapping[str, float] | None = None,
+    padding_side: Literal["right", "left"] = "right", sample_weights: Sequence[float] | None = None,
 ) -> SequenceBatch:
     """Turn samples into one batch.
 
@@ -217,13 +211,8 @@ def build_sequences(
 
 
 def _collate(
-    rows: list[_Row],
-    groups: list[list[int]],
-    T: int,
-    space: TokenSpace,
-    weights: dict[str, float],
-    side: str,
-    factors: list[float],
+    rows: list[_Row], groups: list[list[int]], T: int, space: TokenSpace, weights: dict[str, float],
+    side: str, factors: list[float],
 ) -> SequenceBatch:
     """Write every sample into its row at once: all samples' tokens are concatenated in row order, then
     scattered to their ``(row, column)`` cells (one tensor op per field, not one per sample)."""
@@ -251,29 +240,26 @@ def _collate(
     prefix, embed = flat("prefix"), flat("embed", torch.bool)
     position = torch.arange(len(ids)) - each(list(accumulate([0] + lengths[:-1])))  # (N,) within sample
     row, column = each([b for b, _, _ in order]), each(starts) + position
-    B = len(groups)
-    out = {
-        "input_ids": torch.full((B, T), space.pad_id, dtype=torch.long),
-        "targets": torch.full((B, T), IGNORE_INDEX, dtype=torch.long),
-        "loss_weights": torch.zeros(B, T),
-        "modality_ids": torch.zeros(B, T, dtype=torch.long),
-        "positions": torch.zeros(B, T, dtype=torch.long),
-        "sample_ids": torch.zeros(B, T, dtype=torch.long),
-        "prefix_blocks": torch.zeros(B, T, dtype=torch.long),
-        "embed_mask": torch.zeros(B, T, dtype=torch.bool),
-    }
-    out["input_ids"][row, column] = ids
-    out["modality_ids"][row, column] = modality
-    out["positions"][row, column] = position
-    out["sample_ids"][row, column] = each([k + 1 for _, k, _ in order])
-    out["prefix_blocks"][row, column] = torch.where(prefix > 0, prefix + each(blocks), 0)
-    out["embed_mask"][row, column] = embed
-    # the target at a position is the next token of the same sample, when that token is a target
-    here = (position < n.repeat_interleave(n) - 1).nonzero().squeeze(1)  # (M,) all but samples' last
-    nxt, cell = here + 1, (row[here], column[here])
+
+    def grid(values: torch.Tensor, fill: float = 0) -> torch.Tensor:
+        """Per-token values ``[N]`` in their ``[B, T]`` cells, ``fill`` elsewhere."""
+        out = torch.full((len(groups), T), fill, dtype=values.dtype)
+        out[row, column] = values
+        return out
+
+    # a position predicts the next token of the same sample, when that token is a target
+    predicts = (position < n.repeat_interleave(n) - 1) & is_target.roll(-1)  # (N,)
     weight_of = torch.tensor([1.0] + [weights[m] for m in space.modalities])  # index 0: specials
-    out["targets"][cell] = torch.where(is_target[nxt], ids[nxt], IGNORE_INDEX)
     factor = each([factors[i] for _, _, i in order], torch.float)
-    out["loss_weights"][cell] = weight_of[modality[nxt]] * is_target[nxt] * factor[here]
     sources = list(chain.from_iterable(rows[i].sources for _, _, i in order))
-    return SequenceBatch(**out, embed_sources=torch.tensor(sources, dtype=torch.long))
+    return SequenceBatch(
+        input_ids=grid(ids, space.pad_id),
+        targets=grid(torch.where(predicts, ids.roll(-1), IGNORE_INDEX), IGNORE_INDEX),
+        loss_weights=grid(weight_of[modality.roll(-1)] * predicts * factor),
+        modality_ids=grid(modality),
+        positions=grid(position),
+        sample_ids=grid(each([k + 1 for _, k, _ in order])),
+        prefix_blocks=grid(torch.where(prefix > 0, prefix + each(blocks), 0)),
+        embed_mask=grid(embed),
+        embed_sources=torch.tensor(sources, dtype=torch.long),
+    )

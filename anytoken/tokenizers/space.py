@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 import torch
@@ -49,13 +50,11 @@ class TokenSpace:
             specials += [f"<{name}>", f"</{name}>"]
         specials += [f"<{task}>" for task in self.tasks]
         self.specials = {token: i for i, token in enumerate(specials)}
-        self._offsets: dict[str, int] = {}
-        offset = len(specials)
-        for name, size in self.modalities.items():
-            self._offsets[name] = offset
-            offset += size
-        self.used_size = offset
-        self.vocab_size = -(-offset // pad_to_multiple) * pad_to_multiple
+        self.pad_id, self.bos_id, self.eos_id = (self.specials[token] for token in BASE_SPECIALS)
+        sizes = list(self.modalities.values())
+        self._offsets = dict(zip(self.modalities, accumulate(sizes, initial=len(specials))))  # range starts
+        self.used_size = len(specials) + sum(sizes)
+        self.vocab_size = -(-self.used_size // pad_to_multiple) * pad_to_multiple
 
     @classmethod
     def from_tokenizers(
@@ -63,19 +62,6 @@ class TokenSpace:
     ) -> TokenSpace:
         """Build the space from modality name -> tokenizer."""
         return cls({name: tok.vocab_size for name, tok in tokenizers.items()}, tasks, **kwargs)
-
-    # ids ---------------------------------------------------------------------------------------------
-    @property
-    def pad_id(self) -> int:
-        return self.specials["<pad>"]
-
-    @property
-    def bos_id(self) -> int:
-        return self.specials["<bos>"]
-
-    @property
-    def eos_id(self) -> int:
-        return self.specials["<eos>"]
 
     def special(self, token: str) -> int:
         """Global id of a special token such as ``"<caption>"`` or ``"</image>"``."""
@@ -85,13 +71,11 @@ class TokenSpace:
 
     def begin(self, modality: str) -> int:
         """Global id of the ``<modality>`` marker."""
-        self._check_modality(modality)
-        return self.specials[f"<{modality}>"]
+        return self.specials[f"<{self._check_modality(modality)}>"]
 
     def end(self, modality: str) -> int:
         """Global id of the ``</modality>`` marker."""
-        self._check_modality(modality)
-        return self.specials[f"</{modality}>"]
+        return self.specials[f"</{self._check_modality(modality)}>"]
 
     def task(self, task: str) -> int:
         """Global id of the ``<task>`` tag."""
@@ -101,8 +85,7 @@ class TokenSpace:
 
     def range(self, modality: str) -> range:
         """The global ids of one modality."""
-        self._check_modality(modality)
-        start = self._offsets[modality]
+        start = self._offsets[self._check_modality(modality)]
         return range(start, start + self.modalities[modality])
 
     def to_global(self, modality: str, ids: torch.Tensor) -> torch.Tensor:
@@ -140,17 +123,6 @@ class TokenSpace:
         """The value ``modality_of`` gives ids of ``modality``."""
         return list(self.modalities).index(self._check_modality(modality)) + 1
 
-    def token_name(self, gid: int) -> str:
-        """Readable name of one global id, e.g. ``"<caption>"`` or ``"text:17"``."""
-        for token, i in self.specials.items():
-            if i == gid:
-                return token
-        for name in self.modalities:
-            r = self.range(name)
-            if gid in r:
-                return f"{name}:{gid - r.start}"
-        return f"<unused:{gid}>"
-
     def grammar_mask(self, modality: str, grammar: SegmentGrammar) -> torch.Tensor:
         """Bool ``[len(grammar.steps), vocab_size]``: which global ids each grammar step allows."""
         offset, size = self._offsets[self._check_modality(modality)], self.modalities[modality]
@@ -164,14 +136,10 @@ class TokenSpace:
                 mask[s, offset + lo : offset + hi] = True
         return mask
 
-    # persistence -------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable layout; ``from_dict`` rebuilds an equal space."""
-        return {
-            "modalities": dict(self.modalities),
-            "tasks": list(self.tasks),
-            "pad_to_multiple": self.pad_to_multiple,
-        }
+        return {"modalities": dict(self.modalities), "tasks": list(self.tasks),
+                "pad_to_multiple": self.pad_to_multiple}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TokenSpace:
@@ -215,21 +183,13 @@ class TokenSpace:
 
 @dataclass
 class Vocab:
-    """What a model is built with: its TokenSpace and tokenizers (and data-given extras such as VQA's
-    answer classes). A DataModule makes one; ``to_dict`` is the plain form the CLI links into the model.
-
-    Args:
-        space: the shared vocabulary.
-        tokenizers: modality -> tokenizer.
-        paths: modality -> the ``save_pretrained`` directory a tokenizer was loaded from (its weights are
-            read from there when the model is built).
-        extras: further JSON values the model's formats read (``answers``, a mixture's ``tasks``).
-    """
+    """What a model is built with (a DataModule makes one; ``to_dict`` is the plain form the CLI links into
+    the model): the TokenSpace, the tokenizers, and data-given extras such as VQA's answer classes."""
 
     space: TokenSpace
-    tokenizers: dict[str, Tokenizer]
-    paths: dict[str, str | None] = field(default_factory=dict)
-    extras: dict[str, Any] = field(default_factory=dict)
+    tokenizers: dict[str, Tokenizer]  # modality -> tokenizer
+    paths: dict[str, str | None] = field(default_factory=dict)  # modality -> save_pretrained dir (weights)
+    extras: dict[str, Any] = field(default_factory=dict)  # JSON values formats read (answers, mixture tasks)
 
     def to_dict(self) -> dict[str, Any]:
         specs = {}

@@ -1,17 +1,12 @@
 """Table rows as tokens: a schema-aware tokenizer fitted on a DataFrame, CSV or Parquet file.
 
-A row is a sequence of (column tag, value) pairs: the tag is one id per column, the value one or more ids
-from that column's own block (see ``table_schema`` for the codecs: categories with explicit missing and
-unknown tokens, quantile bins, or decimal digits). Local id layout: the ``C`` column tags first, then each
-column's block in schema order. ``encode`` writes the columns in schema order or in a random order per row
-(``order="shuffle"``); the tags make either decodable. The whole fitted state is JSON (``config()``), so a
-model's hyperparameters carry its tokenizer.
-
-Bad input: a frame whose columns differ from the schema, an empty frame at fit time, values of the wrong
-type, mixed-type or unsupported (datetime, complex) columns and infinite numbers raise ``ValueError`` naming
-the column. Documented handling instead of errors: unseen categories encode to the column's ``<unk>`` token
-(decoded as missing); an all-missing column fits as a categorical column with no categories; encoding a
-frame of zero rows gives ``[0, L]`` ids, which decode to an empty frame of the schema's dtypes.
+A row is (column tag, value) pairs: one tag id per column, then one or more ids from that column's own
+block (``table_schema`` holds the codecs). Local ids: the ``C`` tags, then each column's block in schema
+order. Bad input (columns that differ from the schema, an empty frame at fit time, values of the wrong
+type, mixed-type or datetime/complex columns, infinite numbers) raises ``ValueError`` naming the column.
+Handled instead: unseen categories encode to the column's ``<unk>`` (decoded as missing); an all-missing
+column fits as categorical with no categories; zero rows encode to ``[0, L]`` ids and decode to an empty
+frame of the schema's dtypes.
 """
 
 from __future__ import annotations
@@ -24,12 +19,7 @@ import numpy as np
 import torch
 
 from anytoken.tokenizers.base import SegmentGrammar, Tokenizer, register_tokenizer
-from anytoken.tokenizers.table_schema import Column, NumericEncoding, column_from_dict, fit_column
-
-try:
-    import pandas as pd
-except ImportError:  # the optional "data" extra; TableTokenizer says so when it is used
-    pd = None
+from anytoken.tokenizers.table_schema import Column, NumericEncoding, column_from_dict, fit_column, pd
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
@@ -77,15 +67,9 @@ class TableTokenizer(Tokenizer):
 
     @classmethod
     def fit(
-        cls,
-        data: pd.DataFrame | str | Path,
-        *,
-        n_bins: int = 32,
-        numeric: Mapping[str, NumericEncoding] | None = None,
-        categorical: Sequence[str] = (),
-        decimals: int = 2,
-        max_digits: int = 6,
-        min_frequency: int = 1,
+        cls, data: pd.DataFrame | str | Path, *, n_bins: int = 32,
+        numeric: Mapping[str, NumericEncoding] | None = None, categorical: Sequence[str] = (),
+        decimals: int = 2, max_digits: int = 6, min_frequency: int = 1,
     ) -> TableTokenizer:
         """Learn the schema, category vocabularies and numeric quantisations of a table.
 
@@ -118,7 +102,6 @@ class TableTokenizer(Tokenizer):
             for c in frame.columns
         ])
 
-    # schema ------------------------------------------------------------------------------------------
     @property
     def vocab_size(self) -> int:
         return self._size
@@ -169,21 +152,16 @@ class TableTokenizer(Tokenizer):
             tag, offset = self.tag_id(name), int(self._offsets[self._index[name]])
             steps.append(((tag, tag + 1),))
             steps += [tuple((offset + lo, offset + hi) for lo, hi in s) for s in self.column(name).steps()]
-        if rows is None:
-            return SegmentGrammar(tuple(steps), min_length=len(steps))
-        return SegmentGrammar(tuple(steps), min_length=rows * len(steps), max_length=rows * len(steps))
+        length = None if rows is None else rows * len(steps)
+        return SegmentGrammar(tuple(steps), min_length=length or len(steps), max_length=length)
 
     def column_grammar(self, name: str) -> SegmentGrammar:
         """One (tag, value) pair of column ``name``: what a prediction of that column may decode to."""
         return self.grammar([name])
 
-    # encode / decode ---------------------------------------------------------------------------------
     def encode(
-        self,
-        x: pd.DataFrame,
-        columns: Sequence[str] | None = None,
-        order: Literal["fixed", "shuffle"] = "fixed",
-        rng: np.random.Generator | None = None,
+        self, x: pd.DataFrame, columns: Sequence[str] | None = None,
+        order: Literal["fixed", "shuffle"] = "fixed", rng: np.random.Generator | None = None,
     ) -> torch.Tensor:
         """Rows -> ``[N, L]`` local ids.
 
@@ -290,9 +268,7 @@ class TableTokenizer(Tokenizer):
     def _check_values(self, local: np.ndarray, codec: Column) -> None:
         """Raise unless every value id ``[N, value_len]`` lies in its position's allowed ids."""
         for j, step in enumerate(codec.steps()):
-            ok = np.zeros(len(local), dtype=bool)
-            for lo, hi in step:
-                ok |= (local[:, j] >= lo) & (local[:, j] < hi)
+            ok = np.logical_or.reduce([(local[:, j] >= lo) & (local[:, j] < hi) for lo, hi in step])
             if not ok.all():
                 r = int(np.flatnonzero(~ok)[0])
                 offset = self._offsets[self._index[codec.name]]
@@ -314,19 +290,19 @@ class TableTokenizer(Tokenizer):
                 errors.append(1.0 - float(same.mean()))
             else:
                 va, vb = a.to_numpy(dtype=float, na_value=np.nan), b.to_numpy(dtype=float, na_value=np.nan)
-                span = _span(codec)
+                span = codec.high - codec.low if codec.kind == "binned" else 10.0**codec.int_digits
+                span = span if span > 0 else 1.0  # fitted value range, for scale-free errors
                 diff = np.where(np.isnan(va) & np.isnan(vb), 0.0, np.abs(va - vb) / span)
                 errors.append(float(np.nan_to_num(diff, nan=1.0).mean()))
         return float(np.mean(errors))
 
-    # media files -------------------------------------------------------------------------------------
     def read_media(self, path: Path) -> pd.DataFrame:
         """A ``.csv`` or ``.parquet`` file (``anytoken encode``)."""
         return read_table(path)
 
     def write_media(self, media: pd.DataFrame, path: Path) -> None:
         """Write decoded rows as ``.csv`` (default) or ``.parquet`` by the suffix of ``path``."""
-        if Path(path).suffix.lower() in (".parquet", ".pq"):
+        if Path(path).suffix.lower() in TABLE_SUFFIXES[1:]:
             media.to_parquet(path, index=False)
         else:
             media.to_csv(path, index=False)
@@ -334,14 +310,6 @@ class TableTokenizer(Tokenizer):
     def __repr__(self) -> str:
         kinds = ", ".join(f"{c.name}:{c.kind}" for c in self.schema)
         return f"TableTokenizer({len(self.schema)} columns [{kinds}], vocab_size={self.vocab_size})"
-
-
-def _span(codec: Column) -> float:
-    """Fitted value range of a numeric codec, for scale-free errors (1.0 when unknown or zero)."""
-    span = getattr(codec, "high", 0.0) - getattr(codec, "low", 0.0)
-    if codec.kind == "digits":
-        span = 10.0 ** codec.int_digits
-    return span if span > 0 else 1.0
 
 
 def _check_labels(frame: pd.DataFrame) -> None:

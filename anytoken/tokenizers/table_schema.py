@@ -1,21 +1,6 @@
-"""Column codecs of the table tokenizer: how one column's values become a fixed number of local ids.
-
-Each codec owns a block of ids ``[0, size)`` (``TableTokenizer`` shifts it into place) and turns every row's
-value into exactly ``value_len`` ids:
-
-- ``CategoricalColumn``: one id: ``0`` missing, ``1`` unknown, ``2 + k`` the k-th category. The unknown
-  token stands for a category not seen when fitting (or rarer than ``min_frequency``); it decodes to a
-  missing value. Strings, booleans, and integers or floats named ``categorical`` are categorical.
-- ``BinnedColumn`` (numeric, quantile bins): one id: ``0`` missing, ``1 + b`` bin ``b``. A bin decodes to
-  its representative (the mean of the fitting values inside it). ``error_bound`` is the largest distance
-  from a representative to its bin's edges, so every value inside the fitted ``[low, high]`` decodes
-  within it; values outside fall into the end bins. A column with at most ``n_bins`` distinct values gets
-  one bin per value, exact on those values.
-- ``DigitColumn`` (numeric, digit level): a sign id (``0`` missing, ``1`` plus, ``2`` minus) then
-  ``int_digits + decimals`` decimal digits (ids ``3 + digit``). Exact to ``0.5 * 10**-decimals``; values
-  beyond ``+-(10**int_digits - 10**-decimals)`` are clipped to it.
-
-Numeric columns reject non-finite numbers (``inf``): replace them with NaN (missing) first.
+"""Column codecs of the table tokenizer: each turns one column's values into ``value_len`` ids per row
+from its own block ``[0, size)`` (``TableTokenizer`` shifts the block into place). Categorical, binned
+and digit columns: see each class. Numeric columns reject ``inf``: replace it with NaN (missing) first.
 """
 
 from __future__ import annotations
@@ -26,12 +11,13 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from anytoken.tokenizers.base import Interval
+
 try:
     import pandas as pd
 except ImportError:  # the optional "data" extra; TableTokenizer says so when it is used
     pd = None
 
-Interval = tuple[int, int]  # half-open [lo, hi) range of ids inside a column's block
 NumericEncoding = Literal["quantile", "digits"]
 MAX_DIGITS = 15  # float64 holds every integer below 10**15 exactly
 # value type of a categorical column -> the pandas-inferred value types it accepts at encode time
@@ -127,9 +113,9 @@ class Column(abc.ABC):
         """Ids per value."""
         return len(self.steps())
 
-    @abc.abstractmethod
     def steps(self) -> list[tuple[Interval, ...]]:
-        """The allowed ids of each value position, local to the block."""
+        """The allowed ids of each value position, local to the block (default: one id of the block)."""
+        return [((0, self.size),)]
 
     @abc.abstractmethod
     def encode(self, series: pd.Series) -> np.ndarray:
@@ -157,7 +143,8 @@ class Column(abc.ABC):
 
 @dataclass
 class CategoricalColumn(Column):
-    """Missing, unknown, then one id per category."""
+    """One id: 0 missing, 1 unknown (a category unseen at fit time or rarer than ``min_frequency``; it
+    decodes as missing), ``2 + k`` the k-th category."""
 
     name: str
     dtype: str
@@ -176,9 +163,6 @@ class CategoricalColumn(Column):
     @property
     def size(self) -> int:
         return 2 + len(self.categories)
-
-    def steps(self) -> list[tuple[Interval, ...]]:
-        return [((0, self.size),)]
 
     def encode(self, series: pd.Series) -> np.ndarray:
         found = value_type(series)
@@ -199,7 +183,8 @@ class CategoricalColumn(Column):
 
 @dataclass
 class BinnedColumn(Column):
-    """Missing, then one id per quantile bin; bin ``b`` covers ``[cuts[b-1], cuts[b])``."""
+    """One id: 0 missing, ``1 + b`` quantile bin ``b``, which covers ``[cuts[b-1], cuts[b])`` and decodes to
+    its representative (the mean of the fitting values in it); values beyond the fit fall into end bins."""
 
     name: str
     dtype: str
@@ -236,9 +221,6 @@ class BinnedColumn(Column):
     def size(self) -> int:
         return 1 + len(self.reps)
 
-    def steps(self) -> list[tuple[Interval, ...]]:
-        return [((0, self.size),)]
-
     def encode(self, series: pd.Series) -> np.ndarray:
         values = as_float(series, self.name)
         ids = 1 + np.searchsorted(np.asarray(self.cuts), values, side="right")
@@ -259,7 +241,8 @@ class BinnedColumn(Column):
 
 @dataclass
 class DigitColumn(Column):
-    """Sign (missing, plus, minus), then ``int_digits + decimals`` decimal digits, most significant first."""
+    """A sign id (0 missing, 1 plus, 2 minus), then ``int_digits + decimals`` digit ids ``3 + digit``, most
+    significant first; larger magnitudes are clipped to the largest number the digits hold."""
 
     name: str
     dtype: str
@@ -331,16 +314,10 @@ def column_from_dict(data: dict[str, Any]) -> Column:
 
 
 def fit_column(
-    series: pd.Series,
-    *,
-    categorical: bool,
-    encoding: NumericEncoding | None,
-    n_bins: int,
-    decimals: int,
-    max_digits: int,
-    min_frequency: int,
+    series: pd.Series, *, categorical: bool, encoding: NumericEncoding | None, n_bins: int, decimals: int,
+    max_digits: int, min_frequency: int,
 ) -> Column:
-    """Pick and fit the codec of one column (see the module docstring for the rules).
+    """Pick and fit the codec of one column (``TableTokenizer.fit`` describes the arguments).
 
     A numeric column is binned, or digit-encoded when ``encoding="digits"`` or when, left to choose
     (``encoding=None``), it holds integers with more than ``n_bins`` distinct values all below

@@ -86,11 +86,9 @@ class BPETokenizer(TextTokenizer):
         hf = HFTokenizer(models.BPE())
         hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         hf.decoder = decoders.ByteLevel()
+        alphabet = pre_tokenizers.ByteLevel.alphabet()
         trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size,
-            min_frequency=min_frequency,
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-            show_progress=False,
+            vocab_size=vocab_size, min_frequency=min_frequency, initial_alphabet=alphabet, show_progress=False
         )
         hf.train_from_iterator(corpus, trainer=trainer)
         return cls(hf.to_str())

@@ -1,30 +1,18 @@
 """Agent trajectories <-> motion tokens, MotionLM-style: per-step actions on a grid, integrated back.
 
-A scene is ``A`` agents' positions ``[A, T, 2]`` sampled at a fixed step. Each step becomes an action per
-axis, binned on the uniform grid ``[-max_delta, max_delta]`` of ``num_bins`` bins (width
-``D = 2 * max_delta / num_bins``; ``binning.UniformBins``):
+Each step of positions ``[A, T, 2]`` becomes an action per axis on the grid ``[-max_delta, max_delta]``
+of ``num_bins`` bins (width ``D``): the displacement (``action="velocity"``: ``p' = p + u``) or its
+change (``"acceleration"``, MotionLM's Verlet actions: ``v' = v + a``, ``p' = p + v'``). Quantisation
+runs closed-loop, each action taken from the *reconstructed* state, so errors never accumulate.
 
-- ``action="velocity"``: the displacement, integrated as ``p' = p + u``.
-- ``action="acceleration"`` (MotionLM's Verlet actions): the change of displacement, integrated as
-  ``v' = v + a``, ``p' = p + v'``.
+Bound: per axis and step, ``|p' - p| <= D / 2`` while each true action stays within ``max_action``
+(``max_delta - D / 2`` for velocity, ``max_delta - 3 D / 2`` for acceleration). Why: the residual the
+grid must represent is the true action plus the carried error (``e_t`` resp. ``2 e_t - e_{t-1}``, at most
+``D / 2`` resp. ``3 D / 2`` by induction), so it lies on the grid. Larger actions saturate at the edge.
 
-Quantisation runs closed-loop: each action is taken from the *reconstructed* state, as MotionLM does, so
-errors never accumulate. **Bound**: per axis and at every step, ``|p' - p| <= D / 2`` (so at most
-``D / sqrt(2)`` in distance), provided each true action per axis stays within ``max_action``: ``max_delta -
-D / 2`` for velocity actions, ``max_delta - 3 D / 2`` for acceleration actions. Proof: the residual the
-grid must represent is the true action plus the carried error (``e_t`` for velocity, ``2 e_t - e_{t-1}``
-for acceleration), at most ``D / 2`` resp. ``3 D / 2`` by induction, so it lies on the grid and its
-quantisation error is at most ``D / 2``. Larger actions saturate at the grid edge (the bound is then void
-until the loop catches up). ``within_bound`` checks the condition for an input.
-
-Local ids: ``[0, n)`` x-action bins, ``[n, 2n)`` y-action bins. A segment is time-major, agents inner:
-``x_0^1 y_0^1 x_0^2 y_0^2 ... x_1^1 ...``, so a joint scene is whole steps of ``(x, y)`` pairs, which
-``grammar(num_agents, num_steps)`` makes constrained decoding emit.
-
-The motion starts from a ``MotionState`` (position and per-step velocity of each agent). By default it
-is the first position, at rest; tokens then describe positions ``1 .. T-1``. ``decode`` returns the path
-from the start state's position, so ``decode(encode(x), MotionState.at_rest(x[..., 0, :]))`` is ``x``
-within the bound.
+Local ids: ``[0, n)`` x-action bins, ``[n, 2n)`` y-action bins; time-major, agents inner:
+``x_0^1 y_0^1 x_0^2 y_0^2 ... x_1^1 ...``. The motion starts from a ``MotionState``, by default at rest at
+the first position (tokens then describe positions ``1 .. T-1``).
 """
 
 from __future__ import annotations
@@ -37,7 +25,7 @@ import numpy as np
 import torch
 
 from anytoken.tokenizers.base import Interval, SegmentGrammar, Tokenizer, register_tokenizer
-from anytoken.tokenizers.binning import UniformBins, check_finite
+from anytoken.tokenizers.binning import PlaneBins, UniformBins, check_finite, check_slots
 from anytoken.tokenizers.trajectory_csv import (
     Track,
     read_trajectory_csv,
@@ -54,14 +42,11 @@ class MotionState:
     velocity: torch.Tensor
 
     def __post_init__(self) -> None:
-        if (
-            self.position.shape != self.velocity.shape
-            or self.position.shape[-1:] != (2,)
-            or self.position.dim() > 2
-        ):
+        shape = self.position.shape
+        if shape != self.velocity.shape or shape[-1:] != (2,) or len(shape) > 2:
             raise ValueError(
-                f"MotionState needs position and velocity of shape [A, 2] (or [2]), got "
-                f"{tuple(self.position.shape)} and {tuple(self.velocity.shape)}"
+                f"MotionState needs position and velocity of shape [A, 2] (or [2]), got {tuple(shape)} and "
+                f"{tuple(self.velocity.shape)}"
             )
         check_finite(self.position, "start position")
         check_finite(self.velocity, "start velocity")
@@ -97,16 +82,15 @@ class TrajectoryTokenizer(Tokenizer):
     modality = "trajectory"
 
     def __init__(
-        self,
-        num_bins: int = 33,
-        max_delta: float = 1.0,
+        self, num_bins: int = 33, max_delta: float = 1.0,
         action: Literal["velocity", "acceleration"] = "acceleration",
     ) -> None:
         if action not in ("velocity", "acceleration"):
             raise ValueError(f"action must be 'velocity' or 'acceleration', got {action!r}")
         if not isinstance(max_delta, int | float) or max_delta <= 0:
             raise ValueError(f"max_delta must be a positive number, got {max_delta!r}")
-        self.bins = UniformBins(-float(max_delta), float(max_delta), num_bins)
+        self.bins = UniformBins(-float(max_delta), float(max_delta), num_bins)  # per axis
+        self.plane = PlaneBins(self.bins, self.bins)
         self.action = action
 
     @property
@@ -116,8 +100,7 @@ class TrajectoryTokenizer(Tokenizer):
     @property
     def bin_intervals(self) -> tuple[Interval, ...]:
         """Local id intervals of ordered action bins (x, then y): where a Fourier head applies."""
-        n = self.bins.num_bins
-        return ((0, n), (n, 2 * n))
+        return self.plane.intervals
 
     @property
     def error_bound(self) -> float:
@@ -143,7 +126,6 @@ class TrajectoryTokenizer(Tokenizer):
     def config(self) -> dict[str, Any]:
         return {"num_bins": self.bins.num_bins, "max_delta": self.bins.hi, "action": self.action}
 
-    # --- encode / decode -----------------------------------------------------------------------------
     def encode(self, positions: Any, state: MotionState | None = None) -> torch.Tensor:
         """Positions -> motion ids, closed-loop.
 
@@ -158,22 +140,18 @@ class TrajectoryTokenizer(Tokenizer):
         x = _check_positions(positions)  # (A, T, 2)
         if state is None:
             if x.shape[1] < 2:
-                raise ValueError(
-                    f"a trajectory needs at least 2 positions to encode motion, got {x.shape[1]}"
-                )
+                raise ValueError(f"a trajectory needs at least 2 positions to encode, got {x.shape[1]}")
             state, x = MotionState.at_rest(x[:, 0]), x[:, 1:]
         pos, vel = self._start(state, x.shape[0])  # (A, 2) each
         ids = []
         for t in range(x.shape[1]):
             base = pos if self.action == "velocity" else pos + vel
-            index = self.bins.index(x[:, t] - base, outside="clip")  # (A, 2)
-            step = self.bins.center(index, torch.float64)  # (A, 2)
+            index = self.plane.ids(x[:, t] - base, outside="clip")  # (A, 2)
+            step = self.plane.points(index, torch.float64)  # (A, 2)
             vel = step if self.action == "velocity" else vel + step
             pos = pos + vel
             ids.append(index)
-        out = torch.stack(ids)  # (S, A, 2)
-        out[..., 1] += self.bins.num_bins
-        return out.flatten()
+        return torch.stack(ids).flatten()  # from (S, A, 2)
 
     def decode(
         self, ids: Any, state: MotionState | None = None, num_agents: int | None = None
@@ -189,12 +167,8 @@ class TrajectoryTokenizer(Tokenizer):
             ``[S + 1, 2]`` (one agent given as ``[2]`` / no count) or ``[A, S + 1, 2]`` float64 positions.
         """
         ids = self.check_ids(ids)
-        single = (state.position.dim() == 1) if state is not None else num_agents is None
-        A = (
-            (1 if state.position.dim() == 1 else state.position.shape[0])
-            if state is not None
-            else (num_agents or 1)
-        )
+        single = state.position.dim() == 1 if state is not None else num_agents is None
+        A = state.position.reshape(-1, 2).shape[0] if state is not None else (num_agents or 1)
         if num_agents is not None and num_agents != A:
             raise ValueError(f"num_agents={num_agents} but the start state holds {A} agents")
         if ids.dim() != 1 or ids.numel() % (2 * A):
@@ -203,17 +177,12 @@ class TrajectoryTokenizer(Tokenizer):
                 f"got shape {tuple(ids.shape)}"
             )
         steps = ids.view(-1, A, 2)  # (S, A, 2)
-        n = self.bins.num_bins
-        if bool((steps[..., 0] >= n).any()) or bool((steps[..., 1] < n).any()):
-            raise ValueError(
-                f"motion ids alternate x bins [0, {n}) and y bins [{n}, {2 * n}); got another order"
-            )
-        actions = self.bins.center(steps - torch.tensor([0, n]), torch.float64)  # (S, A, 2)
+        check_slots(steps, self.plane.intervals, "motion ids alternate x and y bins")
+        actions = self.plane.points(steps, torch.float64)  # (S, A, 2)
         state = state or MotionState.at_rest(torch.zeros(A, 2, dtype=torch.float64))
         pos, vel = self._start(state, A)
         vel = actions.cumsum(0) + vel if self.action == "acceleration" else actions  # (S, A, 2)
-        path = torch.cat([pos[None], pos + vel.cumsum(0)])  # (S + 1, A, 2)
-        path = path.transpose(0, 1)  # (A, S + 1, 2)
+        path = torch.cat([pos[None], pos + vel.cumsum(0)]).transpose(0, 1)  # (A, S + 1, 2)
         return path[0] if single else path
 
     def within_bound(self, positions: Any, state: MotionState | None = None) -> bool:
@@ -240,7 +209,6 @@ class TrajectoryTokenizer(Tokenizer):
             raise ValueError(f"the start state holds {pos.shape[0]} agents, the positions {num_agents}")
         return pos, vel
 
-    # --- media files: one scene of the plain CSV format (scene, agent, t, x, y) -----------------------
     def read_media(self, path: Path) -> torch.Tensor:
         """One scene's positions ``[A, T, 2]`` from a CSV file (all agents on the same uniform time steps)."""
         tracks = read_trajectory_csv(path)
@@ -265,9 +233,7 @@ def _check_positions(positions: Any) -> torch.Tensor:
     if x.dim() not in (2, 3) or x.shape[-1] != 2:
         raise ValueError(f"positions must be [T, 2] or [A, T, 2], got shape {tuple(x.shape)}")
     if x.shape[-2] == 0 or x.shape[0] == 0:
-        raise ValueError(
-            f"a trajectory needs at least one position and one agent, got shape {tuple(x.shape)}"
-        )
+        raise ValueError(f"a trajectory needs at least one position and one agent, got {tuple(x.shape)}")
     x = x.to(torch.float64)
     check_finite(x, "trajectory positions")
     return x if x.dim() == 3 else x[None]

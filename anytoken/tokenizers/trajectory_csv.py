@@ -56,12 +56,8 @@ class Track:
 
 
 def read_trajectory_csv(path: str | Path) -> list[Track]:
-    """Tracks of a ``scene,agent,t,x,y`` CSV file, in order of first appearance.
-
-    Raises:
-        ValueError: a missing column, a non-numeric or NaN value (naming the line), or timestamps that are
-            not strictly increasing within a track.
-    """
+    """Tracks of a ``scene,agent,t,x,y`` CSV file, in order of first appearance; ``ValueError`` for a
+    missing column, a non-numeric or NaN value (naming the line) or timestamps not increasing in a track."""
     path = Path(path)
     rows: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     with open(path, newline="") as f:
@@ -98,12 +94,8 @@ def write_trajectory_csv(path: str | Path, tracks: Sequence[Track]) -> None:
 
 
 def scene_positions(tracks: Sequence[Track], uniform: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Stack the tracks of one scene that share their timestamps: ``(t [T], positions [A, T, 2])``.
-
-    Args:
-        tracks: tracks of one scene, all with the same timestamps.
-        uniform: also require equally spaced timestamps (relative tolerance 1e-6), as motion tokens assume.
-    """
+    """Stack the tracks of one scene, all on the same timestamps: ``(t [T], positions [A, T, 2])``;
+    ``uniform`` also requires equally spaced timestamps (relative tolerance 1e-6), as motion tokens assume."""
     if not tracks:
         raise ValueError("scene_positions needs at least one track")
     t = tracks[0].t

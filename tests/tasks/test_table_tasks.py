@@ -16,8 +16,7 @@ from anytoken.backbone import TransformerConfig
 from anytoken.heads import DecodingConfig
 from anytoken.tasks.data.tables import BUNDLED, TableDataModule, load_bundled, load_table, split_table
 from anytoken.tasks.metrics.tables import marginal_distance, prediction_metrics
-from anytoken.tasks.table_generation import TableGenerationModule
-from anytoken.tasks.table_prediction import TablePredictionModule
+from anytoken.tasks.tables import TableGenerationModule, TablePredictionModule
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # configs_shrink lives in tests/
 from configs_shrink import shrink_config  # noqa: E402

@@ -1,18 +1,55 @@
-"""``TaskDataModule``: what every task's DataModule shares: splits, their loaders and the vocabulary."""
+"""What every DataModule shares: ``TaskDataModule`` (a task's splits, loaders and vocabulary),
+``TokenizerDataModule`` (unlabelled batches for training a tokenizer) and their seeded loaders."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sized
 from typing import Any, ClassVar
 
 import lightning as L
-from torch.utils.data import DataLoader, Dataset
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
 
-from anytoken.tasks.data.sampling import split_loader
-from anytoken.tokenizers.space import Vocab
+from anytoken.tokenizers.base import Tokenizer
+from anytoken.tokenizers.space import TokenSpace, Vocab
+
+
+class SeededSampler(Sampler[int]):
+    """Random permutation of ``range(n)`` drawn from ``seed + epoch`` (so a resumed run sees the same
+    batches); Lightning calls ``set_epoch``."""
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def split_loader(dataset: Sized, batch_size: int, collate_fn: Callable[[list[Any]], Any] | None,
+                 train: bool = False, seed: int = 0, num_workers: int = 0,
+                 eval_batch_size: int | None = None) -> DataLoader:
+    """A split's DataLoader: seeded shuffling and full batches only while training; evaluation in order,
+    with ``eval_batch_size`` (default twice ``batch_size``: no gradients to keep)."""
+    return DataLoader(
+        dataset,  # type: ignore[arg-type]
+        batch_size=batch_size if train else eval_batch_size or 2 * batch_size,
+        sampler=SeededSampler(len(dataset), seed) if train else None,
+        drop_last=train and len(dataset) >= batch_size,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        collate_fn=collate_fn,
+    )
 
 
 class TaskDataModule(L.LightningDataModule):
-    """Subclasses fill ``self.splits`` (split name -> dataset) and implement ``collate`` and ``vocabulary``.
+    """Subclasses fill ``self.splits`` (split name -> dataset), call ``set_vocab`` and implement ``collate``.
 
     Training reads ``train`` (seeded shuffling, full batches), validation ``val``, testing every split
     of ``TEST_SPLITS`` present, in that order (``test_splits`` names them for the task's metrics), and
@@ -25,11 +62,22 @@ class TaskDataModule(L.LightningDataModule):
     """
 
     TEST_SPLITS: ClassVar[tuple[str, ...]] = ("test", "heldout")
+    TASK_TAGS: ClassVar[tuple[str, ...]] = ()  # the task tags of the TokenSpace
 
     def __init__(self, batch_size: int, num_workers: int = 0, seed: int = 0) -> None:
         super().__init__()
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.splits: dict[str, Dataset] = {}
+
+    def set_vocab(self, tokenizers: dict[str, Tokenizer | None], paths: dict[str, str | None] | None = None,
+                  **extras: Any) -> None:
+        """Sets ``space`` (one range per modality, in order, of its tokenizer's size; None: no ids, the
+        modality enters as encoder features) and ``vocabulary()``; ``paths``: modality -> the directory its
+        tokenizer was loaded from; ``extras``: further vocab values (VQA's ``answers``)."""
+        sizes = {m: 0 if t is None else t.vocab_size for m, t in tokenizers.items()}
+        self.space = TokenSpace(sizes, tasks=self.TASK_TAGS)
+        used = {m: t for m, t in tokenizers.items() if t is not None}
+        self._vocabulary = Vocab(self.space, used, paths or {}, extras)
 
     def collate(self, items: list[Any]) -> Any:
         """A list of dataset items -> one batch."""
@@ -37,7 +85,7 @@ class TaskDataModule(L.LightningDataModule):
 
     def vocabulary(self) -> Vocab:
         """The TokenSpace and tokenizers the model is built with."""
-        raise NotImplementedError
+        return self._vocabulary
 
     @property
     def vocab(self) -> dict[str, Any]:
@@ -67,3 +115,47 @@ class TaskDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self.loader("test")
+
+
+def check_source(source: str, *choices: str) -> None:
+    """``ValueError`` unless ``source`` is one of ``choices``."""
+    if source not in choices:
+        raise ValueError(f"source must be {' or '.join(map(repr, choices))}, got {source!r}")
+
+
+def file_splits(train: Any, val: Any, make: Callable[[Any, bool], Dataset], needs: str) -> dict[str, Dataset]:
+    """Splits read from user files: ``make(train, True)`` trains, ``make(val, False)`` validates and tests;
+    ``needs`` is the error when either is None."""
+    if train is None or val is None:
+        raise ValueError(needs)
+    held = make(val, False)
+    return {"train": make(train, True), "val": held, "test": held}
+
+
+class TokenizerDataModule(L.LightningDataModule):
+    """Unlabelled batches for training a tokenizer: ``train_set`` and named ``val_sets``, each reported
+    on its own (validation and testing alike); evaluation batches are as large as training ones.
+
+    Args:
+        batch_size, num_workers, seed: as ``TaskDataModule``'s.
+    """
+
+    def __init__(self, batch_size: int, num_workers: int = 0, seed: int = 0) -> None:
+        super().__init__()
+        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        self.val_sets: dict[str, Dataset] = {}
+
+    @property
+    def val_names(self) -> list[str]:
+        """Names of the validation loaders, in order (the training task logs metrics under them)."""
+        return list(self.val_sets)
+
+    def train_dataloader(self) -> DataLoader:
+        return split_loader(self.train_set, self.batch_size, None, True, self.seed, self.num_workers)
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return [split_loader(data, self.batch_size, None, num_workers=self.num_workers,
+                             eval_batch_size=self.batch_size) for data in self.val_sets.values()]
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return self.val_dataloader()

@@ -5,17 +5,13 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-from torch.utils.data import Dataset
 
-from anytoken.tasks.data.base import TaskDataModule
+from anytoken.tasks.data.base import TaskDataModule, check_source, file_splits
 from anytoken.tasks.data.formats.coco import CocoCaptionsDataset
 from anytoken.tasks.data.synthetic.scenes import ScenesCaptionDataset, ScenesConfig
 from anytoken.tokenizers.base import Tokenizer
 from anytoken.tokenizers.image_io import image_to_tensor
-from anytoken.tokenizers.space import TokenSpace, Vocab
 from anytoken.tokenizers.text import BPETokenizer, CLIPBPETokenizer
-
-TASK_TAGS = ("caption", "vqa")
 
 
 def build_text_tokenizer(
@@ -38,18 +34,18 @@ class CaptioningDataModule(TaskDataModule):
         source: ``"scenes"`` (built-in, generated) or ``"coco"`` (a COCO captions JSON + image folder).
         scenes: scene generation settings (source ``"scenes"``).
         num_train: training scenes; ``num_val``/``num_test``/``num_heldout`` likewise.
-        coco_train: ``[annotations.json, images_dir]`` for training (source ``"coco"``).
-        coco_val: ``[annotations.json, images_dir]`` for validation and testing (source ``"coco"``).
+        coco_train: ``[annotations.json, images_dir]`` for training (source ``"coco"``); ``coco_val`` for
+            validation and testing.
         text_tokenizer: ``"bpe"`` (trained on the training captions) or ``"clip_bpe"`` (open_clip's).
         bpe_vocab_size: size of the trained BPE.
         tokenizer_path: load a saved text tokenizer instead of building one.
         image_tokenizer: a saved image VQ tokenizer: images then enter as its token ids (the model
             tokenizes them; build it with ``image_encoder: null``) instead of encoder features.
         image_size: side of the square images handed to the model.
-        batch_size: training batch size; evaluation uses twice this.
-        num_workers: DataLoader worker processes.
-        seed: shuffling seed (the order is a function of seed and epoch, so resumed runs match).
+        batch_size, num_workers, seed: as ``TaskDataModule``'s.
     """
+
+    TASK_TAGS = ("caption", "vqa")
 
     def __init__(
         self,
@@ -71,50 +67,23 @@ class CaptioningDataModule(TaskDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__(batch_size, num_workers, seed)
+        check_source(source, "scenes", "coco")
         self.image_size = image_size
-        self.splits = self._make_splits(
-            source, scenes, num_train, num_val, num_test, num_heldout, coco_train, coco_val
-        )
-        corpus = [r for item in _captions(self.splits["train"]) for r in item]
+        if source == "scenes":
+            sizes = {"train": num_train, "val": num_val, "test": num_test, "heldout": num_heldout}
+            config = scenes or ScenesConfig()
+            self.splits = {s: ScenesCaptionDataset(s, n, config) for s, n in sizes.items() if n > 0}
+            corpus = [scene.caption() for scene in self.splits["train"].scenes]
+        else:
+            self.splits = file_splits(
+                coco_train, coco_val, lambda f, train: CocoCaptionsDataset(*f, one_item_per_caption=train),
+                "source='coco' needs coco_train and coco_val, each [annotations.json, images_dir]",
+            )
+            corpus = [r for refs in self.splits["train"].references.values() for r in refs]
         self.tokenizer = build_text_tokenizer(text_tokenizer, corpus, bpe_vocab_size, tokenizer_path)
         self.image_tokenizer_path = image_tokenizer
         self.image_tokenizer = None if image_tokenizer is None else Tokenizer.from_pretrained(image_tokenizer)
-        image_vocab = 0 if self.image_tokenizer is None else self.image_tokenizer.vocab_size
-        self.space = TokenSpace({"text": self.tokenizer.vocab_size, "image": image_vocab}, tasks=TASK_TAGS)
-
-    @staticmethod
-    def _make_splits(
-        source: str,
-        scenes: ScenesConfig | None,
-        num_train: int,
-        num_val: int,
-        num_test: int,
-        num_heldout: int,
-        coco_train: tuple[str, str] | None,
-        coco_val: tuple[str, str] | None,
-    ) -> dict[str, Dataset]:
-        if source == "scenes":
-            config = scenes or ScenesConfig()
-            sizes = {"train": num_train, "val": num_val, "test": num_test, "heldout": num_heldout}
-            return {split: ScenesCaptionDataset(split, n, config) for split, n in sizes.items() if n > 0}
-        if source == "coco":
-            if coco_train is None or coco_val is None:
-                raise ValueError(
-                    "source='coco' needs coco_train and coco_val, each [annotations.json, images_dir]"
-                )
-            val = CocoCaptionsDataset(*coco_val)
-            return {
-                "train": CocoCaptionsDataset(*coco_train, one_item_per_caption=True),
-                "val": val,
-                "test": val,
-            }
-        raise ValueError(f"source must be 'scenes' or 'coco', got {source!r}")
-
-    def vocabulary(self) -> Vocab:
-        tokenizers = {"text": self.tokenizer}
-        if self.image_tokenizer is not None:
-            tokenizers["image"] = self.image_tokenizer
-        return Vocab(self.space, tokenizers, paths={"image": self.image_tokenizer_path})
+        self.set_vocab({"text": self.tokenizer, "image": self.image_tokenizer}, {"image": image_tokenizer})
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         """Items -> ``{"images" [B, 3, S, S], "caption_ids", "references", "image_ids"}``."""
@@ -128,12 +97,3 @@ class CaptioningDataModule(TaskDataModule):
             "references": [item["references"] for item in items],
             "image_ids": [item["image_id"] for item in items],
         }
-
-
-def _captions(dataset: Dataset) -> list[list[str]]:
-    """Reference lists of a captions dataset without rendering or loading images."""
-    if isinstance(dataset, ScenesCaptionDataset):
-        return [[scene.caption()] for scene in dataset.scenes]
-    if isinstance(dataset, CocoCaptionsDataset):
-        return list(dataset.references.values())
-    raise TypeError(f"unsupported dataset {type(dataset).__name__}")

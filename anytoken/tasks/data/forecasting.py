@@ -14,23 +14,17 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from anytoken.tasks.data.base import TaskDataModule
-from anytoken.tasks.data.synthetic.motion import MotionConfig, MotionDataset
-from anytoken.tokenizers.space import TokenSpace, Vocab
+from anytoken.tasks.data.base import TaskDataModule, check_source, file_splits
+from anytoken.tasks.data.synthetic.motion import MotionConfig, MotionDataset, Trajectories
 from anytoken.tokenizers.trajectory import TrajectoryTokenizer
 from anytoken.tokenizers.trajectory_csv import read_trajectory_csv, scene_positions
 
-TASK_TAGS = ("forecast",)
-
 
 def csv_windows(path: str | Path, num_agents: int, length: int, stride: int) -> np.ndarray:
-    """Windows ``[N, num_agents, length, 2]`` cut from a trajectory CSV.
-
-    Each scene's agents must share equally spaced timestamps; they are taken in groups of ``num_agents``
-    (in file order; a scene's last, incomplete group is dropped) and cut into windows every ``stride`` steps.
-    """
+    """Windows ``[N, num_agents, length, 2]`` cut from a trajectory CSV every ``stride`` steps. A scene's
+    agents must share equally spaced timestamps; they are taken in groups of ``num_agents`` (in file order;
+    a last, incomplete group is dropped)."""
     tracks = read_trajectory_csv(path)
     windows = []
     for scene in dict.fromkeys(track.scene for track in tracks):
@@ -41,18 +35,6 @@ def csv_windows(path: str | Path, num_agents: int, length: int, stride: int) -> 
     if not windows:
         raise ValueError(f"{path}: no scene has {num_agents} agents over {length} shared time steps")
     return np.stack(windows)
-
-
-class _Windows(Dataset):
-    def __init__(self, positions: np.ndarray) -> None:
-        self.positions = positions
-
-    def __len__(self) -> int:
-        return len(self.positions)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        A = self.positions.shape[1]
-        return {"positions": self.positions[index], "kinds": np.full(A, -1), "scene": str(index)}
 
 
 class ForecastDataModule(TaskDataModule):
@@ -71,10 +53,10 @@ class ForecastDataModule(TaskDataModule):
         num_bins: action bins per axis of the motion tokenizer.
         max_delta: half-range of the action grid, in position units per step.
         action: ``"velocity"`` or ``"acceleration"`` (Verlet) actions.
-        batch_size: training batch size; evaluation uses twice this.
-        num_workers: DataLoader worker processes.
-        seed: shuffling seed.
+        batch_size, num_workers, seed: as ``TaskDataModule``'s.
     """
+
+    TASK_TAGS = ("forecast",)
 
     def __init__(
         self,
@@ -100,28 +82,20 @@ class ForecastDataModule(TaskDataModule):
         super().__init__(batch_size, num_workers, seed)
         if history < 2 or horizon < 1:
             raise ValueError(f"need history >= 2 and horizon >= 1, got {history}, {horizon}")
+        check_source(source, "motion", "csv")
         self.history, self.horizon = history, horizon
         length = history + horizon
         if source == "motion":
             config = motion or MotionConfig()
             sizes = {"train": num_train, "val": num_val, "test": num_test, "heldout": num_heldout}
             self.splits = {s: MotionDataset(s, n, length, config) for s, n in sizes.items() if n > 0}
-        elif source == "csv":
-            if csv_train is None or csv_val is None:
-                raise ValueError("source='csv' needs csv_train and csv_val")
-            val = _Windows(csv_windows(csv_val, num_agents, length, window_stride))
-            self.splits = {
-                "train": _Windows(csv_windows(csv_train, num_agents, length, window_stride)),
-                "val": val,
-                "test": val,
-            }
         else:
-            raise ValueError(f"source must be 'motion' or 'csv', got {source!r}")
-        self.tokenizer = TrajectoryTokenizer(num_bins=num_bins, max_delta=max_delta, action=action)
-        self.space = TokenSpace({"trajectory": self.tokenizer.vocab_size}, tasks=TASK_TAGS)
+            def windows(path: str, _: bool) -> Trajectories:
+                return Trajectories(csv_windows(path, num_agents, length, window_stride))
 
-    def vocabulary(self) -> Vocab:
-        return Vocab(self.space, {"trajectory": self.tokenizer})
+            self.splits = file_splits(csv_train, csv_val, windows, "source='csv' needs csv_train and csv_val")
+        self.tokenizer = TrajectoryTokenizer(num_bins=num_bins, max_delta=max_delta, action=action)
+        self.set_vocab({"trajectory": self.tokenizer})
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         """Items -> ``history_ids [B, 2A(H-1)]``, ``future_ids [B, 2AF]``, ``positions [B, A, H+F, 2]``

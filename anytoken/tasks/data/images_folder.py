@@ -1,52 +1,31 @@
 """Images for training and evaluating image tokenizers: scenes, real photo tiles, or any folder of images.
 
 Real photographs ship inside scikit-image and scikit-learn (nothing downloads). They are split by photo:
-``TRAIN_PHOTOS`` give training tiles, ``HELDOUT_PHOTOS`` (a cat, a cup of coffee, a flower) give the
-held-out tiles the benchmarks report. A tile is a square crop of random side (``image_size`` up to 60%
-of the photo's shorter side) and position, resized to ``image_size``; the tiles of a split are a
-function of ``(seed, split, index)``, so every run sees the same ones. Grayscale photos are repeated to
-three channels. A folder is read recursively (PNG, JPEG, BMP, WebP, TIFF, GIF), every file through
-``load_image`` and the resize/centre-crop policy of ``image_to_tensor``; its sorted files are split
-into training and validation by ``val_fraction``.
-
-Batches are plain float tensors ``[B, 3, S, S]`` in ``[0, 1]``, what ``TokenizerTrainingModule`` takes.
+``TRAIN_PHOTOS`` give training tiles, ``HELDOUT_PHOTOS`` (a cat, a cup of coffee, a flower) the held-out
+tiles the benchmarks report. Batches are float tensors ``[B, 3, S, S]`` in ``[0, 1]``.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data import ConcatDataset, Dataset
 from torchvision.transforms import v2
 
-from anytoken.tasks.data.sampling import SeededSampler
-from anytoken.tasks.data.synthetic.scenes import ScenesConfig, make_scenes
+from anytoken.tasks.data.base import TokenizerDataModule
+from anytoken.tasks.data.synthetic.scenes import ScenesCaptionDataset, ScenesConfig
 from anytoken.tokenizers.image_io import image_to_tensor, load_image
 
 TRAIN_PHOTOS = (
-    "astronaut",
-    "rocket",
-    "immunohistochemistry",
-    "hubble_deep_field",
-    "retina",
-    "stereo_motorcycle",
-    "camera",
-    "coins",
-    "moon",
-    "brick",
-    "grass",
-    "gravel",
-    "clock",
-    "cell",
-    "sklearn:china.jpg",
+    *("astronaut", "rocket", "immunohistochemistry", "hubble_deep_field", "retina", "stereo_motorcycle"),
+    *("camera", "coins", "moon", "brick", "grass", "gravel", "clock", "cell", "sklearn:china.jpg"),
 )
 HELDOUT_PHOTOS = ("chelsea", "coffee", "sklearn:flower.jpg")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
-Source = Literal["scenes", "photos", "folder"]
 
 
 def load_photo(name: str) -> np.ndarray:
@@ -72,6 +51,9 @@ def load_photo(name: str) -> np.ndarray:
 class PhotoTiles(Dataset):
     """Square tiles of the bundled photographs: items ``[3, S, S]`` float in ``[0, 1]``.
 
+    A tile is a square crop of random side (``image_size`` up to 60% of the photo's shorter side) and
+    position, resized to ``image_size``: a function of ``(seed, split, index)``, so every run sees the same.
+
     Args:
         split: ``"train"`` (tiles of ``TRAIN_PHOTOS``, randomly flipped) or ``"heldout"``.
         num: number of tiles.
@@ -79,15 +61,12 @@ class PhotoTiles(Dataset):
         seed: base seed of the crops.
     """
 
-    def __init__(
-        self, split: Literal["train", "heldout"], num: int, image_size: int = 64, seed: int = 0
-    ) -> None:
+    def __init__(self, split: Literal["train", "heldout"], num: int, image_size: int = 64,
+                 seed: int = 0) -> None:
         if split not in ("train", "heldout"):
             raise ValueError(f"PhotoTiles split must be 'train' or 'heldout', got {split!r}")
         names = TRAIN_PHOTOS if split == "train" else HELDOUT_PHOTOS
-        self.photos = [
-            torch.from_numpy(load_photo(n)).permute(2, 0, 1) for n in names
-        ]  # each (3, H, W) uint8
+        self.photos = [torch.from_numpy(load_photo(n)).permute(2, 0, 1) for n in names]  # (3, H, W) uint8
         self.split, self.num, self.size, self.seed = split, num, image_size, seed
 
     def __len__(self) -> int:
@@ -100,33 +79,22 @@ class PhotoTiles(Dataset):
         short = min(H, W)
         side = int(rng.integers(min(self.size, short), max(min(self.size, short), int(0.6 * short)) + 1))
         y, x = int(rng.integers(0, H - side + 1)), int(rng.integers(0, W - side + 1))
-        tile = v2.functional.resize(
-            photo[:, y : y + side, x : x + side],
-            [self.size, self.size],
-            interpolation=v2.InterpolationMode.BICUBIC,
-            antialias=True,
-        )
+        tile = v2.functional.resize(photo[:, y : y + side, x : x + side], [self.size, self.size],
+                                    interpolation=v2.InterpolationMode.BICUBIC, antialias=True)
         tile = tile.float().div(255).clamp(0, 1)
         return tile.flip(-1) if self.split == "train" and rng.random() < 0.5 else tile
 
 
-class SceneImages(Dataset):
+class SceneImages(ScenesCaptionDataset):
     """Rendered scenes of one split as ``[3, S, S]`` tensors (the images of ``ScenesCaptionDataset``)."""
-
-    def __init__(
-        self, split: Literal["train", "val", "test", "heldout"], num: int, config: ScenesConfig
-    ) -> None:
-        self.scenes, self.config = make_scenes(split, num, config), config
-
-    def __len__(self) -> int:
-        return len(self.scenes)
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return image_to_tensor(self.scenes[index].render(self.config.image_size), self.config.image_size)
 
 
 class ImageFiles(Dataset):
-    """Image files loaded with ``load_image`` (clear errors for broken files), resized and centre-cropped."""
+    """Image files loaded with ``load_image`` (clear errors for broken files), resized and centre-cropped
+    (``image_to_tensor``)."""
 
     def __init__(self, files: list[Path], image_size: int) -> None:
         self.files, self.size = files, image_size
@@ -149,26 +117,24 @@ def folder_files(folder: str | Path) -> list[Path]:
     return files
 
 
-class ImageDataModule(L.LightningDataModule):
+class ImageDataModule(TokenizerDataModule):
     """Image batches ``[B, 3, S, S]`` for training tokenizers; one validation loader per source.
 
     Args:
         sources: any of ``"scenes"``, ``"photos"`` (bundled photo tiles) and ``"folder"``; training
             mixes them, validation reports each (``val_names`` gives the loader names).
-        folder: the image folder (source ``"folder"``).
+        folder: the image folder, read recursively (source ``"folder"``).
         image_size: side S of the images.
         num_train: training images per source (a folder uses all its training files).
         num_val: validation images per source (scenes "val" split, held-out photo tiles).
         val_fraction: share of a folder's sorted files kept for validation.
         scenes: scene settings (its ``image_size`` is overridden by ``image_size``).
-        batch_size: training batch size; validation uses the same.
-        num_workers: DataLoader worker processes.
-        seed: shuffling and tiling seed.
+        batch_size, num_workers, seed: as ``TokenizerDataModule``'s (seed also draws the tiles).
     """
 
     def __init__(
         self,
-        sources: list[Source] | None = None,
+        sources: list[Literal["scenes", "photos", "folder"]] | None = None,
         folder: str | None = None,
         image_size: int = 64,
         num_train: int = 20_000,
@@ -179,7 +145,7 @@ class ImageDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers, seed)
         sources = list(sources or ["scenes", "photos"])
         if not sources or set(sources) - {"scenes", "photos", "folder"} or len(set(sources)) != len(sources):
             raise ValueError(f"sources must be distinct names from scenes/photos/folder, got {sources}")
@@ -189,49 +155,18 @@ class ImageDataModule(L.LightningDataModule):
             raise ValueError(
                 f"need 0 < val_fraction < 1, num_train, num_val >= 1: {val_fraction}, {num_train}, {num_val}"
             )
-        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
-        self.train_sets: list[Dataset] = []
-        self.val_sets: dict[str, Dataset] = {}
-        scenes_config = ScenesConfig(**{**vars(scenes or ScenesConfig()), "image_size": image_size})
+        train_sets: list[Dataset] = []
+        scenes_config = replace(scenes or ScenesConfig(), image_size=image_size)
         for source in sources:
             if source == "scenes":
-                self.train_sets.append(SceneImages("train", num_train, scenes_config))
+                train_sets.append(SceneImages("train", num_train, scenes_config))
                 self.val_sets["scenes"] = SceneImages("val", num_val, scenes_config)
             elif source == "photos":
-                self.train_sets.append(PhotoTiles("train", num_train, image_size, seed))
+                train_sets.append(PhotoTiles("train", num_train, image_size, seed))
                 self.val_sets["photos"] = PhotoTiles("heldout", num_val, image_size, seed)
             else:
                 files = folder_files(folder)
                 n_val = max(1, round(len(files) * val_fraction)) if len(files) > 1 else 0
-                self.train_sets.append(ImageFiles(files[: len(files) - n_val] or files, image_size))
+                train_sets.append(ImageFiles(files[: len(files) - n_val] or files, image_size))
                 self.val_sets["folder"] = ImageFiles(files[len(files) - n_val :] or files, image_size)
-
-    @property
-    def val_names(self) -> list[str]:
-        """Names of the validation loaders, in order (used in metric names: ``val/photos/psnr``)."""
-        return list(self.val_sets)
-
-    def train_dataloader(self) -> DataLoader:
-        data = ConcatDataset(self.train_sets)
-        return DataLoader(
-            data,
-            batch_size=self.batch_size,
-            sampler=SeededSampler(len(data), self.seed),
-            drop_last=len(data) >= self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def val_dataloader(self) -> list[DataLoader]:
-        return [
-            DataLoader(
-                d,
-                batch_size=self.batch_size,
-                num_workers=self.num_workers,
-                persistent_workers=self.num_workers > 0,
-            )
-            for d in self.val_sets.values()
-        ]
-
-    def test_dataloader(self) -> list[DataLoader]:
-        return self.val_dataloader()
+        self.train_set = ConcatDataset(train_sets)

@@ -1,19 +1,9 @@
-"""A weighted mixture of task DataModules for one any-to-any model (``MixtureModule``).
+"""A weighted mixture of task DataModules for one any-to-any model (``MixtureModule``; docs/any_to_any.md).
 
-Each named task entry brings its own DataModule (a class path from the user's config and its arguments, so
-any task's data joins by configuration) and says how the model treats the task: its task ``format`` (a spec
-such as ``{kind: vqa, head: generate}``, looked up in ``anytoken.models.FORMATS``), its ``template`` (the
-layout as data, ``anytoken.models.templates``) or both. Training batches are lists of ``(task, batch)``
-pairs: ``tasks_per_step`` task batches per step, each task drawn with probability proportional to its
-``weight``; the model packs their samples into rows. Validation and test keep one dataloader per task (and
-per test split), named by ``eval_names``, so every task's metrics stay separate.
-
-The vocabulary is the union of the entries' vocabularies: every modality and task tag of every task in one
-TokenSpace, plus ``tasks`` (per task: format spec, template and loss weight; never a class path). A modality
-two tasks both tokenize must use the same tokenizer: an entry's ``shared`` maps a modality to the init
-argument through which its DataModule loads a saved tokenizer (e.g. ``{text: tokenizer_path}``), and it then
-gets the tokenizer built by an entry without ``shared`` for it (those are built first, whatever the order of
-the entries).
+Training batches are lists of ``(task, batch)`` pairs, which the model packs into rows; validation and test
+keep one dataloader per task (and per test split), named by ``eval_names``, so every task's metrics stay
+separate. The vocabulary is the union of the entries' vocabularies plus ``tasks`` (per task: format spec,
+template and loss weight; never a class path).
 """
 
 from __future__ import annotations
@@ -40,8 +30,7 @@ ENTRY_KEYS = {"datamodule", "data_args", "format", "template", "weight", "loss_w
 
 
 def import_class(class_path: str) -> type:
-    """The class at ``"package.module.Name"`` (a DataModule named in the user's config, as LightningCLI's
-    ``class_path``), with a clear error when it does not exist."""
+    """The class at ``"package.module.Name"``, with a clear error when it does not exist."""
     module, _, name = class_path.rpartition(".")
     try:
         return getattr(importlib.import_module(module), name)
@@ -50,8 +39,8 @@ def import_class(class_path: str) -> type:
 
 
 def instantiate(class_path: str, args: dict[str, Any]) -> Any:
-    """``class_path(**args)`` with the arguments typed as the CLI types them (nested dataclass configs such as
-    ``ScenesConfig`` given as dicts), through jsonargparse."""
+    """``class_path(**args)`` with the arguments typed as the CLI types them (through jsonargparse: nested
+    dataclass configs such as ``ScenesConfig`` may be dicts)."""
     from jsonargparse import ArgumentParser
 
     parser = ArgumentParser(exit_on_error=False)
@@ -137,26 +126,18 @@ class MixtureDataModule(L.LightningDataModule):
     """Several tasks' DataModules as one weighted stream, for ``MixtureModule``.
 
     Args:
-        tasks: task name -> entry with keys ``datamodule`` (class path of its ``TaskDataModule``) and
-            ``data_args`` (its arguments), ``format`` (the task's format spec, ``{kind: ..., **settings}``:
-            what the model can do with the task and whose evaluation scores it), ``template`` (its layout
-            as data: training builds the task's samples from it; alone, the task is a ``template`` format
-            scored by loss and token accuracy), ``weight`` (sampling weight, default 1), ``loss_weight``
-            (default 1), ``shared`` (modality -> the DataModule's init argument that loads a saved
-            tokenizer of it). Class paths are plain strings here (not ``class_path`` blocks), so the CLI
-            passes entries through untouched; they never reach the model's vocabulary.
+        tasks: task name -> entry with keys ``datamodule`` (class path of its ``TaskDataModule``, a plain
+            string the CLI passes through), ``data_args`` (its arguments), ``format`` (the task's format
+            spec, ``{kind: ..., **settings}``), ``template`` (its layout as data), ``weight`` (sampling
+            weight, default 1), ``loss_weight`` (default 1), ``shared`` (modality -> the DataModule's init
+            argument that loads a saved tokenizer of it).
         tasks_per_step: task batches per training step (each task's batch size is its DataModule's).
         steps_per_epoch: training steps per epoch.
         seed: seed of the task draws (the order is a function of seed and epoch).
     """
 
-    def __init__(
-        self,
-        tasks: dict[str, dict[str, Any]],
-        tasks_per_step: int = 4,
-        steps_per_epoch: int = 1000,
-        seed: int = 0,
-    ) -> None:
+    def __init__(self, tasks: dict[str, dict[str, Any]], tasks_per_step: int = 4, steps_per_epoch: int = 1000,
+                 seed: int = 0) -> None:
         super().__init__()
         if not tasks:
             raise ValueError("a mixture needs at least one task")
@@ -174,7 +155,7 @@ class MixtureDataModule(L.LightningDataModule):
         }
 
     def _build_datamodules(self) -> dict[str, TaskDataModule]:
-        """Every entry's DataModule, those owning a shared tokenizer first; in entry order."""
+        """Every entry's DataModule, in entry order; built owners of shared tokenizers first."""
         built: dict[str, dict[str, Any]] = {}  # modality -> spec of the first tokenizer built for it
         datamodules: dict[str, TaskDataModule] = {}
         order = sorted(self.entries, key=lambda name: bool(self.entries[name].get("shared")))  # owners first

@@ -15,21 +15,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from anytoken.tasks.data.base import TaskDataModule
+from anytoken.tasks.data.base import TaskDataModule, check_source, file_splits
 from anytoken.tasks.data.formats.coco_keypoints import CocoKeypointsDataset
 from anytoken.tasks.data.synthetic.stick_figures import StickFiguresConfig, StickFiguresDataset
 from anytoken.tokenizers.pose import PoseTokenizer
-from anytoken.tokenizers.space import TokenSpace, Vocab
-
-TASK_TAGS = ("pose_estimation",)
 
 
 def square_frame(bbox: tuple[float, float, float, float], margin: float) -> tuple[float, float, float, float]:
-    """The square ``(x0, y0, s, s)`` centred on ``bbox`` ``(x, y, w, h)``, ``s = max(w, h) * (1 + margin)``.
-
-    Raises:
-        ValueError: for an empty box.
-    """
+    """The square ``(x0, y0, s, s)`` centred on ``bbox`` ``(x, y, w, h)``, ``s = max(w, h) * (1 + margin)``;
+    ``ValueError`` for an empty box."""
     x, y, w, h = bbox
     side = max(w, h) * (1 + margin)
     if not side > 0:
@@ -40,9 +34,8 @@ def square_frame(bbox: tuple[float, float, float, float], margin: float) -> tupl
 def crop_frame(image: Image.Image, frame: tuple[float, float, float, float], size: int) -> torch.Tensor:
     """The frame of ``image`` resized to ``[3, size, size]`` in ``[0, 1]`` (black outside the image)."""
     x0, y0, w, h = frame
-    patch = image.transform(
-        (size, size), Image.Transform.EXTENT, (x0, y0, x0 + w, y0 + h), Image.Resampling.BILINEAR
-    )
+    box = (x0, y0, x0 + w, y0 + h)
+    patch = image.transform((size, size), Image.Transform.EXTENT, box, Image.Resampling.BILINEAR)
     return torch.from_numpy(np.asarray(patch, dtype=np.float32) / 255.0).permute(2, 0, 1)  # (3, S, S)
 
 
@@ -53,18 +46,18 @@ class PoseDataModule(TaskDataModule):
         source: ``"stick_figures"`` (built-in, generated) or ``"coco"`` (a COCO keypoints JSON + images).
         figures: stick figure settings (source ``"stick_figures"``).
         num_train: training figures; ``num_val``/``num_test`` likewise (test figures are held out).
-        coco_train: ``[annotations.json, images_dir]`` for training (source ``"coco"``).
-        coco_val: ``[annotations.json, images_dir]`` for validation and testing (source ``"coco"``).
+        coco_train: ``[annotations.json, images_dir]`` for training (source ``"coco"``); ``coco_val`` for
+            validation and testing.
         frame: ``"image"`` (one person per image) or ``"box"`` (top-down crops of person boxes).
         box_margin: how much the square around a person box is enlarged (frame ``"box"``).
         num_bins: coordinate bins per axis of the pose tokenizer.
         visibility: the tokenizer's visibility scheme (``"token"`` or ``"none"``).
         outside: the tokenizer's policy for keypoints outside the frame (``"error"`` or ``"clip"``).
         image_size: side of the square crops handed to the model.
-        batch_size: training batch size; evaluation uses twice this.
-        num_workers: DataLoader worker processes.
-        seed: shuffling seed.
+        batch_size, num_workers, seed: as ``TaskDataModule``'s.
     """
+
+    TASK_TAGS = ("pose_estimation",)
 
     def __init__(
         self,
@@ -90,28 +83,22 @@ class PoseDataModule(TaskDataModule):
             raise ValueError(
                 f"frame must be 'image' or 'box' and box_margin >= 0, got {frame!r}, {box_margin}"
             )
+        check_source(source, "stick_figures", "coco")
         self.frame, self.box_margin, self.image_size = frame, box_margin, image_size
         if source == "stick_figures":
             config = figures or StickFiguresConfig(image_size=image_size)
             sizes = {"train": num_train, "val": num_val, "test": num_test}
             self.splits = {s: StickFiguresDataset(s, n, config) for s, n in sizes.items() if n > 0}
-        elif source == "coco":
-            if coco_train is None or coco_val is None:
-                raise ValueError(
-                    "source='coco' needs coco_train and coco_val, each [annotations.json, images_dir]"
-                )
-            val = CocoKeypointsDataset(*coco_val)
-            self.splits = {"train": CocoKeypointsDataset(*coco_train), "val": val, "test": val}
         else:
-            raise ValueError(f"source must be 'stick_figures' or 'coco', got {source!r}")
+            self.splits = file_splits(
+                coco_train, coco_val, lambda f, _: CocoKeypointsDataset(*f),
+                "source='coco' needs coco_train and coco_val, each [annotations.json, images_dir]",
+            )
         train = self.splits["train"]
         self.tokenizer = PoseTokenizer(
             train.keypoint_names, train.skeleton, num_bins=num_bins, visibility=visibility, outside=outside
         )
-        self.space = TokenSpace({"pose": self.tokenizer.vocab_size, "image": 0}, tasks=TASK_TAGS)
-
-    def vocabulary(self) -> Vocab:
-        return Vocab(self.space, {"pose": self.tokenizer})
+        self.set_vocab({"pose": self.tokenizer, "image": None})
 
     def frame_of(self, item: dict[str, Any]) -> tuple[float, float, float, float]:
         """The square frame of one item, in image pixels."""

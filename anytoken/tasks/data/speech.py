@@ -1,14 +1,8 @@
 """The speech tasks' data: spoken scenes captions (and ALSA's recorded words) as audio codec codes with
-their transcripts (``tasks.data.spoken`` makes them).
-
-``SpeechDataModule`` serves both speech tasks. It reads a trained codec, so speech takes two commands::
+their transcripts. It reads a trained codec, so speech takes two commands::
 
     anytoken fit --config configs/codec_speech16k.yaml   # trains the codec: runs/codec_speech16k/tokenizer
     anytoken fit --config configs/speech_stt.yaml        # codec_path: runs/codec_speech16k/tokenizer
-
-(or, for smoke tests, an untrained codec from its spec). It encodes every utterance once (cached on disk,
-keyed by the codec's config and weights and the utterances) and yields batches
-``{"texts", "text_ids", "codes", "ids"}`` with codes ``[K, T']`` per utterance.
 """
 
 from __future__ import annotations
@@ -26,13 +20,11 @@ from anytoken.tasks.data.synthetic.spoken import (
     spoken_scenes,
 )
 from anytoken.tokenizers.audio_io import read_audio
-from anytoken.tokenizers.space import TokenSpace, Vocab
-
-TASK_TAGS = ("transcribe", "speak")
 
 
 class SpeechDataModule(TaskDataModule):
-    """Spoken scenes captions (and ALSA's recorded words) as codec codes with transcripts.
+    """Spoken scenes captions (and ALSA's recorded words) as codec codes with transcripts, each utterance
+    encoded once (cached on disk, keyed by the codec's config and weights and the utterances).
 
     Test splits: ``test`` (seen voices), ``heldout`` (unseen voices and colour-shape pairs) and ``alsa``
     (recorded human speech, when alsa-utils is installed).
@@ -45,16 +37,14 @@ class SpeechDataModule(TaskDataModule):
         num_codebooks: codec levels in the token stream (None: the codec's own ``num_codebooks``).
         scenes: which scenes are spoken (their captions are the transcripts).
         num_train: training utterances; ``num_val``/``num_test``/``num_heldout`` likewise.
-        text_tokenizer: ``"bpe"`` (trained on the training transcripts) or ``"clip_bpe"``.
-        bpe_vocab_size: size of the trained BPE.
-        tokenizer_path: load a saved text tokenizer instead.
-        batch_size: training batch size; evaluation uses twice this.
-        num_workers: DataLoader worker processes.
-        seed: voices and shuffling seed.
+        text_tokenizer, bpe_vocab_size, tokenizer_path: as ``CaptioningDataModule``'s (the BPE trains on
+            the training transcripts).
+        batch_size, num_workers, seed: as ``TaskDataModule``'s (seed also draws the voices).
         cache_dir: where encoded utterances are cached (None: no cache).
     """
 
     TEST_SPLITS = ("test", "heldout", "alsa")
+    TASK_TAGS = ("transcribe", "speak")
 
     def __init__(
         self,
@@ -92,11 +82,7 @@ class SpeechDataModule(TaskDataModule):
                                    for (p, t), c in zip(words, codes)]
         corpus = [item["text"] for item in self.splits["train"]]
         self.tokenizer = build_text_tokenizer(text_tokenizer, corpus, bpe_vocab_size, tokenizer_path)
-        ranges = {"text": self.tokenizer.vocab_size, "audio": self.codec.vocab_size}
-        self.space = TokenSpace(ranges, tasks=TASK_TAGS)
-
-    def vocabulary(self) -> Vocab:
-        return Vocab(self.space, {"text": self.tokenizer, "audio": self.codec})
+        self.set_vocab({"text": self.tokenizer, "audio": self.codec})
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         """Items -> ``{"texts", "text_ids", "codes" (list of [K, T']), "ids"}``."""

@@ -1,17 +1,13 @@
-"""Spoken questions about images: VQA whose questions arrive as speech (audio codec codes), not text.
+"""Spoken questions about images: VQA whose questions also arrive as speech (audio codec codes).
 
 Each question is spoken by espeak-ng in a voice drawn from ``(seed, split, question)`` (the held-out split
-uses voices no other split hears, as ``SpeechDataModule`` does) and encoded once by the audio codec. A
-scene question is one of about 80 texts, so each ``(text, voice)`` is synthesised and encoded only once
-and cached on disk. Batches are ``VQADataModule``'s plus ``question_codes``: the ``[K, T']`` codes of each
-question, what ``VQAModule(question_modality="audio")`` and the any-to-any mixture's spoken-question task
-read.
+uses voices no other split hears) and encoded by the audio codec. A scene question is one of about 80
+texts, so each ``(text, voice)`` is synthesised and encoded only once (and cached on disk).
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import replace
 from typing import Any
 
 from anytoken.tasks.data.synthetic.spoken import (
@@ -22,19 +18,13 @@ from anytoken.tasks.data.synthetic.spoken import (
     load_codec,
 )
 from anytoken.tasks.data.vqa import VQADataModule, question_records
-from anytoken.tokenizers.space import TokenSpace, Vocab
 
 
 class SpokenVQADataModule(VQADataModule):
     """``VQADataModule`` with every question also spoken: batches gain ``question_codes``.
 
     Args:
-        codec_path: a trained audio codec (the ``save_pretrained`` directory that
-            ``anytoken fit --config configs/codec_speech16k.yaml`` writes).
-        codec: instead of ``codec_path``, the spec ``{"tokenizer": "audio_codec", "config": {...}}`` of an
-            untrained codec (smoke tests).
-        num_codebooks: codec levels in the token stream (None: the codec's own).
-        cache_dir: where the encoded questions are cached (None: no cache).
+        codec_path, codec, num_codebooks, cache_dir: as ``SpeechDataModule``'s.
         *args, **kwargs: those of ``VQADataModule``.
     """
 
@@ -55,8 +45,7 @@ class SpokenVQADataModule(VQADataModule):
         for split, utts in distinct.items():
             codes |= dict(zip(utts, encode_utterances(self.codec, utts, cache_dir, f"vqa_{split}")))
         self._codes = {key: codes[utt] for utts in spoken.values() for key, utt in utts.items()}
-        sizes = {"text": self.tokenizer.vocab_size, "image": 0, "audio": self.codec.vocab_size}
-        self.space = TokenSpace(sizes, tasks=self.space.tasks)
+        self.set_vocab({"text": self.tokenizer, "image": None, "audio": self.codec}, answers=self.answers)
 
     def _utterances(self, split: str) -> dict[tuple[str, str], Utterance]:
         """``(image_id, question) -> Utterance`` for the questions of ``split``."""
@@ -68,11 +57,6 @@ class SpokenVQADataModule(VQADataModule):
             voice = random.Random(f"anytoken-spoken-vqa/{self.seed}/{split}/{key}").choice(voices)
             out[key] = Utterance(text, voice)
         return out
-
-    def vocabulary(self) -> Vocab:
-        """``VQADataModule.vocabulary`` with the audio codec beside the text tokenizer."""
-        vocab = super().vocabulary()
-        return replace(vocab, tokenizers=vocab.tokenizers | {"audio": self.codec})
 
     def collate(self, groups: list[dict[str, Any]]) -> dict[str, Any]:
         """``VQADataModule.collate`` plus ``question_codes``: ``[K, T']`` codes per question."""

@@ -14,14 +14,10 @@ import numpy as np
 import pandas as pd
 from torch.utils.data import DataLoader
 
-from anytoken.tasks.data.base import TaskDataModule
-from anytoken.tasks.data.sampling import split_loader
-from anytoken.tokenizers.space import TokenSpace, Vocab
+from anytoken.tasks.data.base import TaskDataModule, split_loader
 from anytoken.tokenizers.table import TABLE_SUFFIXES, TableTokenizer, read_table
 
-TASK_TAGS = ("table_predict", "table_generate")
 BUNDLED = ("iris", "wine", "breast_cancer", "diabetes", "digits")
-SPLITS = ("train", "val", "test")
 
 
 def load_bundled(name: str) -> pd.DataFrame:
@@ -85,10 +81,10 @@ class TableDataModule(TaskDataModule):
         decimals: digits after the point of digit-encoded float columns.
         min_frequency: rarer categories encode to ``<unk>``.
         tokenizer_path: load a saved ``TableTokenizer`` instead of fitting one on the training split.
-        batch_size: training batch size; evaluation uses twice this.
-        num_workers: DataLoader worker processes.
-        seed: split and shuffling seed.
+        batch_size, num_workers, seed: as ``TaskDataModule``'s (seed also splits the rows).
     """
+
+    TASK_TAGS = ("table_predict", "table_generate")
 
     def __init__(
         self,
@@ -122,10 +118,7 @@ class TableDataModule(TaskDataModule):
             self.tokenizer = TableTokenizer.fit(self.splits["train"], n_bins=n_bins, numeric=numeric,
                                                 categorical=categorical or (), decimals=decimals,
                                                 min_frequency=min_frequency)
-        self.space = TokenSpace({"table": self.tokenizer.vocab_size}, tasks=TASK_TAGS)
-
-    def vocabulary(self) -> Vocab:
-        return Vocab(self.space, {"table": self.tokenizer})
+        self.set_vocab({"table": self.tokenizer})
 
     def collate(self, indices: Sequence[int], split: str = "train") -> dict[str, Any]:
         """Row indices of ``split`` -> ``{"rows": DataFrame}`` (index reset)."""

@@ -1,19 +1,16 @@
 """DataModule for text-to-image on the built-in scenes: captions with their images and scene objects.
 
-The image tokenizer is a trained ``save_pretrained`` directory (``anytoken fit --config
-configs/vq_image_scenes.yaml`` writes one); scenes render at its ``image_size``. Its spec and path go into
-``vocab``, so the model loads its weights, keeps them frozen and ships them in its checkpoints. Images
-are tokenized by the model on its device (a small fraction of a training step; see the benchmarks), not
-here. The ``heldout`` split has (colour, shape) pairs never seen in training.
+The image tokenizer is a trained ``save_pretrained`` directory (``configs/vq_image_scenes.yaml`` writes
+one); its spec and path go into ``vocab``, so the model loads its weights, keeps them frozen and ships
+them. Images are tokenized by the model on its device (a small fraction of a training step), not here.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any, Literal
 
 import torch
-from torch.utils.data import Dataset
 
 from anytoken.tasks.data.base import TaskDataModule
 from anytoken.tasks.data.captioning import build_text_tokenizer
@@ -21,25 +18,14 @@ from anytoken.tasks.data.synthetic.scenes import ScenesCaptionDataset, ScenesCon
 from anytoken.tokenizers.base import Tokenizer
 from anytoken.tokenizers.image_io import image_to_tensor
 from anytoken.tokenizers.image_vq import ImageVQTokenizer
-from anytoken.tokenizers.space import TokenSpace, Vocab
-
-TASK_TAGS = ("draw",)
 
 
-class SceneObjectsDataset(Dataset):
+class SceneObjectsDataset(ScenesCaptionDataset):
     """``ScenesCaptionDataset`` items plus ``objects``: the scene's objects as dicts (for judging; plain data,
     which Lightning moves between devices)."""
 
-    def __init__(
-        self, split: Literal["train", "val", "test", "heldout"], num: int, config: ScenesConfig
-    ) -> None:
-        self.scenes = ScenesCaptionDataset(split, num, config)
-
-    def __len__(self) -> int:
-        return len(self.scenes)
-
     def __getitem__(self, index: int) -> dict[str, Any]:
-        return self.scenes[index] | {"objects": [asdict(o) for o in self.scenes.scenes[index].objects]}
+        return super().__getitem__(index) | {"objects": [asdict(o) for o in self.scenes[index].objects]}
 
 
 class TextToImageDataModule(TaskDataModule):
@@ -48,14 +34,13 @@ class TextToImageDataModule(TaskDataModule):
     Args:
         image_tokenizer: directory of a saved image VQ tokenizer (``save_pretrained``).
         scenes: scene settings (``image_size`` is the tokenizer's); one object per scene by default.
-        num_train: training scenes; ``num_val``/``num_test``/``num_heldout`` likewise.
-        text_tokenizer: ``"bpe"`` (trained on the training captions) or ``"clip_bpe"``.
-        bpe_vocab_size: size of the trained BPE.
-        tokenizer_path: load a saved text tokenizer instead of building one.
-        batch_size: training batch size; evaluation uses twice this.
-        num_workers: DataLoader worker processes.
-        seed: shuffling seed.
+        num_train: training scenes; ``num_val``/``num_test``/``num_heldout`` likewise (heldout: unseen
+            colour-shape pairs).
+        text_tokenizer, bpe_vocab_size, tokenizer_path: as ``CaptioningDataModule``'s.
+        batch_size, num_workers, seed: as ``TaskDataModule``'s.
     """
+
+    TASK_TAGS = ("draw",)
 
     def __init__(
         self,
@@ -76,27 +61,19 @@ class TextToImageDataModule(TaskDataModule):
         try:
             self.image_tokenizer = Tokenizer.from_pretrained(image_tokenizer)
         except FileNotFoundError as err:
-            raise ValueError(
-                f"{err}; train one first: anytoken fit --config configs/vq_image_scenes.yaml"
-            ) from None
+            hint = "train one first: anytoken fit --config configs/vq_image_scenes.yaml"
+            raise ValueError(f"{err}; {hint}") from None
         if not isinstance(self.image_tokenizer, ImageVQTokenizer):
             raise ValueError(f"{image_tokenizer} holds a {self.image_tokenizer.name} tokenizer, not image_vq")
         self.image_tokenizer_path = str(image_tokenizer)
         self.image_size = self.image_tokenizer.cfg.image_size
-        base = scenes or ScenesConfig(min_objects=1, max_objects=1)
-        config = ScenesConfig(**{**vars(base), "image_size": self.image_size})
+        config = replace(scenes or ScenesConfig(min_objects=1, max_objects=1), image_size=self.image_size)
         sizes = {"train": num_train, "val": num_val, "test": num_test, "heldout": num_heldout}
-        self.splits = {split: SceneObjectsDataset(split, n, config) for split, n in sizes.items() if n > 0}
-        corpus = [scene.caption() for scene in self.splits["train"].scenes.scenes]
+        self.splits = {s: SceneObjectsDataset(s, n, config) for s, n in sizes.items() if n > 0}
+        corpus = [scene.caption() for scene in self.splits["train"].scenes]
         self.tokenizer = build_text_tokenizer(text_tokenizer, corpus, bpe_vocab_size, tokenizer_path)
-        self.space = TokenSpace(
-            {"text": self.tokenizer.vocab_size, "image": self.image_tokenizer.vocab_size}, tasks=TASK_TAGS
-        )
-
-    def vocabulary(self) -> Vocab:
-        """The TokenSpace and tokenizers (the image tokenizer with its path: the model loads it)."""
         tokenizers = {"text": self.tokenizer, "image": self.image_tokenizer}
-        return Vocab(self.space, tokenizers, paths={"image": self.image_tokenizer_path})
+        self.set_vocab(tokenizers, {"image": self.image_tokenizer_path})
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         """Items -> ``{"images" [B, 3, S, S], "caption_ids", "captions", "objects", "image_ids"}``."""

@@ -1,9 +1,6 @@
-"""VQA data: the built-in scenes questions or the real VQA v2 format (``formats/vqa_v2.py``), batched one
-image per group.
-
-Batches group questions by image: an image is rendered or decoded and encoded once for all its
-questions (about 10 per scene, 5 per VQA v2 image), which makes training several times cheaper.
-"""
+"""VQA data: the built-in scenes questions or the VQA v2 format, batched by image: an image is rendered or
+decoded and encoded once for all its questions (about 10 per scene, 5 per VQA v2 image), which makes
+training several times cheaper."""
 
 from __future__ import annotations
 
@@ -14,13 +11,12 @@ from typing import Any, Literal
 import torch
 from torch.utils.data import Dataset
 
-from anytoken.tasks.data.base import TaskDataModule
-from anytoken.tasks.data.captioning import TASK_TAGS, build_text_tokenizer
+from anytoken.tasks.data.base import TaskDataModule, check_source, file_splits
+from anytoken.tasks.data.captioning import CaptioningDataModule, build_text_tokenizer
 from anytoken.tasks.data.formats.vqa_v2 import VQAv2Dataset
 from anytoken.tasks.data.synthetic.scenes import ScenesConfig, ScenesVQADataset
 from anytoken.tasks.metrics.text import normalize_answer
 from anytoken.tokenizers.image_io import image_to_tensor
-from anytoken.tokenizers.space import TokenSpace, Vocab
 
 
 def question_records(dataset: Dataset) -> list[dict[str, Any]]:
@@ -85,16 +81,15 @@ class VQADataModule(TaskDataModule):
         question_type_key: VQA v2 field the per-type accuracy groups by (``answer_type`` or
             ``question_type``).
         num_answers: classes of the classification head: the most frequent training answers.
-        text_tokenizer: ``"bpe"`` (trained on the training questions and answers) or ``"clip_bpe"``.
-        bpe_vocab_size: size of the trained BPE.
-        tokenizer_path: load a saved text tokenizer instead of building one.
-        image_size: side of the square images handed to the model.
+        text_tokenizer, bpe_vocab_size, tokenizer_path, image_size: as ``CaptioningDataModule``'s (the BPE
+            trains on the training questions and answers).
         batch_size: training images per batch (with all their questions); evaluation uses twice this.
         train_questions_per_image: keep this many questions per training image (a fixed random subset
             per image and seed); 0 keeps all. Evaluation always asks every question.
-        num_workers: DataLoader worker processes.
-        seed: shuffling seed (the order is a function of seed and epoch, so resumed runs match).
+        num_workers, seed: as ``TaskDataModule``'s.
     """
+
+    TASK_TAGS = CaptioningDataModule.TASK_TAGS
 
     def __init__(
         self,
@@ -120,9 +115,20 @@ class VQADataModule(TaskDataModule):
         super().__init__(batch_size, num_workers, seed)
         if num_answers < 2:
             raise ValueError(f"num_answers must be at least 2, got {num_answers}")
+        check_source(source, "scenes", "vqa_v2")
         self.image_size = image_size
-        sizes = {"train": num_train, "val": num_val, "test": num_test, "heldout": num_heldout}
-        datasets = _make_splits(source, scenes, sizes, vqa_train, vqa_val, question_type_key)
+        if source == "scenes":
+            if num_train < 1:
+                raise ValueError("source='scenes' needs num_train >= 1")
+            sizes = {"train": num_train, "val": num_val, "test": num_test, "heldout": num_heldout}
+            config = scenes or ScenesConfig()
+            datasets = {split: ScenesVQADataset(split, n, config) for split, n in sizes.items() if n > 0}
+        else:
+            datasets = file_splits(
+                vqa_train, vqa_val, lambda f, _: VQAv2Dataset(*f, question_type_key=question_type_key),
+                "source='vqa_v2' needs vqa_train and vqa_val, each [questions.json, annotations.json, "
+                "images_dir]",
+            )
         self.splits = {split: ByImage(dataset, train_questions_per_image if split == "train" else 0, seed)
                        for split, dataset in datasets.items()}
         records = question_records(self.splits["train"].dataset)
@@ -131,11 +137,7 @@ class VQADataModule(TaskDataModule):
         self.tokenizer = build_text_tokenizer(text_tokenizer, corpus, bpe_vocab_size, tokenizer_path)
         self.answers = answer_vocabulary(records, num_answers)
         self._class_of = {normalize_answer(a): i for i, a in reversed(list(enumerate(self.answers)))}
-        self.space = TokenSpace({"text": self.tokenizer.vocab_size, "image": 0}, tasks=TASK_TAGS)
-
-    def vocabulary(self) -> Vocab:
-        """The TokenSpace, the text tokenizer and the answer classes (``extras["answers"]``)."""
-        return Vocab(self.space, {"text": self.tokenizer}, extras={"answers": list(self.answers)})
+        self.set_vocab({"text": self.tokenizer, "image": None}, answers=self.answers)
 
     def answer_scores(self, answers: list[str]) -> torch.Tensor:
         """Soft target ``[num_answers]``: ``min(#humans giving the class / 3, 1)`` per class."""
@@ -168,26 +170,3 @@ class VQADataModule(TaskDataModule):
             "image_ids": [item["image_id"] for _, item in items],
         }
 
-
-def _make_splits(
-    source: str,
-    scenes: ScenesConfig | None,
-    sizes: dict[str, int],
-    vqa_train: tuple[str, str, str] | None,
-    vqa_val: tuple[str, str, str] | None,
-    type_key: str,
-) -> dict[str, Dataset]:
-    if source == "scenes":
-        config = scenes or ScenesConfig()
-        if sizes["train"] < 1:
-            raise ValueError("source='scenes' needs num_train >= 1")
-        return {split: ScenesVQADataset(split, n, config) for split, n in sizes.items() if n > 0}
-    if source == "vqa_v2":
-        if vqa_train is None or vqa_val is None:
-            raise ValueError(
-                "source='vqa_v2' needs vqa_train and vqa_val, "
-                "each [questions.json, annotations.json, images_dir]"
-            )
-        val = VQAv2Dataset(*vqa_val, question_type_key=type_key)
-        return {"train": VQAv2Dataset(*vqa_train, question_type_key=type_key), "val": val, "test": val}
-    raise ValueError(f"source must be 'scenes' or 'vqa_v2', got {source!r}")

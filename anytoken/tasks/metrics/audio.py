@@ -1,15 +1,6 @@
-"""Audio and transcript metrics: SI-SNR, multi-scale mel distance, bitrate, tokens per second, CER/WER.
-
-- SI-SNR (dB, higher is better): scale-invariant signal-to-noise ratio of a reconstruction against
-  its reference (both zero-meaned), as in Conv-TasNet; torchmetrics' implementation.
-- Multi-scale mel distance (lower is better): the mean absolute difference of log10 mel power spectra
-  at window sizes 256-2048 (``tokenizers.audio_losses.MultiScaleMel``, the codec's training loss, DAC's
-  mel distance): 0 for identical signals; about 0.2-0.4 for good codecs on speech, above 1 for poor ones.
-- Bitrate (kbps) and tokens per second of a tokenizer: ``frame_rate * num_codebooks * log2(cardinality)``
-  and ``frame_rate * num_codebooks``.
-- Character and word error rates of transcripts (edit distance / reference length, after lower-casing
-  and stripping punctuation), torchmetrics' implementations.
-"""
+"""Audio and transcript metrics: SI-SNR (dB, torchmetrics'), the multi-scale log-mel distance (the codec's
+training loss and DAC's mel distance: 0 for identical signals, about 0.2-0.4 for good speech codecs, above 1
+for poor ones), bitrate and tokens per second of a tokenizer, and CER/WER of transcripts."""
 
 from __future__ import annotations
 
@@ -72,20 +63,16 @@ def normalize_transcript(text: str) -> str:
 
 
 def error_rates(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
-    """Corpus ``cer`` and ``wer`` (edit distance over reference length) of transcripts, plus ``exact``
-    (the fraction transcribed without an error)."""
+    """Corpus ``cer`` and ``wer`` (edit distance over reference length, after ``normalize_transcript``) of
+    transcripts, plus ``exact`` (the fraction transcribed without an error)."""
     from torchmetrics.functional.text import char_error_rate, word_error_rate
 
     if len(predictions) != len(references) or not references:
-        raise ValueError(
-            f"need as many predictions as references (> 0), got {len(predictions)}, {len(references)}"
-        )
+        raise ValueError(f"need as many predictions as references (> 0), "
+                         f"got {len(predictions)}, {len(references)}")
     preds = [normalize_transcript(p) for p in predictions]
     refs = [normalize_transcript(r) for r in references]
     if any(not r for r in refs):
         raise ValueError("a reference transcript is empty after normalisation")
-    return {
-        "cer": float(char_error_rate(preds, refs)),
-        "wer": float(word_error_rate(preds, refs)),
-        "exact": sum(p == r for p, r in zip(preds, refs)) / len(refs),
-    }
+    return {"cer": float(char_error_rate(preds, refs)), "wer": float(word_error_rate(preds, refs)),
+            "exact": sum(p == r for p, r in zip(preds, refs)) / len(refs)}

@@ -12,61 +12,39 @@ import torch
 
 
 def _check(pred: torch.Tensor, gt: torch.Tensor, sampled: bool) -> None:
-    extra = 1 if sampled else 0
     if gt.dim() < 2 or gt.shape[-1] != 2 or gt.shape[-2] < 1:
         raise ValueError(f"ground truth must be [..., F, 2] with F >= 1, got {tuple(gt.shape)}")
     expected = gt.shape[:1] + (pred.shape[1],) + gt.shape[1:] if sampled else gt.shape
-    if pred.dim() != gt.dim() + extra or pred.shape != expected:
-        raise ValueError(
-            f"predictions {tuple(pred.shape)} do not match ground truth {tuple(gt.shape)}"
-            f"{' with a sample dimension after the batch' if sampled else ''}"
-        )
+    if pred.shape != expected:
+        raise ValueError(f"predictions {tuple(pred.shape)} do not match ground truth {tuple(gt.shape)}"
+                         f"{' with a sample dimension after the batch' if sampled else ''}")
     if not (torch.isfinite(pred).all() and torch.isfinite(gt).all()):
         raise ValueError("predictions and ground truth must be finite")
 
 
 def displacement_errors(pred: torch.Tensor, gt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-trajectory ADE and FDE.
-
-    Args:
-        pred: ``[..., F, 2]`` predicted positions.
-        gt: ``[..., F, 2]`` true positions.
-
-    Returns:
-        ``(ade, fde)``, each ``[...]``.
-    """
+    """Per-trajectory ``(ade, fde)``, each ``[...]``, of predicted positions ``pred`` ``[..., F, 2]`` against
+    the true ones ``gt`` ``[..., F, 2]``."""
     _check(pred, gt, sampled=False)
     dist = (pred - gt).norm(dim=-1)  # (..., F)
     return dist.mean(-1), dist[..., -1]
 
 
 def sample_errors(samples: torch.Tensor, gt: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Best-of-k errors of sampled futures.
-
-    Args:
-        samples: ``[B, k, A, F, 2]`` k sampled joint futures of A agents.
-        gt: ``[B, A, F, 2]``.
-
-    Returns:
-        ``min_ade``/``min_fde`` ``[B, A]`` (best sample per agent) and ``joint_min_ade``/``joint_min_fde``
-        ``[B]`` (best sample per scene, by mean over agents).
-    """
+    """Best-of-k errors of ``samples`` ``[B, k, A, F, 2]`` (k sampled joint futures of A agents) against
+    ``gt`` ``[B, A, F, 2]``: ``min_ade``/``min_fde`` ``[B, A]`` (best sample per agent) and
+    ``joint_min_ade``/``joint_min_fde`` ``[B]`` (best sample per scene, by mean over agents)."""
     _check(samples, gt, sampled=True)
     ade, fde = displacement_errors(samples, gt[:, None].expand_as(samples))  # (B, k, A) each
-    return {
-        "min_ade": ade.min(1).values,
-        "min_fde": fde.min(1).values,
-        "joint_min_ade": ade.mean(-1).min(1).values,
-        "joint_min_fde": fde.mean(-1).min(1).values,
-    }
+    return {"min_ade": ade.min(1).values, "min_fde": fde.min(1).values,
+            "joint_min_ade": ade.mean(-1).min(1).values, "joint_min_fde": fde.mean(-1).min(1).values}
 
 
 def constant_velocity(history: torch.Tensor, horizon: int) -> torch.Tensor:
     """Extrapolate the last observed step: ``[..., H, 2]`` (H >= 2) -> ``[..., horizon, 2]``."""
     if history.dim() < 2 or history.shape[-1] != 2 or history.shape[-2] < 2:
-        raise ValueError(
-            f"the constant-velocity baseline needs histories [..., H >= 2, 2], got {tuple(history.shape)}"
-        )
+        raise ValueError(f"the constant-velocity baseline needs histories [..., H >= 2, 2], "
+                         f"got {tuple(history.shape)}")
     if horizon < 1:
         raise ValueError(f"horizon must be >= 1, got {horizon}")
     last, velocity = history[..., -1:, :], history[..., -1:, :] - history[..., -2:-1, :]  # (..., 1, 2)

@@ -1,10 +1,6 @@
-"""Judging generated scene images: a deterministic reader of one-object scenes and how well a drawing
-matches its prompt's object.
-
-``judge_scene`` reads colour from the pixels, shape from the fill and the top/bottom mass, size from the
-extent and the cell from the centre; it is checked on rendered scenes (100%) and on VQ reconstructions in
-tests.
-"""
+"""Judging generated scene images: a deterministic reader of one-object scenes (``judge_scene``: colour
+from the pixels, shape from the fill and the top/bottom mass, size from the extent, cell from the centre)
+and how well a drawing matches its prompt's object."""
 
 from __future__ import annotations
 

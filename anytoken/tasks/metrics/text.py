@@ -1,14 +1,9 @@
-"""Caption metrics from the maintained COCO caption evaluation code, and the official VQA accuracy.
+"""Caption metrics from the maintained COCO caption evaluation code (pycocoevalcap), and the official VQA
+accuracy.
 
-``caption_metrics`` runs pycocoevalcap as the COCO leaderboards do: captions are tokenized by the
-Stanford PTB tokenizer (a Java program, so Java must be installed), then scored with BLEU-4 and CIDEr-D
-(pycocoevalcap's ``Cider`` is the CIDEr-D variant: clipped n-gram counts, a Gaussian length penalty,
-scaled by 10). CIDEr-D weighs n-grams by their document frequency over the whole reference corpus, so it
-is only meaningful over many images; for a single image every n-gram has zero weight and it is 0.
-
-``vqa_accuracy`` is the VQA v2 metric: ``min(#humans who gave the answer / 3, 1)`` averaged over the 10
-leave-one-out subsets of the 10 human answers, after the official answer normalisation
-(``normalize_answer``).
+``caption_metrics`` scores as the COCO leaderboards do: the Stanford PTB tokenizer (Java), then BLEU-4 and
+CIDEr-D (pycocoevalcap's ``Cider``). CIDEr-D weighs n-grams by their document frequency over the whole
+reference corpus, so it is only meaningful over many images; for a single image it is 0.
 """
 
 from __future__ import annotations
@@ -27,22 +22,15 @@ from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 def caption_metrics(
     predictions: dict[str, str], references: dict[str, list[str]], require_java: bool = True
 ) -> dict[str, float]:
-    """Scores one predicted caption per image against that image's reference captions.
+    """``{"bleu4", "cider_d", "exact_match"}`` of one predicted caption per image against its references;
+    ``exact_match`` is the fraction of predictions equal to a reference after lowercasing, collapsing
+    whitespace and dropping trailing periods.
 
     Args:
         predictions: image id -> predicted caption (may be empty).
         references: image id -> reference captions (at least one each); same keys as ``predictions``.
-        require_java: False: without Java, return ``exact_match`` alone with a warning instead of raising
-            (training loops on machines without a JRE, e.g. GPU images).
-
-    Returns:
-        ``{"bleu4", "cider_d", "exact_match"}``; ``exact_match`` is the fraction of images whose
-        prediction equals one of its references after lowercasing, collapsing whitespace and dropping
-        trailing periods.
-
-    Raises:
-        ValueError: on empty inputs, different keys or values of the wrong type.
-        RuntimeError: when Java, needed by the PTB tokenizer, is not installed (and ``require_java``).
+        require_java: without Java (needed by the PTB tokenizer) raise ``RuntimeError``; False: return
+            ``exact_match`` alone with a warning (training loops on machines without a JRE).
     """
     _check_caption_inputs(predictions, references)
     keys = sorted(predictions)
@@ -75,10 +63,8 @@ def _check_caption_inputs(predictions: dict[str, str], references: dict[str, lis
     if predictions.keys() != references.keys():
         missing = sorted(map(str, references.keys() - predictions.keys()))
         extra = sorted(map(str, predictions.keys() - references.keys()))
-        raise ValueError(
-            "predictions and references must have the same keys; "
-            f"no prediction for {missing[:5]}, no references for {extra[:5]}"
-        )
+        raise ValueError("predictions and references must have the same keys; "
+                         f"no prediction for {missing[:5]}, no references for {extra[:5]}")
     for key, prediction in predictions.items():
         if not isinstance(prediction, str):
             raise ValueError(f"prediction for {key!r} must be a str, got {type(prediction).__name__}")
@@ -95,9 +81,8 @@ def _ptb_tokenize(texts: dict[Hashable, str]) -> dict[Hashable, str]:
     batch = {key: [{"caption": text}] for key, text in clean.items() if text}
     tokenized = PTBTokenizer().tokenize(batch) if batch else {}
     if tokenized.keys() != batch.keys():
-        raise RuntimeError(
-            "the PTB tokenizer (java) returned fewer lines than it was given; is Java working?"
-        )
+        raise RuntimeError("the PTB tokenizer (java) returned fewer lines than it was given; "
+                           "is Java working?")
     return {key: tokenized[key][0] if key in tokenized else "" for key in clean}
 
 
@@ -154,19 +139,12 @@ def normalize_answer(answer: str) -> str:
 
 
 def vqa_accuracy(prediction: str, answers: list[str]) -> float:
-    """The VQA v2 accuracy of one predicted answer.
+    """The VQA v2 accuracy in [0, 1] of one predicted answer against the human ones (10 in VQA v2; >= 2).
 
     Each of the n leave-one-out subsets of the human answers scores ``min(matches / 3, 1)``; the result
     is their mean, so 4+ matching humans out of 10 give 1.0, 3 give 0.9, 1 gives 0.3. Unlike the
     official script, which normalises the human answers only partly and only when they disagree (the
     released VQA v2 answers are already normalised), both sides here always get ``normalize_answer``.
-
-    Args:
-        prediction: the model's answer.
-        answers: the human answers (10 in VQA v2; at least 2).
-
-    Returns:
-        The accuracy in [0, 1].
     """
     if isinstance(answers, str) or len(answers) < 2:
         raise ValueError(f"vqa_accuracy needs a list of at least 2 human answers, got {answers!r}")
@@ -177,23 +155,13 @@ def vqa_accuracy(prediction: str, answers: list[str]) -> float:
 
 
 def vqa_scores(preds: list[str], answers: list[list[str]], question_types: list[str]) -> dict[str, float]:
-    """Mean VQA accuracy overall and per question type.
-
-    Args:
-        preds: one predicted answer per question.
-        answers: the human answers of each question.
-        question_types: the type of each question (e.g. "color", "yes/no").
-
-    Returns:
-        ``{"overall": ..., <question type>: ...}`` with accuracies in [0, 1].
-    """
+    """Mean VQA accuracy, ``{"overall": ..., <question type>: ...}``, of one predicted answer per question
+    against its human answers, per question type (e.g. "color", "yes/no")."""
     if not preds:
         raise ValueError("vqa_scores needs at least one prediction")
     if not len(preds) == len(answers) == len(question_types):
-        raise ValueError(
-            f"preds, answers and question_types must have the same length, "
-            f"got {len(preds)}, {len(answers)} and {len(question_types)}"
-        )
+        raise ValueError(f"preds, answers and question_types must have the same length, "
+                         f"got {len(preds)}, {len(answers)} and {len(question_types)}")
     if "overall" in question_types:
         raise ValueError("'overall' is reserved for the overall accuracy and cannot be a question type")
     per_type: dict[str, list[float]] = defaultdict(list)

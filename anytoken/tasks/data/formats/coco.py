@@ -1,15 +1,11 @@
-"""COCO captions read from their own JSON format (e.g. ``captions_val2014.json``).
-
-The file holds ``{"images": [{"id", "file_name", ...}], "annotations": [{"image_id", "id", "caption"}]}``;
-only the keys named here are read (an annotation's own ``id`` is not needed). Everything is validated
-when the dataset is built, so a wrong path or a broken file fails at once with a ``ValueError`` naming
-the problem, not in the middle of an epoch.
+"""COCO captions read from their own JSON format (e.g. ``captions_val2014.json``): ``{"images": [{"id",
+"file_name", ...}], "annotations": [{"image_id", "caption", ...}]}``. Everything is validated when the
+dataset is built, so a wrong path or a broken file fails at once, not in the middle of an epoch.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -31,30 +27,32 @@ class CocoCaptionsDataset(Dataset):
         annotations: the captions JSON file.
         images_dir: the folder the ``file_name`` entries are relative to.
         one_item_per_caption: one item per (image, caption) instead of one per image, for training.
-
-    Raises:
-        ValueError: when the file is missing or not JSON, a required key is missing or has the wrong
-            type, ``annotations`` is empty, a caption names an unknown image id, an image id repeats, a
-            caption is empty, or image files are missing.
     """
 
-    def __init__(
-        self, annotations: str | Path, images_dir: str | Path, one_item_per_caption: bool = False
-    ) -> None:
+    def __init__(self, annotations: str | Path, images_dir: str | Path,
+                 one_item_per_caption: bool = False) -> None:
         annotations = Path(annotations)
         self.images_dir = Path(images_dir)
         if not self.images_dir.is_dir():
             raise ValueError(f"images_dir is not a directory: {self.images_dir}")
-        data = _read_json(annotations)
+        data = read_json(annotations, "COCO annotations")
+        if not isinstance(data, dict):
+            raise ValueError(f"{annotations}: expected a JSON object with 'images' and 'annotations'")
+        require(data, ("images", "annotations"), str(annotations))
+        for key in ("images", "annotations"):
+            if not isinstance(data[key], list):
+                raise ValueError(f"{annotations}: {key!r} must be a list, got {type(data[key]).__name__}")
+        if not data["annotations"]:
+            raise ValueError(f"{annotations}: 'annotations' is empty")
         files = _index_images(data["images"], annotations)
         self.references = _group_captions(data["annotations"], files, annotations)
         self.files = {image_id: files[image_id] for image_id in files if image_id in self.references}
-        _check_files(self.files.values(), self.images_dir, annotations)
-        self.items = [
-            (image_id, index)
-            for image_id in self.files
-            for index in range(len(self.references[image_id]) if one_item_per_caption else 1)
-        ]
+        missing = [name for name in self.files.values() if not (self.images_dir / name).is_file()]
+        if missing:
+            raise ValueError(f"{len(missing)} image file(s) listed in {annotations} are not in "
+                             f"{self.images_dir}, e.g. {missing[:3]}")
+        self.items = [(image_id, index) for image_id in self.files
+                      for index in range(len(self.references[image_id]) if one_item_per_caption else 1)]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -70,26 +68,18 @@ class CocoCaptionsDataset(Dataset):
         }
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path, what: str) -> Any:
+    """The JSON content of ``path``; ``ValueError`` naming ``what`` when it is missing or not JSON."""
     if not path.is_file():
-        raise ValueError(f"COCO annotations file not found: {path}")
+        raise ValueError(f"{what} file not found: {path}")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{path} is not valid JSON: {error}") from error
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object with 'images' and 'annotations'")
-    for key in ("images", "annotations"):
-        if key not in data:
-            raise ValueError(f"{path}: missing key {key!r}")
-        if not isinstance(data[key], list):
-            raise ValueError(f"{path}: {key!r} must be a list, got {type(data[key]).__name__}")
-    if not data["annotations"]:
-        raise ValueError(f"{path}: 'annotations' is empty")
-    return data
 
 
-def _require(entry: object, keys: tuple[str, ...], where: str) -> dict[str, Any]:
+def require(entry: object, keys: tuple[str, ...], where: str) -> dict[str, Any]:
+    """``entry`` when it is a JSON object holding ``keys``; else ``ValueError`` naming ``where``."""
     if not isinstance(entry, dict):
         raise ValueError(f"{where} must be a JSON object, got {type(entry).__name__}")
     for key in keys:
@@ -102,7 +92,7 @@ def _index_images(images: list[Any], path: Path) -> dict[str, str]:
     """Maps str(image id) to file_name, in file order."""
     files: dict[str, str] = {}
     for i, entry in enumerate(images):
-        entry = _require(entry, ("id", "file_name"), f"{path}: images[{i}]")
+        entry = require(entry, ("id", "file_name"), f"{path}: images[{i}]")
         image_id = str(entry["id"])
         if image_id in files:
             raise ValueError(f"{path}: images[{i}] repeats image id {entry['id']!r}")
@@ -116,7 +106,7 @@ def _group_captions(annotations: list[Any], files: dict[str, str], path: Path) -
     """Maps str(image id) to its captions, in file order."""
     references: dict[str, list[str]] = {}
     for i, entry in enumerate(annotations):
-        entry = _require(entry, ("image_id", "caption"), f"{path}: annotations[{i}]")
+        entry = require(entry, ("image_id", "caption"), f"{path}: annotations[{i}]")
         image_id = str(entry["image_id"])
         if image_id not in files:
             raise ValueError(
@@ -128,10 +118,3 @@ def _group_captions(annotations: list[Any], files: dict[str, str], path: Path) -
         references.setdefault(image_id, []).append(caption.strip())
     return references
 
-
-def _check_files(file_names: Iterable[str], images_dir: Path, path: Path) -> None:
-    missing = [name for name in file_names if not (images_dir / name).is_file()]
-    if missing:
-        raise ValueError(
-            f"{len(missing)} image file(s) listed in {path} are not in {images_dir}, e.g. {missing[:3]}"
-        )

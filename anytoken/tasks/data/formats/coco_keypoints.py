@@ -24,10 +24,8 @@ from anytoken.tokenizers.image_io import load_image
 
 @dataclass
 class CocoKeypoints:
-    """The content of a COCO keypoints file (one keypoint category).
-
-    ``annotations`` keep COCO's fields, with ``keypoints`` as a float64 array ``[K, 3]``.
-    """
+    """The content of a COCO keypoints file (one keypoint category); ``annotations`` keep COCO's fields,
+    with ``keypoints`` as a float64 array ``[K, 3]``."""
 
     images: dict[int, dict[str, Any]]
     annotations: list[dict[str, Any]]
@@ -43,12 +41,9 @@ def _need(record: dict[str, Any], keys: Sequence[str], what: str, path: Path) ->
 
 
 def read_coco_keypoints(path: str | Path, category: str = "person") -> CocoKeypoints:
-    """Read a COCO keypoints annotation file, keeping the annotations of ``category``.
-
-    Raises:
-        ValueError: missing fields, a category without keypoint names, keypoint lists whose length is not
-            ``3 * K``, non-finite values, visibility flags other than 0/1/2, or unknown image ids.
-    """
+    """Read a COCO keypoints annotation file, keeping the annotations of ``category``; ``ValueError`` for
+    missing fields, keypoint lists of another length than ``3 * K``, non-finite values, visibility flags
+    other than 0/1/2, or unknown image ids."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -59,9 +54,8 @@ def read_coco_keypoints(path: str | Path, category: str = "person") -> CocoKeypo
     _need(data, ("images", "annotations", "categories"), "the file", path)
     cats = [c for c in data["categories"] if c.get("name") == category]
     if len(cats) != 1 or not cats[0].get("keypoints"):
-        raise ValueError(
-            f"{path}: need one category named {category!r} with keypoint names, got {data['categories']}"
-        )
+        raise ValueError(f"{path}: need one category named {category!r} with keypoint names, "
+                         f"got {data['categories']}")
     cat = cats[0]
     names = tuple(cat["keypoints"])
     K = len(names)
@@ -77,9 +71,8 @@ def read_coco_keypoints(path: str | Path, category: str = "person") -> CocoKeypo
         _need(ann, ("id", "image_id", "keypoints", "bbox"), "an annotation", path)
         kp = np.asarray(ann["keypoints"], dtype=np.float64)
         if kp.ndim != 1 or kp.size != 3 * K:
-            raise ValueError(
-                f"{path}: annotation {ann['id']} has {kp.size} keypoint values, expected 3 x {K} keypoints"
-            )
+            raise ValueError(f"{path}: annotation {ann['id']} has {kp.size} keypoint values, "
+                             f"expected 3 x {K} keypoints")
         kp = kp.reshape(K, 3)
         if not np.isfinite(kp).all() or not np.isfinite(np.asarray(ann["bbox"], dtype=np.float64)).all():
             raise ValueError(f"{path}: annotation {ann['id']} has NaN or infinite keypoints or bbox")
@@ -88,27 +81,17 @@ def read_coco_keypoints(path: str | Path, category: str = "person") -> CocoKeypo
         if int(ann["image_id"]) not in images:
             raise ValueError(f"{path}: annotation {ann['id']} refers to unknown image {ann['image_id']}")
         bbox = [float(v) for v in ann["bbox"]]
-        annotations.append(
-            {
-                **ann,
-                "keypoints": kp,
-                "bbox": bbox,
-                "num_keypoints": int((kp[:, 2] > 0).sum()),
-                "area": float(ann.get("area", bbox[2] * bbox[3])),
-                "iscrowd": int(ann.get("iscrowd", 0)),
-            }
-        )
+        annotations.append(ann | {"keypoints": kp, "bbox": bbox, "num_keypoints": int((kp[:, 2] > 0).sum()),
+                                  "area": float(ann.get("area", bbox[2] * bbox[3])),
+                                  "iscrowd": int(ann.get("iscrowd", 0))})
     return CocoKeypoints(images, annotations, names, skeleton, {"id": cat["id"], "name": category})
 
 
 def write_coco_keypoints(path: str | Path, data: CocoKeypoints) -> None:
     """Write ``data`` as a COCO keypoints annotation file (atomically; the skeleton 1-based, as COCO's)."""
-    category = {
-        **data.category,
-        "keypoints": list(data.keypoint_names),
-        "skeleton": [[a + 1, b + 1] for a, b in data.skeleton],
-        "supercategory": data.category["name"],
-    }
+    skeleton = [[a + 1, b + 1] for a, b in data.skeleton]
+    category = data.category | {"keypoints": list(data.keypoint_names), "skeleton": skeleton,
+                                "supercategory": data.category["name"]}
     annotations = []
     for ann in data.annotations:
         kp = np.asarray(ann["keypoints"], dtype=np.float64).reshape(-1, 3)
@@ -116,15 +99,9 @@ def write_coco_keypoints(path: str | Path, data: CocoKeypoints) -> None:
             raise ValueError(
                 f"annotation {ann.get('id')} has {kp.shape[0]} keypoints, expected {len(data.keypoint_names)}"
             )
-        annotations.append(
-            {
-                **ann,
-                "keypoints": kp.flatten().tolist(),
-                "num_keypoints": int((kp[:, 2] > 0).sum()),
-                "category_id": category["id"],
-                "iscrowd": int(ann.get("iscrowd", 0)),
-            }
-        )
+        labelled = int((kp[:, 2] > 0).sum())
+        annotations.append(ann | {"keypoints": kp.flatten().tolist(), "num_keypoints": labelled,
+                                  "category_id": category["id"], "iscrowd": int(ann.get("iscrowd", 0))})
     content = {"images": list(data.images.values()), "annotations": annotations, "categories": [category]}
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(content))
@@ -132,17 +109,9 @@ def write_coco_keypoints(path: str | Path, data: CocoKeypoints) -> None:
 
 def write_keypoint_results(path: str | Path, results: Sequence[dict[str, Any]]) -> None:
     """Write predictions in COCO results format (``image_id``, ``category_id``, ``keypoints``, ``score``)."""
-    out = []
-    for r in results:
-        kp = np.asarray(r["keypoints"], dtype=np.float64).reshape(-1)
-        out.append(
-            {
-                "image_id": int(r["image_id"]),
-                "category_id": int(r.get("category_id", 1)),
-                "keypoints": kp.tolist(),
-                "score": float(r.get("score", 1.0)),
-            }
-        )
+    out = [{"image_id": int(r["image_id"]), "category_id": int(r.get("category_id", 1)),
+            "keypoints": np.asarray(r["keypoints"], dtype=np.float64).reshape(-1).tolist(),
+            "score": float(r.get("score", 1.0))} for r in results]
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(out))
 
@@ -159,22 +128,14 @@ class CocoKeypointsDataset(Dataset):
     Items: ``image`` (PIL RGB), ``keypoints`` ``[K, 3]``, ``bbox``, ``area``, ``image_id``.
     """
 
-    def __init__(
-        self,
-        annotations: str | Path,
-        images_dir: str | Path,
-        min_keypoints: int = 1,
-        include_crowd: bool = False,
-    ) -> None:
+    def __init__(self, annotations: str | Path, images_dir: str | Path, min_keypoints: int = 1,
+                 include_crowd: bool = False) -> None:
         self.data = read_coco_keypoints(annotations)
         self.images_dir = Path(images_dir)
         if not self.images_dir.is_dir():
             raise FileNotFoundError(f"images_dir {self.images_dir} is not a folder")
-        self.items = [
-            a
-            for a in self.data.annotations
-            if a["num_keypoints"] >= min_keypoints and (include_crowd or not a["iscrowd"])
-        ]
+        self.items = [a for a in self.data.annotations
+                      if a["num_keypoints"] >= min_keypoints and (include_crowd or not a["iscrowd"])]
         self.keypoint_names, self.skeleton = self.data.keypoint_names, self.data.skeleton
 
     def __len__(self) -> int:
@@ -183,10 +144,5 @@ class CocoKeypointsDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         ann = self.items[index]
         image = load_image(self.images_dir / self.data.images[int(ann["image_id"])]["file_name"])
-        return {
-            "image": image,
-            "keypoints": ann["keypoints"],
-            "bbox": tuple(ann["bbox"]),
-            "area": ann["area"],
-            "image_id": int(ann["image_id"]),
-        }
+        return {"image": image, "keypoints": ann["keypoints"], "bbox": tuple(ann["bbox"]),
+                "area": ann["area"], "image_id": int(ann["image_id"])}

@@ -1,21 +1,19 @@
-"""The VQA v2 format, read from user-given paths and validated when the dataset is built.
-
-VQA v2 is three things: a questions JSON ``{"data_subtype": "val2014", "questions": [{"image_id",
-"question", "question_id"}]}``, an annotations JSON ``{"annotations": [{"question_id", "image_id",
-"question_type", "answer_type", "multiple_choice_answer", "answers": [{"answer", "answer_confidence",
-"answer_id"}] * 10}]}`` and the COCO image folder (``COCO_val2014_000000458752.jpg``, or the 2017
-naming ``000000458752.jpg``).
+"""The VQA v2 format, read from user-given paths and validated when the dataset is built: a questions JSON
+``{"data_subtype": "val2014", "questions": [{"image_id", "question", "question_id"}]}``, an annotations
+JSON ``{"annotations": [{"question_id", "question_type", "answer_type", "multiple_choice_answer",
+"answers": [{"answer", ...}] * 10, ...}]}`` and the COCO image folder (``COCO_val2014_000000458752.jpg``,
+or the 2017 naming ``000000458752.jpg``).
 """
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 from torch.utils.data import Dataset
 
+from anytoken.tasks.data.formats.coco import read_json, require
 from anytoken.tokenizers.image_io import load_image
 
 
@@ -32,19 +30,10 @@ class VQAv2Dataset(Dataset):
         annotations: the annotations JSON file.
         images_dir: the COCO image folder.
         question_type_key: which annotation field groups the per-type accuracy.
-
-    Raises:
-        ValueError: naming the file and entry, when a file is missing or not JSON, a key is missing, a
-            question has no annotation, an answer list has fewer than 2 answers, or images are missing.
     """
 
-    def __init__(
-        self,
-        questions: str | Path,
-        annotations: str | Path,
-        images_dir: str | Path,
-        question_type_key: Literal["answer_type", "question_type"] = "answer_type",
-    ) -> None:
+    def __init__(self, questions: str | Path, annotations: str | Path, images_dir: str | Path,
+                 question_type_key: Literal["answer_type", "question_type"] = "answer_type") -> None:
         if question_type_key not in ("answer_type", "question_type"):
             raise ValueError(
                 f"question_type_key must be 'answer_type' or 'question_type', got {question_type_key!r}"
@@ -58,7 +47,7 @@ class VQAv2Dataset(Dataset):
         by_id = _index_annotations(adata["annotations"], Path(annotations), question_type_key)
         self.records: list[dict[str, Any]] = []
         for i, entry in enumerate(qdata["questions"]):
-            entry = _require(entry, ("image_id", "question", "question_id"), f"{questions}: questions[{i}]")
+            entry = require(entry, ("image_id", "question", "question_id"), f"{questions}: questions[{i}]")
             if entry["question_id"] not in by_id:
                 raise ValueError(f"{annotations}: no annotation for question_id {entry['question_id']!r}")
             if not isinstance(entry["question"], str) or not entry["question"].strip():
@@ -86,24 +75,10 @@ class VQAv2Dataset(Dataset):
 
 
 def _read_json(path: Path, key: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise ValueError(f"VQA {key} file not found: {path}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from error
+    data = read_json(path, f"VQA {key}")
     if not isinstance(data, dict) or not isinstance(data.get(key), list):
         raise ValueError(f"{path}: expected a JSON object whose {key!r} is a list")
     return data
-
-
-def _require(entry: object, keys: tuple[str, ...], where: str) -> dict[str, Any]:
-    if not isinstance(entry, dict):
-        raise ValueError(f"{where} must be a JSON object, got {type(entry).__name__}")
-    missing = [key for key in keys if key not in entry]
-    if missing:
-        raise ValueError(f"{where} is missing key(s) {missing}")
-    return entry
 
 
 def _index_annotations(annotations: list[Any], path: Path, type_key: str) -> dict[Any, dict[str, Any]]:
@@ -111,11 +86,11 @@ def _index_annotations(annotations: list[Any], path: Path, type_key: str) -> dic
     out: dict[Any, dict[str, Any]] = {}
     keys = ("question_id", "multiple_choice_answer", "answers", type_key)
     for i, entry in enumerate(annotations):
-        entry = _require(entry, keys, f"{path}: annotations[{i}]")
+        entry = require(entry, keys, f"{path}: annotations[{i}]")
         answers = entry["answers"]
         if not isinstance(answers, list) or len(answers) < 2:
             raise ValueError(f"{path}: annotations[{i}] needs a list of at least 2 human answers")
-        texts = [_require(a, ("answer",), f"{path}: annotations[{i}].answers[{j}]")["answer"]
+        texts = [require(a, ("answer",), f"{path}: annotations[{i}].answers[{j}]")["answer"]
                  for j, a in enumerate(answers)]
         out[entry["question_id"]] = {
             "answer": str(entry["multiple_choice_answer"]),

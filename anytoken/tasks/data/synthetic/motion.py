@@ -1,22 +1,11 @@
-"""Simulated multi-agent motion: scenes of agents that move at constant velocity, turn, accelerate, stop or
-interact, sampled at a fixed step (the built-in forecasting data; nothing downloads, deterministic by seed).
+"""Simulated multi-agent motion, sampled at a fixed step; deterministic by seed, one seed stream per split.
 
-Every agent has a kind (``KINDS``):
-
-- ``constant``: fixed speed and heading.
-- ``turning``: from an onset step on, its heading turns by a constant rate (left or right).
-- ``accelerating``: from an onset step on, its speed grows by a constant amount per step (up to a cap).
-- ``stopping``: from an onset step on, it brakes at a constant rate until it stands.
-- ``interacting``: it pursues another agent of the scene (turning towards it at a limited rate) and slows
-  down to keep its distance.
-
-Onsets fall anywhere in the first 60% of the scene, so a change may start before or after the end of an
-observed history: the future is then genuinely uncertain, which several sampled futures can cover. Speeds
-stay within ``max_speed_cap`` per step, so motion tokens of ``max_delta >= 1`` never saturate.
-
-Splits: ``train``, ``val`` and ``test`` draw kinds from ``config.kinds``; ``heldout`` scenes hold only
-``config.heldout_kinds`` agents (by default turning and accelerating: where constant velocity fails). Each
-split has its own seed stream.
+Agent kinds (``KINDS``): ``constant`` velocity; from an onset step on, ``turning`` (constant rate, left or
+right), ``accelerating`` (up to a cap) or ``stopping``; ``interacting`` pursues another agent (turning
+towards it at a limited rate) and slows down to keep its distance. Onsets fall anywhere in the first 60%
+of the scene, so a change may start after the observed history: the future is genuinely uncertain, which
+several sampled futures can cover. Speeds stay within ``max_speed_cap`` per step, so motion tokens of
+``max_delta >= 1`` never saturate. ``heldout`` scenes hold only ``config.heldout_kinds`` agents.
 """
 
 from __future__ import annotations
@@ -70,11 +59,7 @@ class MotionConfig:
 def simulate(
     rng: np.random.Generator, n: int, num_steps: int, kinds: tuple[str, ...], config: MotionConfig
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Simulate ``n`` scenes.
-
-    Returns:
-        ``positions`` ``[n, A, num_steps, 2]`` float64 and ``kind`` ids ``[n, A]`` (indices into ``KINDS``).
-    """
+    """``n`` scenes: positions ``[n, A, num_steps, 2]`` float64 and kinds ``[n, A]`` (``KINDS`` indices)."""
     if num_steps < 2:
         raise ValueError(f"scenes need at least 2 steps, got {num_steps}")
     A = config.num_agents
@@ -115,12 +100,23 @@ def _unit(angle: np.ndarray) -> np.ndarray:
     return np.stack([np.cos(angle), np.sin(angle)], axis=-1)
 
 
-class MotionDataset(Dataset):
-    """``n`` simulated scenes of ``num_steps`` steps (simulated once, at construction).
+class Trajectories(Dataset):
+    """Items ``positions`` ``[A, T, 2]`` float64, ``kinds`` ``[A]`` (indices into ``KINDS``; -1 where
+    ``kinds`` is None: unknown) and ``scene`` (the index as a string)."""
 
-    Items: ``positions`` ``[A, num_steps, 2]`` float64, ``kinds`` ``[A]`` (indices into ``KINDS``),
-    ``scene`` (the index as a string).
-    """
+    def __init__(self, positions: np.ndarray, kinds: np.ndarray | None = None) -> None:
+        self.positions = positions
+        self.kinds = np.full(positions.shape[:2], -1) if kinds is None else kinds
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {"positions": self.positions[index], "kinds": self.kinds[index], "scene": str(index)}
+
+
+class MotionDataset(Trajectories):
+    """``n`` simulated scenes of ``num_steps`` steps (simulated once, at construction)."""
 
     def __init__(self, split: Split, n: int, num_steps: int, config: MotionConfig | None = None) -> None:
         if split not in SPLITS:
@@ -130,10 +126,4 @@ class MotionDataset(Dataset):
         self.config = config or MotionConfig()
         rng = np.random.default_rng([self.config.seed, SPLITS.index(split)])
         kinds = self.config.heldout_kinds if split == "heldout" else self.config.kinds
-        self.positions, self.kinds = simulate(rng, n, num_steps, kinds, self.config)
-
-    def __len__(self) -> int:
-        return len(self.positions)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return {"positions": self.positions[index], "kinds": self.kinds[index], "scene": str(index)}
+        super().__init__(*simulate(rng, n, num_steps, kinds, self.config))

@@ -1,22 +1,12 @@
-"""Procedural scenes: coloured shapes on a 3x3 grid, with captions and question/answer pairs.
+"""Procedural scenes: coloured shapes on a 3x3 grid (one object per cell at most), with a canonical caption
+and VQA-style questions; deterministic by seed.
 
-The built-in data of anytoken: nothing is downloaded, everything is deterministic by seed. A scene holds
-one object per grid cell at most; each object has a shape, a colour, a size and a cell, and the scene
-renders itself (black background, PIL drawing), describes itself in one canonical caption and asks
-VQA-style questions about itself.
-
-Splits. ``HELDOUT_PAIRS`` lists 8 of the 32 (colour, shape) pairs: each colour once and each shape twice,
-so every colour still appears with 3 shapes and every shape with 6 colours in training. Those pairs
-never occur in train/val/test scenes (nor in their yes/no questions); every ``heldout`` scene contains at
-least one of them, to measure generalisation to unseen attribute combinations. Train, val and test are
-further split by content: a hash of the caption gives each possible content (the objects, ignoring
-jitter) to one split (8/1/1), so no test or val scene has the same objects as any train scene (overlap
-0%, whatever the sizes). Within a split a content may repeat with another jitter: there are only 432
-one-object contents (about 43 of them in test), but about 93,000 two-object ones.
-
-Speed (measured on one CPU core): rendering a 64px scene of 1-2 objects takes about 20 us, 45,000 to
-55,000 images/s (128px with 1-4 objects: about 45,000/s), so the datasets render lazily in
-``__getitem__`` instead of caching images.
+Splits. ``HELDOUT_PAIRS`` (8 of the 32 colour-shape pairs) never occur in train/val/test scenes, nor in
+their yes/no questions; every ``heldout`` scene holds one. Train, val and test are split by content: a hash
+of the caption gives each content (the objects, ignoring jitter) to one split (8/1/1), so no val or test
+scene has the objects of a train scene. Within a split a content may repeat with another jitter: there are
+only 432 one-object contents, but about 93,000 two-object ones. Rendering a 64px scene takes about 20 us on
+one CPU core, so the datasets render lazily in ``__getitem__``.
 """
 
 from __future__ import annotations
@@ -51,19 +41,12 @@ SPLITS: tuple[str, ...] = ("train", "val", "test", "heldout")
 Split = Literal["train", "val", "test", "heldout"]
 QuestionType = Literal["color", "shape", "count", "position", "yes/no"]
 
-# (colour, shape) pairs never seen in train/val/test: each colour once, each shape twice (see the top).
-HELDOUT_PAIRS: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("red", "circle"),
-        ("green", "square"),
-        ("blue", "triangle"),
-        ("yellow", "diamond"),
-        ("purple", "square"),
-        ("orange", "triangle"),
-        ("cyan", "diamond"),
-        ("white", "circle"),
-    }
-)
+# Never seen in train/val/test: each colour once and each shape twice, so in training every colour still
+# appears with 3 shapes and every shape with 6 colours.
+HELDOUT_PAIRS: frozenset[tuple[str, str]] = frozenset({
+    ("red", "circle"), ("green", "square"), ("blue", "triangle"), ("yellow", "diamond"),
+    ("purple", "square"), ("orange", "triangle"), ("cyan", "diamond"), ("white", "circle"),
+})
 TRAIN_PAIRS: tuple[tuple[str, str], ...] = tuple(
     (color, shape) for color in COLORS for shape in SHAPES if (color, shape) not in HELDOUT_PAIRS
 )
@@ -134,14 +117,8 @@ class Scene:
         object.__setattr__(self, "objects", ordered)
 
     def render(self, image_size: int = 64) -> Image.Image:
-        """Draws the scene on a black square; the same scene always gives the same pixels.
-
-        Args:
-            image_size: side of the image in pixels, at least ``MIN_IMAGE_SIZE``.
-
-        Returns:
-            An RGB image of ``image_size`` x ``image_size``.
-        """
+        """The scene drawn on a black RGB square of side ``image_size`` (>= ``MIN_IMAGE_SIZE``); the same
+        scene always gives the same pixels."""
         if image_size < MIN_IMAGE_SIZE:
             raise ValueError(f"image_size must be at least {MIN_IMAGE_SIZE}, got {image_size}")
         image = Image.new("RGB", (image_size, image_size))
@@ -249,17 +226,8 @@ def content_split(scene: Scene) -> str:
 
 
 def make_scenes(split: Split, num: int, config: ScenesConfig | None = None) -> list[Scene]:
-    """Generates ``num`` scenes of one split, deterministically from ``(config.seed, split)``.
-
-    Args:
-        split: "train", "val" or "test" (no held-out pair; contents owned by that split, see
-            ``content_split``) or "heldout" (at least one held-out pair per scene).
-        num: number of scenes, at least 0.
-        config: generation settings; ``ScenesConfig()`` when None.
-
-    Returns:
-        The scenes; the first ``k`` of ``make_scenes(split, n)`` equal ``make_scenes(split, k)``.
-    """
+    """``num`` scenes of ``split``, deterministically from ``(config.seed, split)``; the first ``k`` of
+    ``make_scenes(split, n)`` equal ``make_scenes(split, k)``."""
     config = config or ScenesConfig()
     _check_choice("split", split, SPLITS)
     if not isinstance(num, int) or num < 0:
@@ -289,10 +257,7 @@ def _sample_scene(rng: random.Random, config: ScenesConfig, heldout: bool) -> Sc
 
 
 class ScenesCaptionDataset(Dataset):
-    """Scenes with their caption: items ``{"image", "caption", "references", "image_id"}``.
-
-    Images are rendered in ``__getitem__`` (PIL RGB, ``config.image_size`` square).
-    """
+    """Scenes with their caption: items ``{"image"`` (PIL RGB), ``"caption", "references", "image_id"}``."""
 
     def __init__(self, split: Split, num: int, config: ScenesConfig | None = None) -> None:
         self.split = split
@@ -313,18 +278,14 @@ class ScenesCaptionDataset(Dataset):
         }
 
 
-class ScenesVQADataset(Dataset):
+class ScenesVQADataset(ScenesCaptionDataset):
     """Every question of ``num`` scenes: items ``{"image", "question", "answer", "answers",
-    "question_type", "image_id"}``.
-
-    ``answers`` holds 10 copies of the answer, as VQA v2 has 10 human answers. ``image_id`` matches
-    ``ScenesCaptionDataset`` for the same split, config and scene index.
+    "question_type", "image_id"}``; ``answers`` holds 10 copies of the answer, as VQA v2 has 10 human
+    answers, and ``image_id`` is ``ScenesCaptionDataset``'s.
     """
 
     def __init__(self, split: Split, num: int, config: ScenesConfig | None = None) -> None:
-        self.split = split
-        self.config = config or ScenesConfig()
-        self.scenes = make_scenes(split, num, self.config)
+        super().__init__(split, num, config)
         self.items = [(i, qa) for i, scene in enumerate(self.scenes) for qa in scene.questions()]
 
     def __len__(self) -> int:

@@ -1,16 +1,6 @@
-"""Spoken data without downloads: the scenes captions spoken by espeak-ng, recorded words from ALSA, and
-their audio codec codes.
-
-``espeak-ng`` (Debian package ``espeak-ng``) synthesises every caption of the procedural scenes
-(``tasks.data.scenes``), so audio <-> text tasks have real (if robotic) speech with exact transcripts.
-Each utterance's voice, speed and pitch are drawn from ``(seed, split, index)``; the ``heldout`` split
-(scenes with unseen colour-shape pairs) is spoken by voices no other split uses. Debian's
-``alsa-utils`` ships recorded human speech, ``/usr/share/sounds/alsa/{Front,Rear,Side}_*.wav``, whose
-file names are the transcripts ("front left"): a held-out check on real recordings.
-
-The speech tasks' data (``tasks.data.speech``, ``tasks.data.spoken_vqa``) and the codec's training clips
-(``tasks.data.audio_clips``) all read from here. A codec is trained by the tokenizer-training task
-(``configs/codec_speech16k.yaml``); ``load_codec`` reads what it wrote.
+"""Spoken data without downloads: the scenes captions spoken by espeak-ng (exact transcripts; the
+``heldout`` split has voices of its own), alsa-utils' recorded words (a held-out check on human speech),
+and their audio codec codes.
 """
 
 from __future__ import annotations
@@ -74,9 +64,8 @@ def synthesize(utt: Utterance, sample_rate: int = 16000) -> torch.Tensor:
     return trim_silence(wave, sample_rate).clamp(-1, 1)
 
 
-def trim_silence(
-    wave: torch.Tensor, sample_rate: int, threshold: float = 1e-3, margin: float = 0.05
-) -> torch.Tensor:
+def trim_silence(wave: torch.Tensor, sample_rate: int, threshold: float = 1e-3,
+                 margin: float = 0.05) -> torch.Tensor:
     """Cut leading and trailing samples below ``threshold`` from ``wave`` ``[C, T]``, keeping ``margin`` s."""
     loud = (wave.abs().amax(0) > threshold).nonzero()
     if len(loud) == 0:
@@ -85,9 +74,8 @@ def trim_silence(
     return wave[:, max(0, int(loud[0]) - pad) : int(loud[-1]) + pad + 1]
 
 
-def synthesize_all(
-    utterances: list[Utterance], sample_rate: int = 16000, workers: int = 4
-) -> list[torch.Tensor]:
+def synthesize_all(utterances: list[Utterance], sample_rate: int = 16000,
+                   workers: int = 4) -> list[torch.Tensor]:
     """``synthesize`` every utterance (espeak-ng processes run in parallel)."""
     with ThreadPoolExecutor(workers) as pool:
         return list(pool.map(lambda u: synthesize(u, sample_rate), utterances))
@@ -111,16 +99,11 @@ def alsa_words(directory: str | Path = ALSA_SOUNDS) -> list[tuple[Path, str]]:
     return [(p, p.stem.replace("_", " ").lower()) for p in files if p.stem.lower() != "noise"]
 
 
-def load_codec(
-    path: str | None, spec: dict[str, Any] | None, num_codebooks: int | None
-) -> AudioCodecTokenizer:
+def load_codec(path: str | None, spec: dict[str, Any] | None,
+               num_codebooks: int | None) -> AudioCodecTokenizer:
     """The codec saved at ``path`` (by ``anytoken fit --config configs/codec_speech16k.yaml``), or, when
     ``path`` is None, an untrained one from ``spec`` (smoke tests); in eval mode with ``num_codebooks``
-    levels (None: the codec's own).
-
-    Raises:
-        ValueError: ``path`` holds no codec, or both ``path`` and ``spec`` are given.
-    """
+    levels (None: the codec's own)."""
     if path is not None and spec is not None:
         raise ValueError("give codec_path (a trained codec) or codec (an untrained one's spec), not both")
     if path is None:
@@ -145,9 +128,8 @@ def codec_digest(codec: AudioCodecTokenizer) -> str:
 
 
 @torch.no_grad()
-def encode_waves(
-    codec: AudioCodecTokenizer, waves: list[torch.Tensor], batch_size: int = 16
-) -> list[torch.Tensor]:
+def encode_waves(codec: AudioCodecTokenizer, waves: list[torch.Tensor],
+                 batch_size: int = 16) -> list[torch.Tensor]:
     """Codes ``[K, ceil(T_i / hop)]`` of each wave ``[C, T_i]`` (batched by length, zero-padded: the codec's
     convs pad with zeros anyway, so a padded batch gives each wave its own codes)."""
     order = sorted(range(len(waves)), key=lambda i: waves[i].shape[-1])

@@ -1,17 +1,10 @@
-"""Rendered stick figures: articulated skeletons in random poses with exact COCO 17-keypoint annotations.
+"""Rendered stick figures: articulated skeletons in random poses with exact COCO 17-keypoint annotations
+(the drawing is made from them); deterministic by seed, from disjoint seed streams per split.
 
-The built-in pose data (nothing downloads; deterministic by seed). A figure is built from joint angles
-(torso lean, head tilt, shoulder and elbow, hip and knee angles within loose human limits) and bone
-lengths relative to its height, then scaled and placed at random inside the image. It faces the viewer,
-so the person's left is on the image's right; left limbs are drawn in one colour and right limbs in
-another, so left and right stay distinguishable in any pose. With probability ``occlusion`` a flat
-rectangle hides part of the figure: the keypoints under it are labelled but hidden (``v = 1``), all
-others visible (``v = 2``). Keypoints are exact: the drawing is made from them.
-
-Splits draw from disjoint seed streams (``train``, ``val``, ``test``): test figures are held-out poses,
-placements and colours never seen in training.
-
-Speed: rendering a 64 px figure takes about 0.1 ms, so datasets render lazily in ``__getitem__``.
+A figure faces the viewer (the person's left is on the image's right); left and right limbs have their own
+colours, so they stay distinguishable in any pose. With probability ``occlusion`` a rectangle hides part
+of the figure: the keypoints under it are labelled but hidden (``v = 1``), all others visible (``v = 2``).
+Rendering takes about 0.1 ms, so datasets render lazily in ``__getitem__``.
 """
 
 from __future__ import annotations
@@ -92,10 +85,8 @@ def skeleton_keypoints(rng: np.random.Generator) -> np.ndarray:
     head_up, head_side = -_rotate(tilt), np.array([math.cos(tilt), math.sin(tilt)])
     head = neck + head_up * (_NECK + _HEAD_RADIUS)
     kp[0] = head - head_up * 0.01  # nose
-    kp[1], kp[2] = (
-        head + head_up * 0.02 + head_side * 0.025,
-        head + head_up * 0.02 - head_side * 0.025,
-    )  # eyes
+    eyes = head + head_up * 0.02
+    kp[1], kp[2] = eyes + head_side * 0.025, eyes - head_side * 0.025
     kp[3], kp[4] = head + head_side * _HEAD_RADIUS, head - head_side * _HEAD_RADIUS  # ears
     for sign, (shoulder, elbow, wrist) in ((1, (5, 7, 9)), (-1, (6, 8, 10))):
         upper = lean + sign * rng.uniform(-0.3, 2.8)  # arm raised outwards from hanging down
@@ -111,10 +102,9 @@ def skeleton_keypoints(rng: np.random.Generator) -> np.ndarray:
 
 
 def _limb_color(a: int, b: int) -> tuple[int, int, int]:
-    if a in (1, 3, 5, 7, 9, 11, 13, 15) and b in (1, 3, 5, 7, 9, 11, 13, 15):
-        return LEFT_COLOR
-    if a in (2, 4, 6, 8, 10, 12, 14, 16) and b in (2, 4, 6, 8, 10, 12, 14, 16):
-        return RIGHT_COLOR
+    """Left keypoints have odd indices and right ones even (the nose is 0)."""
+    if a % 2 == b % 2 and a > 0 and b > 0:
+        return LEFT_COLOR if a % 2 else RIGHT_COLOR
     return CENTRE_COLOR
 
 
@@ -143,13 +133,7 @@ def make_figure(rng: np.random.Generator, config: StickFiguresConfig) -> StickFi
     head = (xy[3] + xy[4]) / 2
     r = _HEAD_RADIUS * height * scale
     draw.ellipse([head[0] - r, head[1] - r, head[0] + r, head[1] + r], outline=CENTRE_COLOR, width=width)
-    for i, color in (
-        (0, (255, 60, 60)),
-        (1, LEFT_COLOR),
-        (2, RIGHT_COLOR),
-        (3, LEFT_COLOR),
-        (4, RIGHT_COLOR),
-    ):
+    for i, color in enumerate(((255, 60, 60), LEFT_COLOR, RIGHT_COLOR, LEFT_COLOR, RIGHT_COLOR)):
         draw.point(tuple(np.round(xy[i])), fill=color)
     visible = np.full(17, 2.0)
     if rng.uniform() < config.occlusion:
@@ -160,10 +144,9 @@ def make_figure(rng: np.random.Generator, config: StickFiguresConfig) -> StickFi
         inside = (xy[:, 0] >= box[0]) & (xy[:, 0] <= box[2]) & (xy[:, 1] >= box[1]) & (xy[:, 1] <= box[3])
         visible[inside] = 1.0
     keypoints = np.concatenate([xy, visible[:, None]], axis=1)  # (17, 3)
-    x0, y0 = np.clip(lo + offset, 0, S), np.clip(hi + offset, 0, S)
-    return StickFigure(
-        image, keypoints, (float(x0[0]), float(x0[1]), float(y0[0] - x0[0]), float(y0[1] - x0[1]))
-    )
+    x0, x1 = np.clip(lo + offset, 0, S), np.clip(hi + offset, 0, S)
+    (x, y), (w, h) = x0.tolist(), (x1 - x0).tolist()
+    return StickFigure(image, keypoints, (x, y, w, h))
 
 
 def figure_seed(split: str, index: int, base_seed: int) -> int:
@@ -195,16 +178,10 @@ class StickFiguresDataset(Dataset):
     def figure(self, index: int) -> StickFigure:
         if not 0 <= index < self.n:
             raise IndexError(f"figure {index} out of range for {self.n} figures")
-        return make_figure(
-            np.random.default_rng(figure_seed(self.split, index, self.config.seed)), self.config
-        )
+        rng = np.random.default_rng(figure_seed(self.split, index, self.config.seed))
+        return make_figure(rng, self.config)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         fig = self.figure(index)
-        return {
-            "image": fig.image,
-            "keypoints": fig.keypoints,
-            "bbox": fig.bbox,
-            "area": fig.area,
-            "image_id": index,
-        }
+        return {"image": fig.image, "keypoints": fig.keypoints, "bbox": fig.bbox, "area": fig.area,
+                "image_id": index}

@@ -1,4 +1,7 @@
-"""Synthetic table rows (``anytoken.models.tables.TableGenerationFormat``): training and its metric."""
+"""Table tasks (``anytoken.models.tables``) on ``{"rows": DataFrame}`` batches (``TableDataModule``): predict
+one column from the others, or generate synthetic rows; training and their metrics. Their arguments are
+the format's settings, ``num_examples`` (shown after testing) and ``TokenTaskModule``'s (no image encoder).
+"""
 
 from __future__ import annotations
 
@@ -8,18 +11,32 @@ import numpy as np
 import pandas as pd
 
 from anytoken.models import AnytokenModel
-from anytoken.tasks.evaluation import Evaluation, register_evaluation
-from anytoken.tasks.metrics.tables import marginal_distance
+from anytoken.tasks.evaluation import Evaluation, gather, register_evaluation
+from anytoken.tasks.metrics.tables import marginal_distance, prediction_metrics
 from anytoken.tasks.module import TokenTaskModule
 
 
-class TableGenerationModule(TokenTaskModule):
-    """Generate synthetic rows, unconditionally or conditioned on some columns, from ``{"rows": DataFrame}``
-    batches (``TableDataModule``). Use ``decoding.strategy: sample``: greedy decoding repeats one row.
+class TablePredictionModule(TokenTaskModule):
+    """Predict ``target`` from the other columns (``TablePredictionFormat``); reports accuracy (classes) or
+    RMSE/MAE (numbers)."""
 
-    Arguments: ``TableGenerationFormat``'s settings, ``num_examples`` (rows printed after testing) and
-    ``TokenTaskModule``'s (no image encoder).
-    """
+    def __init__(
+        self,
+        *args: Any,
+        target: str = "target",
+        regression: Literal["mean", "mode"] = "mean",
+        column_order: Literal["fixed", "shuffle"] = "fixed",
+        num_examples: int = 5,
+        **kwargs: Any,
+    ) -> None:
+        fmt = {"kind": "table_prediction", "column_order": column_order, "target": target,
+               "regression": regression}
+        super().__init__(*args, num_examples=num_examples, formats={"table_prediction": fmt}, **kwargs)
+
+
+class TableGenerationModule(TokenTaskModule):
+    """Generate synthetic rows, unconditionally or conditioned on some columns (``TableGenerationFormat``).
+    Use ``decoding.strategy: sample``: greedy decoding repeats one row."""
 
     def __init__(
         self,
@@ -34,6 +51,29 @@ class TableGenerationModule(TokenTaskModule):
         fmt = {"kind": "table_generation", "column_order": column_order, "condition_prob": condition_prob,
                "condition_on": condition_on, "num_synthetic": num_synthetic}
         super().__init__(*args, num_examples=num_examples, formats={"table_generation": fmt}, **kwargs)
+
+
+@register_evaluation
+class TablePredictionEvaluation(Evaluation):
+    """Accuracy of the predicted target (classes), or its RMSE and MAE (numbers)."""
+
+    kind = "table_prediction"
+
+    def step(self, model: AnytokenModel, batch: dict[str, Any]) -> list[dict[str, Any]]:
+        """One output per batch: the true target values and the predicted ones (Series, dtypes kept)."""
+        rows = batch["rows"]
+        return [{"truth": rows[self.fmt.target], "prediction": self.fmt.predict(model, rows)}]
+
+    def report(self, outputs: list[dict[str, Any]]) -> dict[str, float]:
+        truth, pred = (pd.concat(c, ignore_index=True) for c in gather(outputs, "truth", "prediction"))
+        return prediction_metrics(truth, pred, self.fmt.is_classification)
+
+    def examples(self, outputs: list[dict[str, Any]]) -> list[str]:
+        pairs = list(zip(outputs[0]["truth"], outputs[0]["prediction"]))[: self.num_examples]
+        return [f"Predicting {self.fmt.target!r}:"] + [f"  true {t!r:<24} predicted {p!r}" for t, p in pairs]
+
+    def predict(self, model: AnytokenModel, batch: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{self.fmt.target: value} for value in self.fmt.predict(model, batch["rows"]).tolist()]
 
 
 @register_evaluation
@@ -58,8 +98,7 @@ class TableGenerationEvaluation(Evaluation):
     def distances(self, outputs: list[dict[str, Any]]) -> dict[str, float]:
         """Column -> total variation distance of the generated columns over a split's outputs."""
         generated = [c for c in self.fmt.table.columns if c not in self.fmt.condition_on]
-        real = pd.concat([o["real"] for o in outputs], ignore_index=True)
-        synthetic = pd.concat([o["synthetic"] for o in outputs], ignore_index=True)
+        real, synthetic = (pd.concat(c, ignore_index=True) for c in gather(outputs, "real", "synthetic"))
         return marginal_distance(real[generated], synthetic[generated])
 
     def report(self, outputs: list[dict[str, Any]]) -> dict[str, float]:
