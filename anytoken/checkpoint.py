@@ -11,9 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from anytoken.loading import LoadError, load_state
+from anytoken.loading import LoadError, load_state, read_torch
 from anytoken.models import AnytokenModel
 
 MODEL_KEY = "anytoken_model"  # a task's checkpoint: its model's config() (plain JSON values)
@@ -45,15 +43,8 @@ def load(path: str | Path) -> AnytokenModel:
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A ``.ckpt`` file's dict, read with ``weights_only=True``; ``LoadError`` for anything else."""
-    path = Path(path)
-    if path.stat().st_size == 0:
-        raise LoadError(f"{path}: empty file")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - weights_only runs no code; any failure means an unreadable file
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise LoadError(f"{path}: not a readable checkpoint ({first[:200]})") from None
+    """A ``.ckpt`` file's dict (``read_torch``); ``LoadError`` for anything else."""
+    checkpoint = read_torch(path)
     if not isinstance(checkpoint, dict):
         raise LoadError(f"{path}: a checkpoint holds a dict, this file holds a {type(checkpoint).__name__}")
     return checkpoint

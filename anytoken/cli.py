@@ -204,9 +204,8 @@ def load_demo(name: str):  # noqa: ANN201 - the demo's module
     if not (root / f"{name}.py").is_file():
         raise FileNotFoundError(f"no {root / name}.py: the demos ship with anytoken's source checkout")
     if "demos" not in sys.modules:  # import demos/ as a package without putting the repo root on sys.path
-        spec = importlib.util.spec_from_file_location(
-            "demos", root / "__init__.py", submodule_search_locations=[str(root)]
-        )
+        spec = importlib.util.spec_from_file_location("demos", root / "__init__.py",
+                                                      submodule_search_locations=[str(root)])
         package = importlib.util.module_from_spec(spec)
         sys.modules["demos"] = package
         spec.loader.exec_module(package)

@@ -72,7 +72,7 @@ def _hostile_ckpts(tmp_path, bpe):
         {MODEL_KEY: config | {"no_such_option": 1}, "state_dict": {}}, "no_such_option")
     cases["not_a_dict.ckpt"] = ([1, 2, 3], "holds a list")
     other = {PREFIX + k: v for k, v in _model(bpe, d_model=64).state_dict().items()}
-    cases["other_weights.ckpt"] = ({MODEL_KEY: config, "state_dict": other}, "do not fit this model")
+    cases["other_weights.ckpt"] = ({MODEL_KEY: config, "state_dict": other}, "do not fit this AnytokenModel")
     for name, (content, _) in cases.items():
         torch.save(content, tmp_path / name)
     torch.save(_Evil(), tmp_path / "pickled_call.ckpt")
@@ -104,7 +104,7 @@ def _broken_releases(tmp_path, release, bpe):
     cases = {}
     weights = (copy("truncated_weights") / "model.safetensors")
     weights.write_bytes(weights.read_bytes()[:100])
-    cases["truncated_weights"] = "not a readable safetensors file"
+    cases["truncated_weights"] = "not a readable weights file"
     config = json.loads((release / "config.json").read_text())
     for name, edit, match in [
         ("config_names_a_function", {"formats": {"x": {"kind": "builtins.eval"}}}, "unknown task format"),
@@ -118,12 +118,10 @@ def _broken_releases(tmp_path, release, bpe):
         {"format_version": 1, "class_path": "os.system", "init_args": {"command": "touch PWNED"}}))
     cases["old_format"] = "format_version 1"
     (copy("not_json") / "config.json").write_text("{not json")
-    cases["not_json"] = "not readable JSON"
+    cases["not_json"] = "not a readable JSON file"
     other = _model(bpe, d_model=64).save_pretrained(tmp_path / "other")
     shutil.copy(other / "model.safetensors", copy("another_models_weights") / "model.safetensors")
-    cases["another_models_weights"] = "do not fit this model"
-    (copy("no_weights") / "model.safetensors").unlink()
-    cases["no_weights"] = "missing"
+    cases["another_models_weights"] = "do not fit this AnytokenModel"
     return cases
 
 
@@ -134,6 +132,9 @@ def test_broken_releases_give_one_clear_error(tmp_path, bpe, release, monkeypatc
             anytoken.load(tmp_path / name)
         assert name in str(err.value) and "\n" not in str(err.value), name
     assert not (tmp_path / "PWNED").exists()
+    (shutil.copytree(release, tmp_path / "no_weights") / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="no_weights"):
+        anytoken.load(tmp_path / "no_weights")
 
 
 def test_cli_reports_a_bad_checkpoint_in_one_line(tmp_path, bpe, monkeypatch):

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from anytoken.heads import DecodingConfig
-from anytoken.models.release import jsonable
+from anytoken.loading import jsonable
 from anytoken.tokenizers.sequence import Segment, SequenceBatch, Tokens
 
 AnytokenModel = Any  # ``anytoken.models.model.AnytokenModel``, which imports the formats (not the reverse)

@@ -17,10 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from anytoken.loading import jsonable
 from anytoken.models.formats import format_spec
 from anytoken.models.model import AnytokenModel
 from anytoken.models.projector import TokenPositions
-from anytoken.models.release import jsonable
 from anytoken.tokenizers.base import Tokenizer
 from anytoken.tokenizers.space import TokenSpace
 from anytoken.tokenizers.text import TextTokenizer

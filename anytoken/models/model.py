@@ -15,14 +15,15 @@ from typing import Any, Literal
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from safetensors.torch import save_model
 
+from anytoken.atomic import atomic_directory
 from anytoken.backbone import CausalTransformer, TransformerConfig
 from anytoken.heads import DecodingConfig, GrammarConstraint, LMHead, generate
 from anytoken.heads.fourier import FourierHead
-from anytoken.loading import LoadError, load_weights
+from anytoken.loading import LoadError, jsonable, load_weights, read_json
 from anytoken.models.formats import TaskFormat, build_format, check_choice, format_spec, open_segment
 from anytoken.models.projector import build_projector
-from anytoken.models.release import jsonable, read_release_config, write_release
 from anytoken.tokenizers.base import CONFIG_FILE, SegmentGrammar, Tokenizer, tokenizer_from_spec
 from anytoken.tokenizers.image_encoder import ImageEncoder, ImageEncoderConfig
 from anytoken.tokenizers.sequence import (
@@ -35,6 +36,9 @@ from anytoken.tokenizers.sequence import (
     build_sequences,
 )
 from anytoken.tokenizers.space import TokenSpace
+
+RELEASE_FORMAT = 2
+CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 
 
 def _as(cls: type, value: Any) -> Any:
@@ -119,8 +123,12 @@ class AnytokenModel(nn.Module):
         })
 
     def save_pretrained(self, directory: str | Path) -> Path:
-        """Write a release directory (``config.json`` + ``model.safetensors``) atomically."""
-        return write_release(self, {"model": self.config()}, directory)
+        """Write a release directory (``config.json``: format version + ``config()``; weights) atomically."""
+        with atomic_directory(directory) as tmp:
+            save_model(self, str(tmp / WEIGHTS_NAME))  # handles tied (shared) weights
+            config = {"format_version": RELEASE_FORMAT, "model": self.config()}
+            (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2))
+        return Path(directory)
 
     @classmethod
     def from_config(cls, config: Any, source: str | Path) -> AnytokenModel:
@@ -136,9 +144,15 @@ class AnytokenModel(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> AnytokenModel:
         """Load a release directory written by ``save_pretrained`` (eval mode)."""
-        config = read_release_config(directory)
-        model = cls.from_config(config.get("model"), Path(directory) / "config.json")
-        load_weights(model, Path(directory) / "model.safetensors")
+        path = Path(directory) / CONFIG_NAME
+        if not Path(directory).is_dir():
+            raise LoadError(f"{directory}: no release directory there")
+        config = read_json(path, "an anytoken release")
+        if config.get("format_version") != RELEASE_FORMAT:
+            raise LoadError(f"{path}: release format_version {config.get('format_version')!r}; this anytoken "
+                            f"reads {RELEASE_FORMAT} (re-export it with the anytoken that wrote it)")
+        model = cls.from_config(config.get("model"), path)
+        load_weights(model, Path(directory) / WEIGHTS_NAME)
         return model.eval()
 
     @property

@@ -17,9 +17,9 @@ from lightning.pytorch.utilities import rank_zero_info
 from anytoken.backbone import TransformerConfig
 from anytoken.checkpoint import MODEL_KEY, load
 from anytoken.heads import DecodingConfig
+from anytoken.loading import jsonable
 from anytoken.models import AnytokenModel
 from anytoken.models.growth import grow_into
-from anytoken.models.release import jsonable
 from anytoken.tasks.evaluation import Evaluation, evaluation_for
 from anytoken.tokenizers.base import Tokenizer
 from anytoken.tokenizers.image_encoder import ImageEncoderConfig
@@ -62,16 +62,12 @@ class TokenTaskModule(L.LightningModule):
 
     Args:
         vocab: the DataModule's ``vocab`` (TokenSpace layout, tokenizer specs); the CLI links it.
-        backbone: transformer hyperparameters; default the ``small`` preset.
-        image_encoder: encoder for continuous image prefixes; None when the task has no image features.
-        projector: ``"linear"`` or ``"mlp"`` map from encoder features to the backbone width.
-        image_positions: a learned embedding per image token after the projector (``TokenPositions``).
-        mask: ``"causal"``, or ``"prefix"`` (media prefixes attend to themselves bidirectionally).
+        backbone, image_encoder, projector, image_positions, mask, decoding: the model's (see
+            ``AnytokenModel``; ``decoding`` is how validation, test and predict generate).
         loss_weights: modality -> weight of its target tokens in the loss.
         lr: peak AdamW learning rate (linear warm-up, cosine decay to 10%).
         weight_decay: AdamW weight decay on matrices (not on norms or biases).
         warmup_steps: linear warm-up steps.
-        decoding: how validation/test/predict generate.
         input_dropout: while training, the fraction of target-segment *input* tokens replaced by
             ``<pad>`` (word dropout): the model must read the media rather than lean on the text so far.
         compile: run the backbone's teacher-forced passes through ``torch.compile`` (dynamic shapes);

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import difflib
 import math
-import re
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from safetensors.torch import load_file
 from torch import Tensor, nn
+
+from anytoken.loading import load_state, read_state
 
 Stats = tuple[float, float, float]  # per-channel RGB mean or std
 
@@ -180,7 +179,7 @@ class ImageEncoder(nn.Module):
     def __init__(self, config: ImageEncoderConfig) -> None:
         super().__init__()
         self.config = config
-        state_dict = read_state_dict(config.pretrained_path) if config.pretrained_path else None
+        state_dict = read_state(config.pretrained_path) if config.pretrained_path else None
         builders = {"cnn": _build_cnn, "timm": _build_timm, "open_clip": _build_open_clip}
         self.model = builders[config.source](config, state_dict)
         if config.frozen:
@@ -258,7 +257,7 @@ def _build_cnn(config: ImageEncoderConfig, state_dict: dict[str, Tensor] | None)
         config.image_size, config.cnn_width, config.cnn_grid, 4 if config.value_channel else 3
     )
     if state_dict is not None:
-        _load_checkpoint(model, state_dict, set(), config.pretrained_path)
+        load_state(model, state_dict, config.pretrained_path)
     return model
 
 
@@ -276,7 +275,7 @@ def _build_timm(config: ImageEncoderConfig, state_dict: dict[str, Tensor] | None
     if state_dict is not None:
         if config.value_channel:
             state_dict = _with_value_input(state_dict, model)
-        _load_checkpoint(model, state_dict, full_keys - set(model.state_dict()), config.pretrained_path)
+        load_state(model, state_dict, config.pretrained_path, full_keys - set(model.state_dict()))
     if hasattr(model, "set_input_size"):  # after loading, so pretrained position embeddings get resampled
         model.set_input_size(img_size=(config.image_size, config.image_size))
     return model
@@ -321,7 +320,7 @@ def _build_open_clip(config: ImageEncoderConfig, state_dict: dict[str, Tensor] |
         visual.prune_intermediate_layers(indices=1, prune_norm=False, prune_head=True)
     if state_dict is not None:
         state_dict = _open_clip_visual_state(state_dict, visual)
-        _load_checkpoint(visual, state_dict, full_keys - set(visual.state_dict()), config.pretrained_path)
+        load_state(visual, state_dict, config.pretrained_path, full_keys - set(visual.state_dict()))
     if hasattr(visual, "set_input_size"):  # timm trunks are built at their default size, as create_model does
         visual.set_input_size(config.image_size)
     return visual
@@ -339,43 +338,6 @@ def _open_clip_visual_state(state_dict: dict[str, Tensor], visual: nn.Module) ->
         grid = list(visual.grid_size)
         state_dict["positional_embedding"] = resample_abs_pos_embed(pos[None], grid, num_prefix_tokens=1)[0]
     return state_dict
-
-
-def read_state_dict(path: str) -> dict[str, Tensor]:
-    """Load a state dict from ``path``: safetensors by suffix, else ``torch.load(weights_only=True)``."""
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"pretrained_path {path!r} does not exist or is not a file")
-    if file.suffix == ".safetensors":
-        state = load_file(file)
-    else:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model"):  # training checkpoints nest the weights
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise ValueError(f"{path!r} does not hold a state dict of tensors")
-    return {re.sub(r"^(_orig_mod\.|module\.)+", "", k): v for k, v in state.items()}  # compile/DDP wrappers
-
-
-def _load_checkpoint(model: nn.Module, state_dict: dict[str, Tensor], ignored: set[str], path: str) -> None:
-    """Load strictly, except keys of pruned parts (``ignored``); raise ``ValueError`` listing any mismatch."""
-    own = model.state_dict()
-    state_dict = {k: v for k, v in state_dict.items() if k not in ignored}
-    missing = sorted(own.keys() - state_dict.keys())
-    unexpected = sorted(state_dict.keys() - own.keys())
-    mismatched = [
-        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-        for k, v in state_dict.items()
-        if k in own and v.shape != own[k].shape
-    ]
-    if missing or unexpected or mismatched:
-        raise ValueError(
-            f"checkpoint {path!r} does not fit {type(model).__name__}: "
-            f"{len(missing)} missing keys {missing[:8]}, {len(unexpected)} unexpected keys {unexpected[:8]}, "
-            f"{len(mismatched)} shape mismatches {mismatched[:8]}"
-        )
-    model.load_state_dict(state_dict)
 
 
 def image_mean_std(config: ImageEncoderConfig) -> tuple[Stats, Stats]:

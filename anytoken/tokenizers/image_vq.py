@@ -18,8 +18,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
+from anytoken.loading import read_state
 from anytoken.tokenizers.base import SegmentGrammar, Tokenizer, register_tokenizer
-from anytoken.tokenizers.image_encoder import read_state_dict
 from anytoken.tokenizers.image_io import fit_square, image_to_tensor, load_image, to_rgb
 from anytoken.tokenizers.quantizers import FSQ, TokenizerOutput, TrainableTokenizer, VectorQuantizer
 
@@ -178,7 +178,7 @@ class PerceptualLoss(nn.Module):
 
         if not Path(path).is_file():
             raise ValueError(f"perceptual_path {path!r} is not a file (local VGG16 weights are needed)")
-        state = read_state_dict(path)
+        state = read_state(path)
         features = vgg16().features[: _VGG16_TAPS[-1] + 1]
         state = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
         missing, _ = features.load_state_dict(state, strict=False)

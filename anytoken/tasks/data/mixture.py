@@ -19,8 +19,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from anytoken.loading import jsonable
 from anytoken.models.formats import build_format
-from anytoken.models.release import jsonable
 from anytoken.models.templates import Template
 from anytoken.tasks.data.base import TaskDataModule
 from anytoken.tokenizers.base import tokenizer_from_spec
