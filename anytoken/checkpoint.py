@@ -1,10 +1,6 @@
-"""One loader for every file that holds a model: release directories and Lightning ``.ckpt`` files.
-
-``load(path)`` returns an ``AnytokenModel`` without importing Lightning. It is safe by construction: a
-``.ckpt`` is read with ``torch.load(weights_only=True)``, the model is always ``AnytokenModel`` and its task
-formats are looked up by kind in ``anytoken.models.FORMATS``, so no name a file holds is ever imported or
-called. Every corrupt, truncated, foreign or mismatched file raises ``LoadError`` naming the file.
-"""
+"""One loader for release directories and Lightning ``.ckpt`` files, safe by construction: ``.ckpt`` files
+are read with ``weights_only=True``, the model is always ``AnytokenModel`` and its formats are looked up by
+kind in ``FORMATS``, so no name a file holds is imported or called; a bad file raises ``LoadError``."""
 
 from __future__ import annotations
 

@@ -43,10 +43,8 @@ def _run_cli(argv: Sequence[str] | None, run: bool):  # noqa: ANN202 - a Lightni
         def before_fit(self) -> None:
             t = self.trainer
             if t.max_epochs in (None, -1, 1000) and t.max_steps in (None, -1) and t.max_time is None:
-                raise SystemExit(
-                    "anytoken fit: set trainer.max_epochs, trainer.max_steps or trainer.max_time "
-                    "(Lightning would otherwise train for 1000 epochs)"
-                )
+                raise SystemExit("anytoken fit: set trainer.max_epochs, max_steps or max_time "
+                                 "(Lightning would otherwise train for 1000 epochs)")
 
     no_abbrev = {"allow_abbrev": False}
     return AnytokenCLI(
@@ -68,17 +66,22 @@ def from_config(config: str | Path, *overrides: str):  # noqa: ANN201 - a Lightn
 
 
 @contextmanager
-def _one_line_errors(command: str) -> Iterator[None]:
-    """Turn a bad input file or argument into exit 1 with one line naming the command (no traceback)."""
+def _one_line_errors(command: str, errors: tuple[type[Exception], ...] = TOKENIZER_ERRORS) -> Iterator[None]:
+    """Turn a bad input file or argument (one of ``errors``, also when another exception wraps it, as
+    jsonargparse does) into exit 1 with one line naming the command (no traceback)."""
     try:
         yield
-    except (ValueError, FileNotFoundError, NotImplementedError) as err:
-        raise SystemExit(f"anytoken {command}: {err}") from None
+    except Exception as err:
+        cause = err
+        while cause is not None and not isinstance(cause, errors):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        raise SystemExit(f"anytoken {command}: {cause}") from None
 
 
-def _model_args(
-    parser: argparse.ArgumentParser, argv: Sequence[str], max_new_tokens: int
-) -> argparse.Namespace:
+def _model_args(parser: argparse.ArgumentParser, argv: Sequence[str],
+                max_new_tokens: int) -> argparse.Namespace:
     """Parse ``argv`` with the options of the commands that run a model added: --ckpt and the decoding."""
     parser.add_argument("--ckpt", required=True, help="a .ckpt file or a release directory")
     parser.add_argument("--strategy", choices=("greedy", "sample", "beam"), default="greedy")
@@ -87,9 +90,8 @@ def _model_args(
     return parser.parse_args(argv)
 
 
-def _load_images(
-    args: argparse.Namespace, command: str, paths: Sequence[str]
-) -> tuple[AnytokenModel, torch.Tensor, DecodingConfig]:
+def _load_images(args: argparse.Namespace, command: str,
+                 paths: Sequence[str]) -> tuple[AnytokenModel, torch.Tensor, DecodingConfig]:
     """The model of ``--ckpt`` (it must have ``command``'s format), image files as one batch at the size
     it reads, and the decoding ``args`` ask for."""
     import torch
@@ -245,7 +247,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     command, rest = argv[0], argv[1:]
     if command in LIGHTNING_COMMANDS:
-        _run_cli(None if argv == sys.argv[1:] else argv, run=True)
+        from anytoken.loading import LoadError
+
+        with _one_line_errors(command, (LoadError,)):  # a bad file (e.g. init_from): one line, no traceback
+            _run_cli(None if argv == sys.argv[1:] else argv, run=True)
     elif command in COMMANDS:
         COMMANDS[command](rest)
     else:

@@ -182,3 +182,19 @@ def test_a_tasks_own_decoding_travels_with_the_release(tmp_path, bpe):
     assert loaded.config()["formats"]["caption"]["decoding"]["max_new_tokens"] == 2
     ids = loaded.generate(loaded.formats["caption"], {"images": torch.rand(2, 3, 16, 16)}, "text")
     assert all(len(i) <= 2 for i in ids)
+
+
+def test_fit_from_a_hostile_init_from_exits_in_one_line(tmp_path, bpe, repo_root, monkeypatch):
+    from configs_shrink import shrink_config
+
+    from anytoken.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    _hostile_ckpts(tmp_path, bpe)
+    config = str(shrink_config(repo_root / "configs/caption_scenes.yaml", tmp_path))
+    for name in ("os_system_class.ckpt", "pickled_call.ckpt"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["fit", "--config", config, "--model.init_args.init_from", str(tmp_path / name)])
+        message = str(exit_.value.code)
+        assert message.startswith("anytoken fit: ") and name in message and "\n" not in message
+    assert not (tmp_path / "PWNED").exists()

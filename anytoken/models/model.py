@@ -293,11 +293,10 @@ class AnytokenModel(nn.Module):
         """Continue hand-built prompts with one ``modality`` segment each; local ids per prompt.
 
         Args:
-            prompts: segments per sample, e.g. ``[Special("<bos>"), Embeds("image", n, 0),
-                Special("<pose_estimation>")]``; an open ``modality`` segment is appended when missing.
+            prompts: segments per sample, e.g. ``[Special("<bos>"), Embeds("image", n, 0), Special("<vqa>")]``
+                (an open ``modality`` segment is appended when missing).
             images: ``[N, 3, S, S]`` in ``[0, 1]``, indexed by the prompts' ``Embeds`` sources.
-            decoding: default the model's; its token budget is raised to fit a fixed-length grammar.
-            grammar: overrides the ``modality`` tokenizer's grammar.
+            decoding, grammar: default the model's and the tokenizer's (the budget fits a fixed grammar).
         """
         grammar = grammar or self.tokenizers[modality].grammar()
         decoding = decoding or self.decoding

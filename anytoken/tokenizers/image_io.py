@@ -1,5 +1,5 @@
-"""How image files enter anytoken (``anytoken.tasks.data`` re-exports these; the image tokenizers read
-files too). The policy:
+"""How image files enter anytoken (the datasets and the image tokenizers read them through here; the
+CLI and demos too). The policy:
 
 - ``load_image``: the file is verified (``Image.verify()``: PNG checksums, missing end chunk) and fully
   decoded, so truncated or corrupt files fail here, not inside a DataLoader worker (truncated JPEGs are
