@@ -150,7 +150,7 @@ class AnytokenModel(nn.Module):
         config = read_json(path, "an anytoken release")
         if config.get("format_version") != RELEASE_FORMAT:
             raise LoadError(f"{path}: release format_version {config.get('format_version')!r}; this anytoken "
-                            f"reads {RELEASE_FORMAT} (re-export it with the anytoken that wrote it)")
+                            f"reads {RELEASE_FORMAT} (written before the redesign: train it again)")
         model = cls.from_config(config.get("model"), path)
         load_weights(model, Path(directory) / WEIGHTS_NAME)
         return model.eval()
