@@ -9,13 +9,14 @@ from __future__ import annotations
 import inspect
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from anytoken.heads import DecodingConfig
 from anytoken.loading import jsonable
+from anytoken.registry import Registry
 from anytoken.tokenizers.sequence import Segment, SequenceBatch, Tokens
 
 AnytokenModel = Any  # ``anytoken.models.model.AnytokenModel``, which imports the formats (not the reverse)
@@ -117,28 +118,18 @@ class TaskFormat(nn.Module):
         return ", ".join(f"{k}={v!r}" for k, v in self.config().items())
 
 
-FORMATS: dict[str, type[TaskFormat]] = {}
-F = TypeVar("F", bound=type[TaskFormat])
-
-
-def register_format(cls: F) -> F:
-    """Class decorator adding a format to ``FORMATS`` under ``cls.kind`` (a user's own formats too)."""
-    if FORMATS.get(cls.kind, cls) is not cls:
-        raise ValueError(f"format kind {cls.kind!r} is already registered by {FORMATS[cls.kind].__name__}")
-    FORMATS[cls.kind] = cls
-    return cls
+FORMATS = Registry("task format", "kind")
+register_format = FORMATS.register  # class decorator: the format under ``cls.kind`` (users' own too)
 
 
 def build_format(spec: dict[str, Any]) -> TaskFormat:
     """A format from ``{"kind": ..., **settings}`` (a ``config.json`` entry); clear errors on bad specs."""
     if not isinstance(spec, dict) or not isinstance(spec.get("kind"), str):
         raise ValueError(f"a task format is a dict with a 'kind' string, got {spec!r:.200}")
-    kind = spec["kind"]
-    if kind not in FORMATS:
-        raise ValueError(f"unknown task format {kind!r}; registered: {sorted(FORMATS)}")
+    kind, cls = spec["kind"], FORMATS.lookup(spec["kind"])
     args = {k: v for k, v in spec.items() if k not in ("kind", "decoding")}
     try:
-        fmt = FORMATS[kind](**args)
+        fmt = cls(**args)
         if spec.get("decoding") is not None:
             fmt.decoding = DecodingConfig(**spec["decoding"])
     except TypeError as err:

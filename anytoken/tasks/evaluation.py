@@ -1,14 +1,14 @@
-"""What a task measures, apart from Lightning: outputs per batch, metrics per split, examples to print.
-One ``Evaluation`` class per task format kind, registered by ``register_evaluation``."""
+"""What a task measures (one ``Evaluation`` per format kind): outputs per batch, metrics per split."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import torch
 
 from anytoken.models import AnytokenModel, TaskFormat
+from anytoken.registry import Registry
 from anytoken.tokenizers.sequence import IGNORE_INDEX
 
 
@@ -61,16 +61,8 @@ def gather(outputs: list[dict[str, Any]], *keys: str) -> list[list[Any]]:
     return [[o[k] for o in outputs] for k in keys]
 
 
-EVALUATIONS: dict[str, type[Evaluation]] = {}
-E = TypeVar("E", bound=type[Evaluation])
-
-
-def register_evaluation(cls: E) -> E:
-    """Class decorator: ``cls`` evaluates formats of kind ``cls.kind``."""
-    if EVALUATIONS.get(cls.kind, cls) is not cls:
-        raise ValueError(f"format kind {cls.kind!r} already has one: {EVALUATIONS[cls.kind].__name__}")
-    EVALUATIONS[cls.kind] = cls
-    return cls
+EVALUATIONS = Registry("evaluation of format kind", "kind")
+register_evaluation = EVALUATIONS.register  # class decorator: ``cls`` evaluates formats of ``cls.kind``
 
 
 def evaluation_for(fmt: TaskFormat, num_examples: int = 8) -> Evaluation:

@@ -7,12 +7,13 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import torch
 
 from anytoken.atomic import atomic_directory
 from anytoken.loading import LoadError, load_weights, read_json
+from anytoken.registry import Registry
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "tokenizer_config.json"
@@ -157,23 +158,13 @@ class Tokenizer(abc.ABC):
         return tokenizer
 
 
-TOKENIZERS: dict[str, type[Tokenizer]] = {}
-T = TypeVar("T", bound=type[Tokenizer])
-
-
-def register_tokenizer(cls: T) -> T:
-    """Class decorator adding a tokenizer to the registry under ``cls.name``."""
-    if cls.name in TOKENIZERS and TOKENIZERS[cls.name] is not cls:
-        raise ValueError(f"tokenizer name {cls.name!r} is already registered by {TOKENIZERS[cls.name]}")
-    TOKENIZERS[cls.name] = cls
-    return cls
+TOKENIZERS = Registry("tokenizer", "name")
+register_tokenizer = TOKENIZERS.register  # class decorator: the tokenizer under ``cls.name``
 
 
 def create_tokenizer(name: str, **kwargs: Any) -> Tokenizer:
     """Build a registered tokenizer by name, e.g. ``create_tokenizer("clip_bpe")``."""
-    if name not in TOKENIZERS:
-        raise ValueError(f"unknown tokenizer {name!r}; registered: {sorted(TOKENIZERS)}")
-    return TOKENIZERS[name](**kwargs)
+    return TOKENIZERS.lookup(name)(**kwargs)
 
 
 def tokenizer_from_spec(spec: dict[str, Any]) -> Tokenizer:
