@@ -21,15 +21,28 @@ USAGE = """usage: anytoken COMMAND [ARGS]
 
 commands:
   fit | validate | test | predict   Lightning CLI: anytoken fit --config configs/caption_scenes.yaml
+  tokenize --config X.yaml [--out DIR] [--workers N]   write a config's training data as token shards
   caption IMAGE... --ckpt PATH      caption image files with a checkpoint (.ckpt) or release directory
   vqa IMAGE "QUESTION" --ckpt PATH  answer a question about an image file with a VQA model
-  demo captioning|vqa|tokenizers|anything   launch a Gradio app on 127.0.0.1 (--ckpt, --port)
+  demo captioning|vqa|tokenizers|anything|generate   launch a Gradio app on 127.0.0.1 (--ckpt, --port)
   export --ckpt X.ckpt -o DIR       write a release directory (config.json + model.safetensors)
   encode MEDIA --tokenizer DIR -o X.npy    media file -> local token ids
   decode X.npy --tokenizer DIR -o MEDIA    local token ids -> media file
+  bench MEDIA... --tokenizer DIR|NAME      tokenizers vs JPEG/WebP, Opus/Codec2/mu-law: tables + JSON
 
-run 'anytoken COMMAND --help' for a command's options."""
-TOKENIZER_ERRORS = (ValueError, FileNotFoundError, NotImplementedError)
+run 'anytoken COMMAND --help' for a command's options; docs/input_policy.md for what each accepts."""
+TOKENIZER_ERRORS = (ValueError, FileNotFoundError, NotImplementedError, Warning)  # Warning: --strict's
+MEDIA_POLICY = """input policy (docs/input_policy.md):
+  images  any Pillow format, converted to RGB (16-bit scaled, alpha on white); the centred square is
+          cropped, then resized; truncated or corrupt files are refused; above 32 megapixels refused
+          (JPEGs are decoded at a reduced scale first)
+  audio   WAV, FLAC, OGG, AIFF, MP3; downmixed, resampled (rates below 4000 Hz refused); NaN/inf,
+          empty and truncated files refused; samples outside [-1, 1] or clipped are clamped and
+          silence is encoded, each with a warning (--strict refuses them)
+  tables  .csv (UTF-8, byte-order mark allowed) or .parquet with the fitted schema's columns
+  trajectories  a scene,agent,t,x,y CSV of one scene on uniform steps
+output policy: written atomically in the format of the suffix; permissions follow the umask; a link, a
+  directory or a device at the output path is refused; an interrupted write leaves nothing behind"""
 
 
 def _run_cli(argv: Sequence[str] | None, run: bool):  # noqa: ANN202 - a LightningCLI instance
@@ -103,8 +116,8 @@ def _load_images(args: argparse.Namespace, command: str,
     model = load(args.ckpt)
     model.task_format(command)
     encoder = model.image_encoder  # None: images enter as VQ tokens, at the image tokenizer's size
-    size = encoder.config.image_size if encoder is not None else model.tokenizers["image"].cfg.image_size
-    images = torch.stack([image_to_tensor(load_image(p), size) for p in paths])
+    size = encoder.config.image_size if encoder is not None else model.tokenizers["image"].image_size
+    images = torch.stack([image_to_tensor(load_image(p, size), size) for p in paths])
     return model, images, DecodingConfig(args.strategy, args.max_new_tokens, num_beams=args.num_beams)
 
 
@@ -144,55 +157,132 @@ def _tokenizer_args(
     argv: Sequence[str], command: str, description: str, source: str, output: str
 ) -> argparse.Namespace:
     """Parse ``anytoken encode|decode SOURCE --tokenizer DIR -o OUTPUT`` (the strings are help texts)."""
-    parser = argparse.ArgumentParser(prog=f"anytoken {command}", description=description)
+    parser = argparse.ArgumentParser(prog=f"anytoken {command}", description=description, epilog=MEDIA_POLICY,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", help=source)
     parser.add_argument("--tokenizer", required=True, help="a directory written by save_pretrained")
     parser.add_argument("-o", "--output", required=True, help=output)
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse input the policy would fix with a warning (clipping, silence)")
     return parser.parse_args(argv)
+
+
+@contextmanager
+def _media_warnings(command: str, strict: bool) -> Iterator[None]:
+    """Show each ``MediaWarning`` as one line on stderr, or raise it (``strict``)."""
+    import warnings
+
+    from anytoken.tokenizers.base import MediaWarning
+
+    seen = set()  # the file and the tokenizer both check a wave: say each finding once
+
+    def one_line(message, category, *rest) -> None:  # noqa: ANN001 - warnings.showwarning's signature
+        finding = str(message).split(": ", 1)[-1]
+        if finding not in seen:
+            seen.add(finding)
+            print(f"anytoken {command}: warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error" if strict else "default", MediaWarning)
+        warnings.showwarning = one_line
+        yield
+
+
+def _regular_file(path: str, what: str) -> Path:
+    """``path`` if it is a regular file, else ``ValueError`` naming it."""
+    source = Path(path)
+    if source.is_dir():
+        raise ValueError(f"{source} is a directory: give one {what} file")
+    if not source.is_file():
+        raise FileNotFoundError(f"no {what} file at {source}")
+    return source
+
+
+def _sidecar(ids_path: str | Path) -> Path:
+    """Where ``encode`` keeps what ``decode`` needs beyond the ids (e.g. a trajectory's scene)."""
+    return Path(f"{ids_path}.json")
 
 
 def _encode(argv: Sequence[str]) -> None:
     args = _tokenizer_args(
-        argv, "encode", "Media file -> token ids (.npy).",
+        argv, "encode", "Media file -> token ids (.npy, plus X.npy.json when the ids need a header).",
         "the media file (image, audio, ... as the tokenizer reads)", "the .npy file of token ids to write",
     )
+    import json
+
     import numpy as np
 
-    from anytoken.atomic import atomic_path
+    from anytoken.atomic import atomic_path, check_target
     from anytoken.tokenizers import Tokenizer
 
-    with _one_line_errors("encode"):
+    with _one_line_errors("encode"), _media_warnings("encode", args.strict):
+        source, output = _regular_file(args.source, "media"), check_target(args.output)
+        sidecar = check_target(_sidecar(output))
         tokenizer = Tokenizer.from_pretrained(args.tokenizer)
-        ids = tokenizer.encode(tokenizer.read_media(Path(args.source)))
-    with atomic_path(args.output) as tmp, open(tmp, "wb") as f:
-        np.save(f, ids.cpu().numpy())
+        ids, header = tokenizer.encode_file(source)
+        if header:
+            with atomic_path(sidecar) as tmp:
+                tmp.write_text(json.dumps(header))
+        with atomic_path(output) as tmp, open(tmp, "wb") as f:
+            np.save(f, ids.cpu().numpy())
+        if not header:
+            sidecar.unlink(missing_ok=True)  # a header of an earlier encode would not fit these ids
     print(f"{args.source}: {ids.numel()} tokens {tuple(ids.shape)} -> {args.output}")
 
 
 def _decode(argv: Sequence[str]) -> None:
     args = _tokenizer_args(
-        argv, "decode", "Token ids (.npy) -> media file.",
-        "a .npy file of local token ids (from anytoken encode)", "the media file to write",
+        argv, "decode", "Token ids (.npy, and X.npy.json when encode wrote one) -> media file.",
+        "a .npy file of local token ids (from anytoken encode)", "the media file to write (format by suffix)",
     )
     import numpy as np
     import torch
 
-    from anytoken.atomic import atomic_path
+    from anytoken.atomic import check_target
+    from anytoken.loading import read_json
     from anytoken.tokenizers import Tokenizer
 
-    with _one_line_errors("decode"):
+    with _one_line_errors("decode"), _media_warnings("decode", args.strict):
+        source, output = _regular_file(args.source, ".npy"), check_target(args.output)
         tokenizer = Tokenizer.from_pretrained(args.tokenizer)
         try:
-            array = np.load(args.source, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise ValueError(f"{args.source} is not a readable .npy file ({err})") from None
-        media = tokenizer.decode(torch.from_numpy(array))
-        with atomic_path(args.output) as tmp:
-            tokenizer.write_media(media, tmp)
+            array = np.load(source, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as err:
+            pickled = "allow_pickle" in str(err)  # numpy's words for pickled objects or a non-.npy file
+            raise ValueError(f"{source}: not a .npy file of token ids"
+                             + (" (anytoken never unpickles)" if pickled else f" ({err})")) from None
+        if not isinstance(array, np.ndarray) or array.dtype.kind not in "iub":
+            raise ValueError(f"{source}: token ids must be integers, got {getattr(array, 'dtype', type(array))}")
+        sidecar = _sidecar(source)
+        header = read_json(sidecar, "an encode header") if sidecar.is_file() else None
+        tokenizer.decode_file(torch.from_numpy(array.astype(np.int64)), output, header)
     print(f"{args.source} -> {args.output}")
 
 
-DEMOS = ("captioning", "vqa", "tokenizers", "anything")  # demos/NAME.py: build_app(ckpt=...) -> gr.Blocks
+def _tokenize(argv: Sequence[str]) -> None:
+    parser = argparse.ArgumentParser(prog="anytoken tokenize",
+                                     description="Write a training config's data as token shards.")
+    parser.add_argument("--config", required=True, help="a training config (YAML) with a data section")
+    parser.add_argument("--out", help="the shard folder (default: data.init_args.shards or runs/NAME/shards)")
+    parser.add_argument("--workers", type=int, default=0, help="parallel writer processes")
+    parser.add_argument("--shard-size", type=int, default=256, help="samples per shard")
+    args = parser.parse_args(argv)
+    from anytoken.tasks.data.shard_writer import tokenize_config
+
+    with _one_line_errors("tokenize"):
+        written = tokenize_config(args.config, args.out, args.workers, args.shard_size)
+    for folder, index in written.items():
+        print(f"{folder}: {index['num_samples']} samples in {len(index['shards'])} shards")
+
+
+def _bench(argv: Sequence[str]) -> None:
+    from anytoken.bench.command import main as bench
+
+    with _one_line_errors("bench"):
+        bench(argv)
+
+
+DEMOS = ("captioning", "vqa", "tokenizers", "anything", "generate")  # demos/NAME.py: build_app(ckpt=...)
 
 
 def load_demo(name: str):  # noqa: ANN201 - the demo's module
@@ -235,8 +325,25 @@ def _demo(argv: Sequence[str]) -> None:
 
 
 COMMANDS = {
-    "caption": _caption, "vqa": _vqa, "demo": _demo, "export": _export, "encode": _encode, "decode": _decode
+    "caption": _caption, "vqa": _vqa, "demo": _demo, "export": _export, "encode": _encode, "decode": _decode,
+    "tokenize": _tokenize, "bench": _bench,
 }
+
+
+def _check_configs(argv: Sequence[str]) -> None:
+    """``LoadError`` naming a ``--config`` file that is missing or not UTF-8 text (jsonargparse would give
+    a traceback)."""
+    from anytoken.loading import LoadError
+
+    for i, arg in enumerate(argv):
+        path = argv[i + 1] if arg == "--config" and i + 1 < len(argv) else arg.partition("=")[2]
+        if arg.startswith("--config") and path:
+            try:
+                Path(path).read_text(encoding="utf-8")
+            except UnicodeDecodeError as err:
+                raise LoadError(f"{path}: the config is not UTF-8 text ({err.reason} at byte {err.start})") from None
+            except OSError as err:
+                raise LoadError(f"{path}: cannot read the config ({err.strerror})") from None
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -247,11 +354,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     command, rest = argv[0], argv[1:]
     if command in LIGHTNING_COMMANDS:
+        from lightning.fabric.utilities.exceptions import MisconfigurationException
+
         from anytoken.loading import LoadError
 
-        with _one_line_errors(command, (LoadError,)):  # a bad file (e.g. init_from): one line, no traceback
+        # a bad file (e.g. init_from) or setting (max_steps: -5): one line, no traceback
+        with _one_line_errors(command, (LoadError, MisconfigurationException)):
+            _check_configs(rest)
             _run_cli(None if argv == sys.argv[1:] else argv, run=True)
     elif command in COMMANDS:
+        from anytoken.atomic import cleanup_on_sigterm
+
+        cleanup_on_sigterm()
         COMMANDS[command](rest)
     else:
         raise SystemExit(f"anytoken: unknown command {command!r}\n\n{USAGE}")

@@ -3,33 +3,47 @@ that brings any signal to a tokenizer's sample rate and channels, in this order:
 
 1. Channels: to mono, the mean of all channels; to ``N`` channels, the mono signal copied.
 2. Sample rate: ``torchaudio.functional.resample`` in chunks with exact context on both sides, so the
-   result equals resampling the whole signal without a second full-length buffer. Files are read block
-   by block, each block downmixed first (one buffer at the target channel count).
-3. ``check_wave``: no samples, NaN/inf, values outside ``[-1, 1]``, more than ``max_clipped`` of the
-   samples at full scale (clipping) or digital silence raise ``ValueError``.
+   result equals resampling the whole signal without a second full-length buffer. Its sinc kernel grows
+   with the terms of the reduced ratio (8001 -> 16000 Hz would need gigabytes), so a ratio whose terms
+   exceed ``MAX_RATIO_TERM`` goes to ``soxr`` (libsoxr's polyphase resampler: any ratio, exactly, with a
+   small fixed kernel); every common pair of rates (8/11.025/16/22.05/24/32/44.1/48 kHz) stays on the
+   torchaudio path. Rates below ``MIN_SAMPLE_RATE`` are refused. Files are read block by block, each block downmixed
+   first (one buffer at the target channel count).
+3. ``check_wave``: no samples, NaN or inf raise ``ValueError``. Samples outside ``[-1, 1]``, more than
+   ``max_clipped`` of them at full scale (clipping) and digital silence are valid input: the first two are
+   clamped, and each gives a ``MediaWarning``, which ``--strict`` (or a warnings filter) makes an error.
+4. Files: a file whose samples end before its header says (a truncated WAV or FLAC) is refused.
 """
 
 from __future__ import annotations
 
 import math
+import struct
+import warnings
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import torch
 
-WRITE_FORMATS = {".wav": "WAV", ".flac": "FLAC"}  # suffix -> soundfile format (16-bit PCM)
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")  # what folders are scanned for
+from anytoken.tokenizers.base import MediaWarning
+
+WRITE_FORMATS = {  # suffix -> soundfile (format, subtype)
+    ".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".aiff": ("AIFF", "PCM_16"),
+    ".aif": ("AIFF", "PCM_16"), ".ogg": ("OGG", "VORBIS"), ".mp3": ("MP3", "MPEG_LAYER_III"),
+}
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".aiff", ".aif", ".mp3")  # what folders are scanned for
+MIN_SAMPLE_RATE = 4000  # Hz; below it a second of audio is a handful of samples, not speech or music
+MAX_RATIO_TERM = 1000  # larger terms of a reduced rate ratio go to soxr (torchaudio's kernel grows with them)
 FULL_SCALE = 0.9999  # |x| at or above this counts as a clipped sample
 SILENCE = 1e-5  # peak below this counts as silence
 
 
-def check_wave(
-    wave: torch.Tensor, what: str = "audio", max_clipped: float = 0.01, allow_silence: bool = False
-) -> None:
-    """Raise ``ValueError`` naming what is wrong with ``wave`` ``[..., T]`` (float samples in ``[-1, 1]``);
-    ``what`` names the input, ``max_clipped`` is the largest fraction of samples allowed at full scale, and
-    ``allow_silence`` accepts a silent signal (training crops may be silent; files may not)."""
+def check_wave(wave: torch.Tensor, what: str = "audio", max_clipped: float = 0.01) -> torch.Tensor:
+    """``wave`` ``[..., T]`` (float samples, nominally in ``[-1, 1]``) by the module's policy: ``ValueError``
+    naming ``what`` for no samples or NaN/inf; clamped to ``[-1, 1]`` with a ``MediaWarning`` when samples
+    lie outside or more than ``max_clipped`` of them sit at full scale; a ``MediaWarning`` for silence."""
     if not isinstance(wave, torch.Tensor) or not wave.is_floating_point():
         raise ValueError(
             f"{what}: audio must be a float tensor of samples in [-1, 1], got "
@@ -40,19 +54,16 @@ def check_wave(
     if not bool(torch.isfinite(wave).all()):
         raise ValueError(f"{what}: the audio has NaN or infinite samples")
     peak = float(wave.abs().max())
-    if peak > 1.0 + 1e-6:
-        raise ValueError(
-            f"{what}: samples reach {peak:.3g}, outside [-1, 1] (unnormalised or clipped audio: "
-            "divide integer PCM by its full scale, or scale the signal down)"
-        )
     clipped = float((wave.abs() >= FULL_SCALE).float().mean())
-    if clipped > max_clipped:
-        raise ValueError(
-            f"{what}: {clipped:.1%} of the samples sit at full scale (clipped audio; at most "
-            f"{max_clipped:.1%} allowed)"
-        )
-    if peak < SILENCE and not allow_silence:
-        raise ValueError(f"{what}: the audio is silent (peak {peak:.1e}): nothing to tokenize")
+    if peak > 1.0 + 1e-6:
+        warnings.warn(f"{what}: samples reach {peak:.3g}, outside [-1, 1]: clamped (unnormalised audio? "
+                      "divide integer PCM by its full scale)", MediaWarning, stacklevel=2)
+    elif clipped > max_clipped:
+        warnings.warn(f"{what}: {clipped:.1%} of the samples sit at full scale (clipped audio)",
+                      MediaWarning, stacklevel=2)
+    if peak < SILENCE:
+        warnings.warn(f"{what}: the audio is silent (peak {peak:.1e})", MediaWarning, stacklevel=2)
+    return wave.clamp(-1, 1) if peak > 1.0 else wave
 
 
 def convert_channels(wave: torch.Tensor, channels: int) -> torch.Tensor:
@@ -68,19 +79,41 @@ def convert_channels(wave: torch.Tensor, channels: int) -> torch.Tensor:
 
 def resample(wave: torch.Tensor, orig_rate: int, new_rate: int, chunk_seconds: float = 30.0) -> torch.Tensor:
     """Resample ``wave`` ``[..., T]`` to ``ceil(T * new_rate / orig_rate)`` samples at ``new_rate`` Hz, equal
-    to ``torchaudio.functional.resample`` of the whole signal up to float rounding."""
+    to ``torchaudio.functional.resample`` of the whole signal up to float rounding (``soxr`` for a ratio
+    with terms above ``MAX_RATIO_TERM``, as the module's policy says)."""
     from torchaudio.functional import resample as ta_resample
 
-    if orig_rate < 1 or new_rate < 1:
-        raise ValueError(f"sample rates must be positive, got {orig_rate} -> {new_rate}")
-    if orig_rate == new_rate:
+    a, b = resampling_ratio(orig_rate, new_rate)  # a period: a input samples -> b output samples
+    if a == b:
         return wave
-    g = math.gcd(orig_rate, new_rate)
-    a, b = orig_rate // g, new_rate // g  # a period: a input samples -> b output samples
+    if max(a, b) > MAX_RATIO_TERM:
+        return _soxr_resample(wave, orig_rate, new_rate)
     width = math.ceil(6 * a / (min(a, b) * 0.99))  # torchaudio's kernel half-width (input periods)
     context = math.ceil((2 * width + a) / a) + 1  # periods on each side
     periods, chunk = math.ceil(wave.shape[-1] / a), max(1, int(chunk_seconds * orig_rate) // a)
     return chunked(lambda w: ta_resample(w, orig_rate, new_rate), wave, periods, chunk, context, a, b)
+
+
+def resampling_ratio(orig_rate: int, new_rate: int) -> tuple[int, int]:
+    """``(a, b)``: the reduced ratio, ``a`` input samples to ``b`` output samples; ``ValueError`` for a rate
+    below ``MIN_SAMPLE_RATE``."""
+    for name, rate in (("input", orig_rate), ("output", new_rate)):
+        if not isinstance(rate, int) or rate < MIN_SAMPLE_RATE:
+            raise ValueError(f"the {name} sample rate is {rate} Hz; anytoken reads and writes audio at "
+                             f"{MIN_SAMPLE_RATE} Hz or more")
+    g = math.gcd(orig_rate, new_rate)
+    return orig_rate // g, new_rate // g
+
+
+def _soxr_resample(wave: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:
+    """``resample`` by libsoxr ("VHQ"), whose kernel does not depend on the ratio's terms."""
+    import soxr
+
+    flat = wave.reshape(-1, wave.shape[-1]).t().contiguous().numpy()  # (T, channels) as soxr takes it
+    out = soxr.resample(flat, orig_rate, new_rate, quality="VHQ")  # (T', channels)
+    n = math.ceil(wave.shape[-1] * new_rate / orig_rate)
+    out = np.pad(out[:n], ((0, max(0, n - len(out))), (0, 0)))
+    return torch.from_numpy(np.ascontiguousarray(out.T)).reshape(*wave.shape[:-1], n).to(wave.dtype)
 
 
 def chunked(
@@ -125,12 +158,13 @@ def read_audio(
         raise ValueError(f"{path}: the file is empty (0 bytes)")
     try:
         info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError) as err:
-        raise ValueError(
-            f"{path}: not a supported audio file (soundfile reads WAV, FLAC, OGG, AIFF, ...): {err}"
-        ) from None
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        raise ValueError(f"{path}: not a valid audio file, or one in a format libsndfile cannot read "
+                         f"(anytoken reads {', '.join(AUDIO_SUFFIXES)})") from None
     if info.frames <= 0:
         raise ValueError(f"{path}: the audio has no samples")
+    resampling_ratio(info.samplerate, sample_rate or info.samplerate)  # rates within the policy
+    _check_wav_length(path)
     target_channels = channels or info.channels
     wave = np.empty((target_channels, info.frames), dtype=np.float32)
     filled = 0
@@ -142,32 +176,51 @@ def read_audio(
             filled += converted.shape[-1]
     except (sf.LibsndfileError, RuntimeError) as err:
         raise ValueError(f"{path}: the audio could not be decoded ({err})") from None
-    out = torch.from_numpy(wave[:, :filled])
-    check_wave(out, str(path), max_clipped=max_clipped)
+    if filled < info.frames:
+        raise ValueError(f"{path}: truncated: the header promises {info.frames} frames, the file holds {filled}")
+    out = check_wave(torch.from_numpy(wave), str(path), max_clipped=max_clipped)
     rate = sample_rate or info.samplerate
     return resample(out, info.samplerate, rate).clamp(-1, 1).contiguous(), rate  # clamp: sinc overshoot
 
 
+def _check_wav_length(path: Path) -> None:
+    """``ValueError`` when a RIFF WAV file's ``data`` chunk promises more bytes than the file holds
+    (libsndfile reads such a file silently, as far as it goes). Other files are left alone."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        header = f.read(12)
+        if header[:4] != b"RIFF" or header[8:] != b"WAVE":
+            return
+        offset = 12
+        while offset + 8 <= size:
+            f.seek(offset)
+            chunk, length = struct.unpack("<4sI", f.read(8))
+            if chunk == b"data":
+                held = size - offset - 8
+                if length not in (0, 0xFFFFFFFF) and length > held:  # 0 / ~0: streamed, length unknown
+                    raise ValueError(f"{path}: truncated: the WAV header promises {length} bytes of samples, "
+                                     f"the file holds {held}")
+                return
+            offset += 8 + length + (length & 1)
+
+
 def write_audio(path: str | Path, wave: torch.Tensor, sample_rate: int) -> None:
-    """Write ``wave`` ``[C, T]`` (or ``[T]``), clipped to ``[-1, 1]``, to a 16-bit PCM WAV or FLAC file
-    chosen by the suffix. The caller makes the write atomic."""
+    """Write ``wave`` ``[C, T]`` (or ``[T]``), clipped to ``[-1, 1]``, in the format of the suffix
+    (``WRITE_FORMATS``: 16-bit PCM WAV, FLAC, AIFF; OGG Vorbis; MP3). The caller makes the write atomic."""
     import soundfile as sf
 
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in WRITE_FORMATS:
-        raise ValueError(
-            f"{path}: audio is written as {' or '.join(WRITE_FORMATS)}, not {suffix or 'no suffix'}"
-        )
+        raise ValueError(f"{path}: audio is written as {', '.join(WRITE_FORMATS)}, not {suffix or 'no suffix'}")
     wave = wave.detach().float().cpu()
     wave = wave[None] if wave.dim() == 1 else wave
     if wave.dim() != 2 or wave.shape[-1] == 0:
         raise ValueError(f"write_audio needs samples [C, T] with T > 0, got shape {tuple(wave.shape)}")
     if not bool(torch.isfinite(wave).all()):
         raise ValueError(f"{path}: refusing to write NaN or infinite samples")
-    sf.write(
-        str(path), wave.clamp(-1, 1).t().numpy(), sample_rate, format=WRITE_FORMATS[suffix], subtype="PCM_16"
-    )
+    kind, subtype = WRITE_FORMATS[suffix]
+    sf.write(str(path), wave.clamp(-1, 1).t().numpy(), sample_rate, format=kind, subtype=subtype)
 
 
 def audio_files(folder: str | Path) -> list[Path]:
@@ -187,6 +240,7 @@ class AudioMedia:
     name: str
     sample_rate: int
     channels: int
+    write_suffixes = tuple(WRITE_FORMATS)
 
     def prepare(self, wave: torch.Tensor, sample_rate: int | None = None) -> torch.Tensor:
         """Waves ``[B, C, T]``, ``[C, T]`` or ``[T]`` at ``sample_rate`` (None: the tokenizer's) -> float
@@ -200,8 +254,7 @@ class AudioMedia:
         x = wave.reshape(1, 1, -1) if wave.dim() == 1 else wave[None] if wave.dim() == 2 else wave
         if x.dim() != 3 or x.shape[0] == 0:
             raise ValueError(f"{what}: needs waves [B, C, T], [C, T] or [T], got shape {tuple(wave.shape)}")
-        check_wave(x, what)
-        x = convert_channels(x.float(), self.channels)
+        x = convert_channels(check_wave(x, what).float(), self.channels)
         return x if sample_rate is None else resample(x, sample_rate, self.sample_rate)
 
     def read_media(self, path: Path) -> torch.Tensor:
@@ -209,6 +262,6 @@ class AudioMedia:
         return read_audio(path, self.sample_rate, self.channels)[0][None]
 
     def write_media(self, media: torch.Tensor, path: Path) -> None:
-        """Waves ``[C, T]`` or ``[B, C, T]`` (written one after another) -> a WAV or FLAC file."""
+        """Waves ``[C, T]`` or ``[B, C, T]`` (written one after another) -> an audio file (``write_audio``)."""
         wave = media if media.dim() <= 2 else media.transpose(0, 1).reshape(media.shape[1], -1)
         write_audio(path, wave, self.sample_rate)

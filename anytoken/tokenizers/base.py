@@ -11,15 +11,21 @@ from typing import Any, ClassVar
 
 import torch
 
-from anytoken.atomic import atomic_directory
+from anytoken.atomic import atomic_directory, atomic_path
 from anytoken.loading import LoadError, load_weights, read_json
 from anytoken.registry import Registry
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "tokenizer_config.json"
 WEIGHTS_FILE = "model.safetensors"
+HUB_CONFIG_FILE = "config.json"  # a Hugging Face model directory's (anytoken.tokenizers.pretrained)
 
 Interval = tuple[int, int]  # half-open [lo, hi) range of local ids
+
+
+class MediaWarning(UserWarning):
+    """Input that a tokenizer's policy accepts after changing it (clamped samples) or that is suspect
+    (silence). ``warnings.simplefilter("error", MediaWarning)`` (the CLI's ``--strict``) refuses it."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,7 @@ class Tokenizer(abc.ABC):
 
     name: ClassVar[str]
     modality: ClassVar[str]
+    write_suffixes: ClassVar[tuple[str, ...]] = ()  # file suffixes ``write_media`` writes (first: default)
 
     @property
     @abc.abstractmethod
@@ -135,27 +142,63 @@ class Tokenizer(abc.ABC):
         raise NotImplementedError(f"{self.name} cannot read media files")
 
     def write_media(self, media: Any, path: Path) -> None:
-        """Write what ``decode`` returns to ``path`` (``anytoken decode``; the caller makes it atomic)."""
+        """Write what ``decode`` returns to ``path`` in the format of its suffix (one of
+        ``write_suffixes``); ``save_media`` checks the suffix and makes the write atomic."""
         raise NotImplementedError(f"{self.name} cannot write media files")
+
+    def save_media(self, media: Any, path: str | Path) -> None:
+        """Write ``media`` to ``path`` atomically in the format its suffix names (``ValueError`` naming
+        ``path`` for a suffix this tokenizer cannot write, or for a target that is not a regular file)."""
+        path = Path(path)
+        if not self.write_suffixes:
+            raise NotImplementedError(f"{self.name} cannot write media files")
+        if path.suffix.lower() not in self.write_suffixes:
+            raise ValueError(f"{path}: {self.name} writes {', '.join(self.write_suffixes)} files, "
+                             f"not {path.suffix or 'a name without a suffix'}")
+        with atomic_path(path) as tmp:
+            self.write_media(media, tmp)
+
+    def encode_file(self, path: str | Path) -> tuple[torch.Tensor, dict[str, Any]]:
+        """A media file -> ``(ids, header)``; the header (JSON-able, empty for most tokenizers) holds what
+        ``decode_file`` needs beyond the ids, e.g. a trajectory's agents and start positions."""
+        return self.encode(self.read_media(Path(path))), {}
+
+    def decode_file(self, ids: torch.Tensor, path: str | Path, header: dict[str, Any] | None = None) -> None:
+        """Token ids (and ``encode_file``'s header) -> the media file ``path`` (see ``save_media``)."""
+        self.save_media(self.decode(ids), path)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> Tokenizer:
-        """Load a tokenizer saved by ``save_pretrained`` (of this class or, from the base, of any class)."""
+        """Load a tokenizer saved by ``save_pretrained`` (of this class or, from the base, of any class), or
+        the adapter of a Hugging Face model directory (``config.json`` + ``model.safetensors`` as
+        transformers' ``save_pretrained`` writes them; ``anytoken.tokenizers.pretrained``)."""
         directory = Path(directory)
-        path = directory / CONFIG_FILE
-        if not path.is_file():
-            raise FileNotFoundError(f"no {CONFIG_FILE} in {directory}: not a saved anytoken tokenizer")
-        meta = read_json(path, "a saved tokenizer")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise LoadError(f"{path}: unsupported format_version {meta.get('format_version')!r}")
-        try:
-            tokenizer = tokenizer_from_spec(meta)
-        except (TypeError, ValueError) as err:  # unknown name, unknown key, value of the wrong type
-            raise LoadError(f"{path}: cannot build the tokenizer ({err})") from None
+        if not (directory / CONFIG_FILE).is_file() and (directory / HUB_CONFIG_FILE).is_file():
+            from anytoken.tokenizers.pretrained import from_hub_directory  # imports transformers
+
+            tokenizer = from_hub_directory(directory)
+        else:
+            tokenizer = _load_saved(directory)
         if cls is not Tokenizer and not isinstance(tokenizer, cls):
             raise LoadError(f"{directory} holds a {type(tokenizer).__name__}, not a {cls.__name__}")
-        tokenizer._load_state(directory)
         return tokenizer
+
+
+def _load_saved(directory: Path) -> Tokenizer:
+    """The tokenizer ``save_pretrained`` wrote to ``directory``, its state loaded."""
+    path = directory / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no {CONFIG_FILE} in {directory}: not a saved anytoken tokenizer (nor a "
+                                f"Hugging Face model directory with {HUB_CONFIG_FILE})")
+    meta = read_json(path, "a saved tokenizer")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise LoadError(f"{path}: unsupported format_version {meta.get('format_version')!r}")
+    try:
+        tokenizer = tokenizer_from_spec(meta)
+    except (TypeError, ValueError) as err:  # unknown name, unknown key, value of the wrong type
+        raise LoadError(f"{path}: cannot build the tokenizer ({err})") from None
+    tokenizer._load_state(directory)
+    return tokenizer
 
 
 TOKENIZERS = Registry("tokenizer", "name")

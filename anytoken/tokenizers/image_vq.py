@@ -20,7 +20,7 @@ from PIL import Image
 
 from anytoken.loading import read_state
 from anytoken.tokenizers.base import SegmentGrammar, Tokenizer, register_tokenizer
-from anytoken.tokenizers.image_io import fit_square, image_to_tensor, load_image, to_rgb
+from anytoken.tokenizers.image_io import IMAGE_WRITE_FORMATS, fit_square, image_to_tensor, load_image, to_rgb
 from anytoken.tokenizers.quantizers import FSQ, TokenizerOutput, TrainableTokenizer, VectorQuantizer
 
 _IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -209,6 +209,7 @@ class ImageVQTokenizer(TrainableTokenizer, Tokenizer):
 
     name = "image_vq"
     modality = "image"
+    write_suffixes = tuple(IMAGE_WRITE_FORMATS)
     training_only = {"perceptual_weight": 0.0, "perceptual_path": None, "disc_weight": 0.0}
 
     def __init__(self, **config: Any) -> None:
@@ -299,15 +300,16 @@ class ImageVQTokenizer(TrainableTokenizer, Tokenizer):
 
     def read_media(self, path: Path) -> torch.Tensor:
         """An image file -> ``[1, 3, S, S]`` (``load_image``'s checks, then resize + centre crop)."""
-        return image_to_tensor(load_image(path), self.cfg.image_size)[None]
+        return image_to_tensor(load_image(path, self.cfg.image_size), self.cfg.image_size)[None]
 
     def write_media(self, media: torch.Tensor, path: Path) -> None:
-        """Images ``[3, H, W]`` or ``[B, 3, H, W]`` in ``[0, 1]`` -> one PNG (a grid when ``B > 1``)."""
+        """Images ``[3, H, W]`` or ``[B, 3, H, W]`` in ``[0, 1]`` -> one image file (a grid when ``B > 1``) in
+        the format of the suffix (``IMAGE_WRITE_FORMATS``)."""
         from torchvision.utils import make_grid
 
         x = media if media.dim() == 3 else make_grid(media, nrow=min(8, len(media)), padding=2)
         array = (x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
-        Image.fromarray(array).save(path, format="PNG")
+        Image.fromarray(array).save(path, format=IMAGE_WRITE_FORMATS[Path(path).suffix.lower()])
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, Any]:
         """Images ``[B, 3, S, S]`` in ``[0, 1]`` -> (reconstruction ``[B, 3, S, S]``, ``QuantizerOutput``)."""

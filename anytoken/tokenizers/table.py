@@ -37,7 +37,10 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise ValueError(f"{path}: tables are read from {', '.join(TABLE_SUFFIXES)} files")
     if not path.is_file():
         raise FileNotFoundError(f"no table file at {path}")
-    return pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
+    try:
+        return pd.read_csv(path, encoding="utf-8-sig") if path.suffix.lower() == ".csv" else pd.read_parquet(path)
+    except (ValueError, UnicodeDecodeError, OSError, pd.errors.ParserError) as err:  # EmptyDataError is one
+        raise ValueError(f"{path}: not a readable table ({type(err).__name__}: {err})") from None
 
 
 @register_tokenizer
@@ -50,6 +53,7 @@ class TableTokenizer(Tokenizer):
 
     name = "table"
     modality = "table"
+    write_suffixes = TABLE_SUFFIXES
 
     def __init__(self, columns: list[dict[str, Any]]) -> None:
         _need_pandas()
@@ -223,7 +227,7 @@ class TableTokenizer(Tokenizer):
         """
         ids = self.check_ids(ids)
         if ids.dim() == 1:
-            ids = ids[None]
+            ids = ids[None] if ids.numel() else ids.reshape(0, 0)  # no ids: no rows
         if ids.dim() != 2:
             raise ValueError(f"table: decode expects [N, L] or [L] ids, got shape {tuple(ids.shape)}")
         ids = ids.cpu().numpy()
@@ -279,22 +283,26 @@ class TableTokenizer(Tokenizer):
                 )
 
     def reconstruction_error(self, x: pd.DataFrame) -> float:
-        """Mean over columns of the round-trip error: the share of changed cells of categorical columns,
-        the mean absolute error over the fitted range ``high - low`` of numeric ones (missing = missing)."""
+        """Mean over columns of ``column_errors(x)``."""
+        return float(np.mean(list(self.column_errors(x).values())))
+
+    def column_errors(self, x: pd.DataFrame) -> dict[str, float]:
+        """Column -> round-trip error of ``x``: the share of changed cells of a categorical column, the mean
+        absolute error over the fitted range ``high - low`` of a numeric one (missing = missing)."""
         out = self.decode(self.encode(x))
-        errors = []
+        errors = {}
         for codec in self.schema:
             a, b = x[codec.name].reset_index(drop=True), out[codec.name]
             if codec.kind == "categorical":
                 same = (a.isna() & b.isna()) | (a.astype(object) == b.astype(object)).fillna(False)
-                errors.append(1.0 - float(same.mean()))
+                errors[codec.name] = 1.0 - float(same.mean())
             else:
                 va, vb = a.to_numpy(dtype=float, na_value=np.nan), b.to_numpy(dtype=float, na_value=np.nan)
                 span = codec.high - codec.low if codec.kind == "binned" else 10.0**codec.int_digits
                 span = span if span > 0 else 1.0  # fitted value range, for scale-free errors
                 diff = np.where(np.isnan(va) & np.isnan(vb), 0.0, np.abs(va - vb) / span)
-                errors.append(float(np.nan_to_num(diff, nan=1.0).mean()))
-        return float(np.mean(errors))
+                errors[codec.name] = float(np.nan_to_num(diff, nan=1.0).mean())
+        return errors
 
     def read_media(self, path: Path) -> pd.DataFrame:
         """A ``.csv`` or ``.parquet`` file (``anytoken encode``)."""

@@ -82,7 +82,7 @@ def is_number_column(series: pd.Series) -> bool:
 
 def as_float(series: pd.Series, name: str) -> np.ndarray:
     """A numeric column's values as float64 ``[N]``, NaN where missing; rejects non-numbers and infinities."""
-    if not is_number_column(series):
+    if not is_number_column(series) and len(series):  # an empty column has no type to check (a 0-row CSV)
         raise ValueError(
             f"column {name!r} is numeric in the schema but has dtype {series.dtype}; "
             "convert it with pd.to_numeric (or refit with the column as categorical)"

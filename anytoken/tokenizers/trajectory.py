@@ -27,6 +27,7 @@ import torch
 from anytoken.tokenizers.base import Interval, SegmentGrammar, Tokenizer, register_tokenizer
 from anytoken.tokenizers.binning import PlaneBins, UniformBins, check_finite, check_slots
 from anytoken.tokenizers.trajectory_csv import (
+    SceneHeader,
     Track,
     read_trajectory_csv,
     scene_positions,
@@ -80,6 +81,7 @@ class TrajectoryTokenizer(Tokenizer):
 
     name = "trajectory"
     modality = "trajectory"
+    write_suffixes = (".csv",)
 
     def __init__(
         self, num_bins: int = 33, max_delta: float = 1.0,
@@ -211,17 +213,36 @@ class TrajectoryTokenizer(Tokenizer):
 
     def read_media(self, path: Path) -> torch.Tensor:
         """One scene's positions ``[A, T, 2]`` from a CSV file (all agents on the same uniform time steps)."""
+        return torch.from_numpy(self._read_scene(path)[1])
+
+    def _read_scene(self, path: Path) -> tuple[SceneHeader, np.ndarray]:
         tracks = read_trajectory_csv(path)
         scenes = sorted({track.scene for track in tracks})
         if len(scenes) != 1:
-            raise ValueError(
-                f"{path}: anytoken encode takes one scene per file, found {len(scenes)}: {scenes[:5]}"
-            )
-        _, positions = scene_positions(tracks, uniform=True)
-        return torch.from_numpy(positions)
+            raise ValueError(f"{path}: a trajectory file holds one scene here, found {len(scenes)}: {scenes[:5]}")
+        t, positions = scene_positions(tracks, uniform=True)  # (T,), (A, T, 2)
+        dt = float(t[1] - t[0]) if len(t) > 1 else 1.0
+        header = SceneHeader(scenes[0], [tr.agent for tr in tracks], float(t[0]), dt, positions[:, 0].tolist())
+        return header, positions
 
-    def write_media(self, media: torch.Tensor, path: Path) -> None:
-        """Write positions ``[T, 2]`` / ``[A, T, 2]`` as scene ``0``, agents ``0..A-1``, t = step index."""
+    def encode_file(self, path: str | Path) -> tuple[torch.Tensor, dict[str, Any]]:
+        """A one-scene CSV -> (motion ids from rest at the first positions, the ``SceneHeader`` as a dict)."""
+        header, positions = self._read_scene(Path(path))
+        return self.encode(torch.from_numpy(positions)), header.to_dict()
+
+    def decode_file(self, ids: torch.Tensor, path: str | Path, header: dict[str, Any] | None = None) -> None:
+        """Motion ids -> a CSV of the scene ``header`` describes (without one: agent ``0`` from the origin,
+        t = step index)."""
+        scene = SceneHeader.from_dict(header) if header else SceneHeader("0", ["0"], 0.0, 1.0, [[0.0, 0.0]])
+        start = torch.tensor(scene.start, dtype=torch.float64)  # (A, 2)
+        x = self.decode(ids, MotionState.at_rest(start)).numpy()  # (A, S + 1, 2)
+        t = scene.t0 + scene.dt * np.arange(x.shape[1], dtype=np.float64)
+        self.save_media([Track(scene.scene, a, t, x[i]) for i, a in enumerate(scene.agents)], path)
+
+    def write_media(self, media: Any, path: Path) -> None:
+        """Write tracks, or positions ``[T, 2]`` / ``[A, T, 2]`` as scene ``0``, agents ``0..A-1``, t = step."""
+        if isinstance(media, list) and all(isinstance(track, Track) for track in media):
+            return write_trajectory_csv(path, media)
         x = _check_positions(media).numpy()  # (A, T, 2)
         steps = np.arange(x.shape[1], dtype=np.float64)
         write_trajectory_csv(path, [Track("0", str(a), steps, x[a]) for a in range(x.shape[0])])

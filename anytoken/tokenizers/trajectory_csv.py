@@ -3,6 +3,8 @@
 ``scene`` and ``agent`` are names (any text), ``t`` a timestamp and ``x``, ``y`` a position; rows of one
 (scene, agent) pair form a track and must come in strictly increasing ``t``. Other columns are ignored
 on reading. Writing uses ``repr`` of floats, so ``read(write(tracks))`` gives back the same numbers.
+A UTF-8 byte-order mark is accepted. ``SceneHeader`` is what motion ids leave out of one scene (names,
+timing, start positions); ``anytoken encode`` stores it beside the ids so that ``decode`` restores the scene.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +63,9 @@ def read_trajectory_csv(path: str | Path) -> list[Track]:
     missing column, a non-numeric or NaN value (naming the line) or timestamps not increasing in a track."""
     path = Path(path)
     rows: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
-    with open(path, newline="") as f:
+    if not path.is_file():
+        raise FileNotFoundError(f"no trajectory CSV file at {path}")
+    with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
@@ -81,6 +86,40 @@ def read_trajectory_csv(path: str | Path) -> list[Track]:
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from None
     return tracks
+
+
+@dataclass
+class SceneHeader:
+    """One scene's names, uniform timing (``t0 + k * dt``) and agents' start positions ``[A][2]``."""
+
+    scene: str
+    agents: list[str]
+    t0: float
+    dt: float
+    start: list[list[float]]
+
+    @classmethod
+    def from_dict(cls, data: Any, what: str = "scene header") -> SceneHeader:
+        """Rebuild a header from ``asdict`` output, checking every field (``ValueError`` naming ``what``)."""
+        fields = set(cls.__dataclass_fields__)
+        if not isinstance(data, dict) or set(data) != fields:
+            raise ValueError(f"{what}: expected the keys {sorted(fields)}, got {data!r:.200}")
+        agents, start = data["agents"], data["start"]
+        ok = (
+            isinstance(data["scene"], str) and isinstance(agents, list) and agents
+            and all(isinstance(a, str) for a in agents) and isinstance(start, list) and len(start) == len(agents)
+            and all(isinstance(p, list) and len(p) == 2 for p in start)
+            and all(isinstance(v, int | float) and math.isfinite(v) for v in [data["t0"], data["dt"]])
+            and all(isinstance(v, int | float) and math.isfinite(v) for p in start for v in p)
+            and data["dt"] > 0
+        )
+        if not ok:
+            raise ValueError(f"{what}: malformed scene header (scene, agents [names], t0, dt > 0, start "
+                             f"[[x, y] per agent] expected), got {data!r:.200}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def write_trajectory_csv(path: str | Path, tracks: Sequence[Track]) -> None:

@@ -4,6 +4,7 @@ gradients, training, bitrates, files and the CLI."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -13,7 +14,8 @@ import torch
 from anytoken.cli import main
 from anytoken.tokenizers import Tokenizer, TokenSpace, create_tokenizer
 from anytoken.tokenizers.audio_codec import AudioCodecConfig, AudioCodecTokenizer
-from anytoken.tokenizers.audio_io import check_wave, convert_channels, read_audio, resample
+from anytoken.tokenizers.audio_io import convert_channels, read_audio, resample, resampling_ratio
+from anytoken.tokenizers.base import MediaWarning
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -81,9 +83,6 @@ def test_ids_in_the_token_space_and_grammar() -> None:
     ("bad", "match"),
     [
         (torch.full((1, 1, 800), float("nan")), "NaN"),
-        (torch.full((1, 1, 800), 1.5), r"outside \[-1, 1\]"),
-        (torch.ones(1, 1, 800), "clipped"),
-        (torch.zeros(1, 1, 800), "silent"),
         (torch.zeros(1, 1, 0), "no samples"),
         (torch.zeros(1, 1, 1, 800), r"\[B, C, T\]"),
         (np.zeros(800), "float tensor"),
@@ -92,6 +91,25 @@ def test_ids_in_the_token_space_and_grammar() -> None:
 def test_encode_rejects_bad_audio(bad: object, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         tiny().encode(bad)
+
+
+@pytest.mark.parametrize(
+    ("odd", "match"),
+    [
+        (torch.full((1, 1, 800), 1.5), r"outside \[-1, 1\]: clamped"),
+        (torch.ones(1, 1, 800), "clipped"),
+        (torch.zeros(1, 1, 800), "silent"),
+    ],
+)
+def test_odd_audio_encodes_with_a_warning_that_strict_refuses(odd: torch.Tensor, match: str) -> None:
+    codec = tiny().eval()
+    with pytest.warns(MediaWarning, match=match):
+        codes = codec.encode(odd)
+    with pytest.warns(MediaWarning):
+        assert torch.equal(codes, codec.encode(odd.clamp(-1, 1)))  # out-of-range samples are clamped
+    with warnings.catch_warnings(), pytest.raises(MediaWarning, match=match):
+        warnings.simplefilter("error", MediaWarning)  # what --strict does
+        codec.encode(odd)
 
 
 @pytest.mark.parametrize(
@@ -136,6 +154,22 @@ def test_resampling_in_chunks_equals_whole_signal() -> None:
     x = torch.randn(2, 22050 * 3 + 17)
     for orig, new in [(22050, 16000), (48000, 16000), (16000, 24000)]:
         torch.testing.assert_close(resample(x, orig, new, chunk_seconds=0.5), whole(x, orig, new))
+
+
+@pytest.mark.parametrize(("orig", "new"), [(8001, 16000), (44101, 16000), (16000, 44101), (7919, 48000)])
+def test_odd_rate_pairs_resample_with_a_bounded_kernel(orig: int, new: int) -> None:
+    """Coprime rates would need torchaudio's kernel of about orig x new taps; soxr resamples them."""
+    assert max(resampling_ratio(orig, new)) > 1000
+    tone = torch.sin(2 * torch.pi * 440 * torch.arange(orig) / orig)[None]  # 1 s at 440 Hz
+    out = resample(tone, orig, new)
+    assert out.shape[-1] == new
+    peak = torch.fft.rfft(out[0]).abs().argmax().item() * new / out.shape[-1]
+    assert abs(peak - 440) < 2  # the pitch survives
+
+
+def test_rates_below_the_floor_are_refused() -> None:
+    with pytest.raises(ValueError, match="1 Hz.*4000 Hz or more"):
+        resampling_ratio(1, 16000)
 
 
 def test_save_load_identical(tmp_path) -> None:
@@ -216,20 +250,23 @@ def test_read_audio_policy_and_bad_files(tmp_path) -> None:
     _write(tmp_path / "clipped.wav", np.ones(800), 8000)
     _write(tmp_path / "hot.wav", np.full(800, 2.0), 8000, subtype="FLOAT")
     _write(tmp_path / "none.wav", np.zeros((0, 1)), 8000)
+    _write(tmp_path / "long.wav", np.full(8000, 0.25), 8000)
+    (tmp_path / "truncated.wav").write_bytes((tmp_path / "long.wav").read_bytes()[:4000])
     for name, match in [
         ("empty.wav", "empty"),
-        ("text.wav", "not a supported audio file"),
-        ("silent.wav", "silent"),
+        ("text.wav", "not a valid audio file"),
         ("nan.wav", "NaN"),
-        ("clipped.wav", "clipped"),
-        ("hot.wav", r"outside \[-1, 1\]"),
         ("none.wav", "no samples"),
+        ("truncated.wav", "truncated: the WAV header promises 16000 bytes"),
     ]:
         with pytest.raises(ValueError, match=match):
             read_audio(tmp_path / name, 8000, 1)
+    for name, match in [("silent.wav", "silent"), ("clipped.wav", "clipped"), ("hot.wav", "clamped")]:
+        with pytest.warns(MediaWarning, match=match):
+            wave, _ = read_audio(tmp_path / name, 8000, 1)
+        assert wave.abs().max() <= 1
     with pytest.raises(FileNotFoundError):
         read_audio(tmp_path / "missing.wav")
-    check_wave(torch.zeros(1, 10), allow_silence=True)
 
 
 def test_cli_encode_decode_real_files_and_bad_input(tmp_path) -> None:
@@ -250,15 +287,16 @@ def test_cli_encode_decode_real_files_and_bad_input(tmp_path) -> None:
     np.save(tmp_path / "big.npy", codes + 16)
     (tmp_path / "empty.wav").write_bytes(b"")
     _write(tmp_path / "silent.wav", np.zeros(800), 8000)
+    main(["encode", str(tmp_path / "silent.wav"), "--tokenizer", str(tmp_path / "codec"), "-o", str(tokens)])
     bad = [
         ["decode", str(tmp_path / "two.npy"), "-o", str(tmp_path / "x.wav")],
         ["decode", str(tmp_path / "big.npy"), "-o", str(tmp_path / "x.wav")],
         ["decode", str(tokens), "-o", str(tmp_path / "x.mp4")],
         ["encode", str(tmp_path / "empty.wav"), "-o", str(tmp_path / "x.npy")],
-        ["encode", str(tmp_path / "silent.wav"), "-o", str(tmp_path / "x.npy")],
+        ["encode", str(tmp_path / "silent.wav"), "-o", str(tmp_path / "x.npy"), "--strict"],
     ]
     for argv in bad:
-        with pytest.raises(SystemExit, match="codebooks|lie in|written as|empty|silent"):
+        with pytest.raises(SystemExit, match="codebooks|lie in|writes .wav|empty|silent"):
             main([*argv, "--tokenizer", str(tmp_path / "codec")])
     assert not list(tmp_path.glob("x.*")) and not list(tmp_path.glob(".x*"))  # no partial outputs
 

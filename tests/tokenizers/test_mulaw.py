@@ -44,9 +44,7 @@ def test_bitrate_and_tokens_per_second() -> None:
     ("bad", "match"),
     [
         (torch.full((1, 100), float("nan")), "NaN"),
-        (torch.zeros(1, 100), "silent"),
         (torch.zeros(0), "no samples"),
-        (torch.full((1, 100), 3.0), r"outside \[-1, 1\]"),
     ],
 )
 def test_bad_audio_is_rejected(bad: torch.Tensor, match: str) -> None:
