@@ -198,6 +198,18 @@ def _regular_file(path: str, what: str) -> Path:
     return source
 
 
+@contextmanager
+def _naming(path: Path, *others: Path) -> Iterator[None]:
+    """Make every ``ValueError`` raised inside name the user's file: ``path``, unless it names one of
+    ``others`` (or ``path``) already."""
+    try:
+        yield
+    except ValueError as err:
+        if any(str(p) in str(err) for p in (path, *others)):
+            raise
+        raise ValueError(f"{path}: {err}") from None
+
+
 def _sidecar(ids_path: str | Path) -> Path:
     """Where ``encode`` keeps what ``decode`` needs beyond the ids (e.g. a trajectory's scene)."""
     return Path(f"{ids_path}.json")
@@ -219,7 +231,8 @@ def _encode(argv: Sequence[str]) -> None:
         source, output = _regular_file(args.source, "media"), check_target(args.output)
         sidecar = check_target(_sidecar(output))
         tokenizer = Tokenizer.from_pretrained(args.tokenizer)
-        ids, header = tokenizer.encode_file(source)
+        with _naming(source):
+            ids, header = tokenizer.encode_file(source)
         if header:
             with atomic_path(sidecar) as tmp:
                 tmp.write_text(json.dumps(header))
@@ -245,6 +258,7 @@ def _decode(argv: Sequence[str]) -> None:
     with _one_line_errors("decode"), _media_warnings("decode", args.strict):
         source, output = _regular_file(args.source, ".npy"), check_target(args.output)
         tokenizer = Tokenizer.from_pretrained(args.tokenizer)
+        tokenizer.check_output(output)
         try:
             array = np.load(source, allow_pickle=False)
         except (OSError, ValueError, EOFError) as err:
@@ -255,7 +269,8 @@ def _decode(argv: Sequence[str]) -> None:
             raise ValueError(f"{source}: token ids must be integers, got {getattr(array, 'dtype', type(array))}")
         sidecar = _sidecar(source)
         header = read_json(sidecar, "an encode header") if sidecar.is_file() else None
-        tokenizer.decode_file(torch.from_numpy(array.astype(np.int64)), output, header)
+        with _naming(source, output):
+            tokenizer.decode_file(torch.from_numpy(array.astype(np.int64)), output, header)
     print(f"{args.source} -> {args.output}")
 
 

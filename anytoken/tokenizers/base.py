@@ -149,14 +149,18 @@ class Tokenizer(abc.ABC):
     def save_media(self, media: Any, path: str | Path) -> None:
         """Write ``media`` to ``path`` atomically in the format its suffix names (``ValueError`` naming
         ``path`` for a suffix this tokenizer cannot write, or for a target that is not a regular file)."""
+        with atomic_path(self.check_output(path)) as tmp:
+            self.write_media(media, tmp)
+
+    def check_output(self, path: str | Path) -> Path:
+        """``path`` as a ``Path`` if ``write_media`` can write its suffix, else ``ValueError`` naming it."""
         path = Path(path)
         if not self.write_suffixes:
             raise NotImplementedError(f"{self.name} cannot write media files")
         if path.suffix.lower() not in self.write_suffixes:
             raise ValueError(f"{path}: {self.name} writes {', '.join(self.write_suffixes)} files, "
                              f"not {path.suffix or 'a name without a suffix'}")
-        with atomic_path(path) as tmp:
-            self.write_media(media, tmp)
+        return path
 
     def encode_file(self, path: str | Path) -> tuple[torch.Tensor, dict[str, Any]]:
         """A media file -> ``(ids, header)``; the header (JSON-able, empty for most tokenizers) holds what

@@ -11,6 +11,8 @@ frame of the schema's dtypes.
 
 from __future__ import annotations
 
+import warnings
+
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -38,8 +40,12 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"no table file at {path}")
     try:
-        return pd.read_csv(path, encoding="utf-8-sig") if path.suffix.lower() == ".csv" else pd.read_parquet(path)
-    except (ValueError, UnicodeDecodeError, OSError, pd.errors.ParserError) as err:  # EmptyDataError is one
+        with warnings.catch_warnings():  # a row longer than the header: pandas warns and drops cells
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            if path.suffix.lower() != ".csv":
+                return pd.read_parquet(path)
+            return pd.read_csv(path, encoding="utf-8-sig", index_col=False)  # short rows: missing values
+    except (ValueError, UnicodeDecodeError, OSError, pd.errors.ParserWarning) as err:  # ParserError too
         raise ValueError(f"{path}: not a readable table ({type(err).__name__}: {err})") from None
 
 

@@ -62,9 +62,25 @@ def read_trajectory_csv(path: str | Path) -> list[Track]:
     """Tracks of a ``scene,agent,t,x,y`` CSV file, in order of first appearance; ``ValueError`` for a
     missing column, a non-numeric or NaN value (naming the line) or timestamps not increasing in a track."""
     path = Path(path)
-    rows: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     if not path.is_file():
         raise FileNotFoundError(f"no trajectory CSV file at {path}")
+    try:
+        rows = _read_rows(path)
+    except (csv.Error, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a readable CSV file ({err})") from None
+    tracks = []
+    for (scene, agent), values in rows.items():
+        array = np.array(values)  # (T, 3)
+        try:
+            tracks.append(Track(scene, agent, array[:, 0], array[:, 1:]))
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
+    return tracks
+
+
+def _read_rows(path: Path) -> dict[tuple[str, str], list[tuple[float, float, float]]]:
+    """``(scene, agent) -> [(t, x, y), ...]`` of a trajectory CSV, checked line by line."""
+    rows: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
@@ -78,14 +94,7 @@ def read_trajectory_csv(path: str | Path) -> list[Track]:
             if not all(map(math.isfinite, (t, x, y))):
                 raise ValueError(f"{path}:{line}: t, x and y must be finite, got t={t}, x={x}, y={y}")
             rows.setdefault((row["scene"], row["agent"]), []).append((t, x, y))
-    tracks = []
-    for (scene, agent), values in rows.items():
-        array = np.array(values)  # (T, 3)
-        try:
-            tracks.append(Track(scene, agent, array[:, 0], array[:, 1:]))
-        except ValueError as err:
-            raise ValueError(f"{path}: {err}") from None
-    return tracks
+    return rows
 
 
 @dataclass
