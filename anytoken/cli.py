@@ -96,6 +96,7 @@ def _one_line_errors(command: str, errors: tuple[type[Exception], ...] = TOKENIZ
 def _model_args(parser: argparse.ArgumentParser, argv: Sequence[str],
                 max_new_tokens: int) -> argparse.Namespace:
     """Parse ``argv`` with the options of the commands that run a model added: --ckpt and the decoding."""
+    parser.epilog, parser.formatter_class = MEDIA_POLICY, argparse.RawDescriptionHelpFormatter
     parser.add_argument("--ckpt", required=True, help="a .ckpt file or a release directory")
     parser.add_argument("--strategy", choices=("greedy", "sample", "beam"), default="greedy")
     parser.add_argument("--num-beams", type=int, default=4)

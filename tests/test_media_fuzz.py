@@ -97,6 +97,32 @@ def test_bad_token_files_through_decode(kind: str, tokenizers: dict[str, Path], 
         _no_leftovers(tmp_path, out)
 
 
+@pytest.fixture(scope="module")
+def releases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Untrained tiny captioning and VQA releases (what the image policy is checked through)."""
+    from anytoken.tasks.captioning import CaptioningModule
+    from anytoken.tasks.data.vqa import VQADataModule
+    from anytoken.tasks.vqa import VQAModule
+
+    root = tmp_path_factory.mktemp("releases")
+    vocab = VQADataModule(num_train=8, num_val=2, num_test=2, num_heldout=2, image_size=32,
+                          bpe_vocab_size=270).vocab
+    tiny = {"backbone": {"n_layer": 1, "n_head": 2, "d_model": 32, "max_seq_len": 96},
+            "image_encoder": {"source": "cnn", "image_size": 32, "cnn_width": 8, "cnn_grid": 4},
+            "decoding": {"max_new_tokens": 2}}
+    CaptioningModule(vocab, **tiny).export(root / "caption")
+    VQAModule(vocab, **tiny).export(root / "vqa")
+    return {"caption": root / "caption", "vqa": root / "vqa"}
+
+
+def test_images_through_caption_and_vqa(releases: dict[str, Path], tmp_path: Path) -> None:
+    for name, case in IMAGES.items():
+        image = str(write_case(tmp_path, name, case))
+        _run(["caption", image, "--ckpt", str(releases["caption"])], case[1], name)
+        if name in ("ordinary.png", "truncated.jpg", "huge.png", "strip.png"):  # vqa reads images alike
+            _run(["vqa", image, "what color is it?", "--ckpt", str(releases["vqa"])], case[1], name)
+
+
 def test_the_python_api_gives_the_same_errors(tokenizers: dict[str, Path], tmp_path: Path) -> None:
     from anytoken.tokenizers import Tokenizer
 
