@@ -25,14 +25,14 @@ from anytoken.heads.codebooks import (
     generate_delayed,
 )
 from anytoken.models.formats import AnytokenModel, TaskFormat, check_choice, open_segment, register_format
-from anytoken.tokenizers.audio_codec import AudioCodecTokenizer
+from anytoken.tokenizers.audio_codes import AudioCodes
 from anytoken.tokenizers.sequence import Embeds, Segment, SequenceBatch, Special, Tokens
 
 Layout = Literal["flatten", "delay"]
 
 
-def codec_of(model: AnytokenModel) -> AudioCodecTokenizer:
-    """The model's frozen audio codec."""
+def codec_of(model: AnytokenModel) -> AudioCodes:
+    """The model's frozen audio codec (anytoken's, or an adapted EnCodec, DAC or Mimi)."""
     return model.media_tokenizers["audio"]
 
 
@@ -40,7 +40,7 @@ class AudioFormat(TaskFormat):
     """What both speech formats share: the audio layout (``"flatten"`` or ``"delay"``, see the module
     docstring) and the embeddings of audio frames."""
 
-    tokenizer_types = {"audio": AudioCodecTokenizer}
+    tokenizer_types = {"audio": AudioCodes}
     samples_key = "codes"
 
     def __init__(self, audio_layout: Layout = "flatten") -> None:

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from anytoken.heads import ClassifyHead, DecodingConfig
 from anytoken.heads.classify import Pooling
 from anytoken.models.formats import AnytokenModel, TaskFormat, check_choice, register_format
-from anytoken.tokenizers.audio_codec import AudioCodecTokenizer
+from anytoken.tokenizers.audio_codes import AudioCodes
 from anytoken.tokenizers.sequence import (
     Embeds,
     Segment,
@@ -78,9 +78,9 @@ class VQAFormat(TaskFormat):
         if self.caption_weight > 0 and "caption" not in model.space.tasks:
             raise ValueError(f"caption_weight > 0 needs a <caption> tag in the TokenSpace (tasks: "
                              f"{list(model.space.tasks)})")
-        speech = isinstance(model.tokenizers.get("audio"), AudioCodecTokenizer)
+        speech = isinstance(model.tokenizers.get("audio"), AudioCodes)
         if self.question_modality == "audio" and not speech:
-            raise ValueError("question_modality='audio' needs an audio_codec tokenizer in vocab "
+            raise ValueError("question_modality='audio' needs an audio codec tokenizer in vocab "
                              "(SpokenVQADataModule gives one)")
         if self.head == "classify":
             answers = model.vocab.get("answers") or []

@@ -19,9 +19,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.parametrizations import weight_norm
 
-from anytoken.tokenizers.audio_io import AudioMedia, chunked
+from anytoken.tokenizers.audio_codes import AudioCodes
+from anytoken.tokenizers.audio_io import chunked
 from anytoken.tokenizers.audio_losses import DEFAULT_SCALES, MultiScaleMel, MultiScaleSTFTDiscriminator
-from anytoken.tokenizers.base import SegmentGrammar, Tokenizer, register_tokenizer
+from anytoken.tokenizers.base import Tokenizer, register_tokenizer
 from anytoken.tokenizers.quantizers import ResidualVectorQuantizer, TokenizerOutput, TrainableTokenizer
 
 
@@ -187,8 +188,8 @@ def _receptive_field(module: nn.Module, reverse: bool = False) -> int:
 
 
 @register_tokenizer
-class AudioCodecTokenizer(AudioMedia, TrainableTokenizer, Tokenizer):
-    """Waves <-> residual-VQ codes. Keyword arguments are the fields of ``AudioCodecConfig``."""
+class AudioCodecTokenizer(AudioCodes, TrainableTokenizer, Tokenizer):
+    """Waves <-> residual-VQ codes (an ``AudioCodes``). Keyword arguments: ``AudioCodecConfig``'s fields."""
 
     name = "audio_codec"
     modality = "audio"
@@ -224,48 +225,11 @@ class AudioCodecTokenizer(AudioMedia, TrainableTokenizer, Tokenizer):
         """Codes per level (C)."""
         return self.cfg.codebook_size
 
-    @property
-    def frame_rate(self) -> float:
-        """Frames (code vectors of K levels) per second."""
-        return self.sample_rate / self.hop_length
-
-    @property
-    def bitrate(self) -> float:
-        """Bits per second at ``num_codebooks`` levels."""
-        return self.frame_rate * self.num_codebooks * math.log2(self.cardinality)
-
-    @property
-    def vocab_size(self) -> int:
-        return self.num_codebooks * self.cardinality
-
-    def grammar(self) -> SegmentGrammar:
-        """Whole frames: level 0's sub-range, then level 1's, ... cycling; at least one frame."""
-        C = self.cardinality
-        steps = tuple(((k * C, (k + 1) * C),) for k in range(self.num_codebooks))
-        return SegmentGrammar(steps=steps, min_length=self.num_codebooks)
-
     def with_codebooks(self, num_codebooks: int | None) -> AudioCodecTokenizer:
         """Use the first ``num_codebooks`` levels (a lower bitrate of the same weights); returns self."""
         self.cfg.num_codebooks = num_codebooks
         self.cfg.__post_init__()
         return self
-
-    def codes_to_ids(self, codes: torch.Tensor) -> torch.Tensor:
-        """Codes ``[..., K, T']`` -> ids ``[..., T' * K]`` frame by frame (level k code c: k * C + c)."""
-        offsets = torch.arange(codes.shape[-2], device=codes.device)[:, None] * self.cardinality  # (K, 1)
-        return (codes + offsets).transpose(-1, -2).reshape(*codes.shape[:-2], -1)
-
-    def ids_to_codes(self, ids: torch.Tensor) -> torch.Tensor:
-        """Flat local ids ``[..., T' * K]`` (as ``grammar()`` generates) -> codes ``[..., K, T']``."""
-        ids = self.check_ids(ids)
-        K, C = self.num_codebooks, self.cardinality
-        if ids.shape[-1] == 0 or ids.shape[-1] % K:
-            raise ValueError(f"audio_codec: {ids.shape[-1]} ids are not whole frames of {K} levels")
-        frames = ids.reshape(*ids.shape[:-1], -1, K)  # (..., T', K)
-        level = frames // C
-        if not bool((level == torch.arange(K, device=ids.device)).all()):
-            raise ValueError(f"audio_codec: ids must cycle through the {K} levels' ranges (k * {C} + c)")
-        return (frames % C).transpose(-1, -2)
 
     @torch.no_grad()
     def encode(self, wave: torch.Tensor, sample_rate: int | None = None) -> torch.Tensor:
@@ -293,24 +257,7 @@ class AudioCodecTokenizer(AudioMedia, TrainableTokenizer, Tokenizer):
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes ``[B, K, T']`` or ``[K, T']``, or flat local ids ``[T' * K]`` -> waves ``[B, C, T' hop]``."""
-        codes = torch.as_tensor(codes)
-        if codes.dim() == 1:
-            codes = self.ids_to_codes(codes)
-        codes = codes[None] if codes.dim() == 2 else codes
-        K = self.num_codebooks
-        if codes.dim() != 3 or codes.shape[1] != K or codes.shape[0] == 0 or codes.shape[2] == 0:
-            raise ValueError(
-                f"audio_codec: codes must be [B, {K}, T'] or [{K}, T'] with T' >= 1 ({K} codebooks), "
-                f"got shape {tuple(codes.shape)}"
-            )
-        if codes.is_floating_point() or codes.dtype == torch.bool:
-            raise ValueError(f"audio_codec: codes must be integers, got dtype {codes.dtype}")
-        codes = codes.long()
-        if int(codes.min()) < 0 or int(codes.max()) >= self.cardinality:
-            raise ValueError(
-                f"audio_codec: codes must lie in [0, {self.cardinality}), got "
-                f"[{int(codes.min())}, {int(codes.max())}]"
-            )
+        codes = self.check_codes(codes)
         z = self.quantizer.lookup(codes.to(self._device).transpose(1, 2)).transpose(1, 2)  # (B, D, T')
         return chunked(
             self.decoder, z, codes.shape[-1], self._chunk, self.decoder_context, 1, self.hop_length

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -18,7 +18,6 @@ from anytoken.registry import Registry
 FORMAT_VERSION = 1
 CONFIG_FILE = "tokenizer_config.json"
 WEIGHTS_FILE = "model.safetensors"
-HUB_CONFIG_FILE = "config.json"  # a Hugging Face model directory's (anytoken.tokenizers.pretrained)
 
 Interval = tuple[int, int]  # half-open [lo, hi) range of local ids
 
@@ -174,13 +173,12 @@ class Tokenizer(abc.ABC):
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> Tokenizer:
         """Load a tokenizer saved by ``save_pretrained`` (of this class or, from the base, of any class), or
-        the adapter of a Hugging Face model directory (``config.json`` + ``model.safetensors`` as
-        transformers' ``save_pretrained`` writes them; ``anytoken.tokenizers.pretrained``)."""
+        one that ``FOREIGN_DIRECTORIES`` builds from another library's directory (a Hugging Face model's
+        ``config.json`` + ``model.safetensors``: ``anytoken.tokenizers.pretrained``)."""
         directory = Path(directory)
-        if not (directory / CONFIG_FILE).is_file() and (directory / HUB_CONFIG_FILE).is_file():
-            from anytoken.tokenizers.pretrained import from_hub_directory  # imports transformers
-
-            tokenizer = from_hub_directory(directory)
+        foreign = [load for marker, load in FOREIGN_DIRECTORIES.items() if (directory / marker).is_file()]
+        if foreign and not (directory / CONFIG_FILE).is_file():
+            tokenizer = foreign[0](directory)
         else:
             tokenizer = _load_saved(directory)
         if cls is not Tokenizer and not isinstance(tokenizer, cls):
@@ -192,8 +190,8 @@ def _load_saved(directory: Path) -> Tokenizer:
     """The tokenizer ``save_pretrained`` wrote to ``directory``, its state loaded."""
     path = directory / CONFIG_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"no {CONFIG_FILE} in {directory}: not a saved anytoken tokenizer (nor a "
-                                f"Hugging Face model directory with {HUB_CONFIG_FILE})")
+        others = "".join(f" nor a directory with {marker}" for marker in FOREIGN_DIRECTORIES)
+        raise FileNotFoundError(f"no {CONFIG_FILE} in {directory}: not a saved anytoken tokenizer{others}")
     meta = read_json(path, "a saved tokenizer")
     if meta.get("format_version") != FORMAT_VERSION:
         raise LoadError(f"{path}: unsupported format_version {meta.get('format_version')!r}")
@@ -207,6 +205,9 @@ def _load_saved(directory: Path) -> Tokenizer:
 
 TOKENIZERS = Registry("tokenizer", "name")
 register_tokenizer = TOKENIZERS.register  # class decorator: the tokenizer under ``cls.name``
+# a file only another library's directories hold -> the loader of such a directory (filled by the modules
+# that adapt them: anytoken.tokenizers.pretrained adds "config.json", Hugging Face model directories)
+FOREIGN_DIRECTORIES: dict[str, Callable[[Path], Tokenizer]] = {}
 
 
 def create_tokenizer(name: str, **kwargs: Any) -> Tokenizer:

@@ -16,11 +16,10 @@ from typing import Any, Literal
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from PIL import Image
 
 from anytoken.loading import read_state
-from anytoken.tokenizers.base import SegmentGrammar, Tokenizer, register_tokenizer
-from anytoken.tokenizers.image_io import IMAGE_WRITE_FORMATS, fit_square, image_to_tensor, load_image, to_rgb
+from anytoken.tokenizers.base import Tokenizer, register_tokenizer
+from anytoken.tokenizers.image_grid import ImageGrid, ImageInput
 from anytoken.tokenizers.quantizers import FSQ, TokenizerOutput, TrainableTokenizer, VectorQuantizer
 
 _IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -204,12 +203,11 @@ class PerceptualLoss(nn.Module):
 
 
 @register_tokenizer
-class ImageVQTokenizer(TrainableTokenizer, Tokenizer):
-    """Images <-> grids of codebook ids. Keyword arguments are the fields of ``ImageVQConfig``."""
+class ImageVQTokenizer(ImageGrid, TrainableTokenizer, Tokenizer):
+    """Images <-> grids of codebook ids (an ``ImageGrid``). Keyword arguments: ``ImageVQConfig``'s fields."""
 
     name = "image_vq"
     modality = "image"
-    write_suffixes = tuple(IMAGE_WRITE_FORMATS)
     training_only = {"perceptual_weight": 0.0, "perceptual_path": None, "disc_weight": 0.0}
 
     def __init__(self, **config: Any) -> None:
@@ -231,42 +229,17 @@ class ImageVQTokenizer(TrainableTokenizer, Tokenizer):
         return self.quantizer.codebook_size
 
     @property
+    def image_size(self) -> int:
+        """Side of the square images it codes."""
+        return self.cfg.image_size
+
+    @property
     def grid(self) -> tuple[int, int]:
         """``(h, w)`` of the token grid."""
         return self.cfg.grid, self.cfg.grid
 
-    def grammar(self) -> SegmentGrammar:
-        h, w = self.grid
-        return SegmentGrammar.fixed(self.vocab_size, h * w)
-
-    def prepare(self, images: torch.Tensor | Image.Image | list[Image.Image]) -> torch.Tensor:
-        """PIL image(s) or a float tensor ``[B, 3, H, W]``/``[3, H, W]`` in ``[0, 1]`` -> ``[B, 3, S, S]``
-        on the model's device, resized and centre-cropped to ``image_size`` when the size differs."""
-        size = self.cfg.image_size
-        if isinstance(images, Image.Image):
-            images = [images]
-        if isinstance(images, list):
-            if not images or not all(isinstance(i, Image.Image) for i in images):
-                raise ValueError("image_vq.encode takes a non-empty list of PIL images or a tensor")
-            return torch.stack([image_to_tensor(to_rgb(i), size) for i in images]).to(self._device)
-        if not isinstance(images, torch.Tensor) or not images.is_floating_point():
-            raise ValueError(
-                f"image_vq.encode needs float images in [0, 1], got {type(images).__name__} "
-                f"{getattr(images, 'dtype', '')}"
-            )
-        x = images[None] if images.dim() == 3 else images
-        if x.dim() != 4 or x.shape[1] != 3 or x.shape[0] == 0:
-            raise ValueError(
-                f"image_vq.encode needs images [B, 3, H, W] (or [3, H, W]), got {tuple(images.shape)}"
-            )
-        if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
-            raise ValueError(
-                "image_vq.encode needs finite pixel values in [0, 1] (divide uint8 images by 255)"
-            )
-        return fit_square(x, size).clamp(0, 1).to(self._device)
-
     @torch.no_grad()
-    def encode(self, images: torch.Tensor | Image.Image | list[Image.Image]) -> torch.Tensor:
+    def encode(self, images: ImageInput) -> torch.Tensor:
         """Images -> ids ``[B, h, w]`` long (see ``prepare`` for the accepted inputs)."""
         z = self.encoder(self.prepare(images) * 2 - 1).permute(0, 2, 3, 1)  # (B, h, w, D)
         if isinstance(self.quantizer, FSQ):
@@ -276,40 +249,11 @@ class ImageVQTokenizer(TrainableTokenizer, Tokenizer):
     @torch.no_grad()
     def decode(self, ids: torch.Tensor) -> torch.Tensor:
         """Ids ``[B, h, w]``, ``[h, w]`` or flat ``[B, h * w]`` -> images ``[B, 3, H, W]`` in ``[0, 1]``."""
-        ids = self.check_ids(ids)
-        h, w = self.grid
-        if ids.dim() == 1 or ids.shape == (h, w):
-            ids = ids[None]
-        if ids.dim() == 2 and ids.shape[-1] == h * w:
-            ids = ids.view(-1, h, w)
-        if ids.dim() != 3 or ids.shape[1:] != (h, w) or ids.shape[0] == 0:
-            raise ValueError(
-                f"image_vq: token grid must be {h} x {w} ([B, {h}, {w}], [{h}, {w}] or {h * w} flat "
-                f"ids per image), got shape {tuple(ids.shape)}"
-            )
-        return self.decode_codes(self.quantizer.lookup(ids.to(self._device))).clamp(0, 1)
+        return self.decode_codes(self.quantizer.lookup(self.check_grid(ids))).clamp(0, 1)
 
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes ``[B, h, w, D]`` -> images ``[B, 3, H, W]`` (unclamped, about ``[0, 1]``)."""
         return self.decoder(codes.permute(0, 3, 1, 2).to(self._device)) * 0.5 + 0.5
-
-    def reconstruction_error(self, x: Any) -> float:
-        """Mean squared error of ``decode(encode(x))`` against ``x`` in ``[0, 1]`` pixels."""
-        x = self.prepare(x)
-        return float((self.decode(self.encode(x)) - x).pow(2).mean())
-
-    def read_media(self, path: Path) -> torch.Tensor:
-        """An image file -> ``[1, 3, S, S]`` (``load_image``'s checks, then resize + centre crop)."""
-        return image_to_tensor(load_image(path, self.cfg.image_size), self.cfg.image_size)[None]
-
-    def write_media(self, media: torch.Tensor, path: Path) -> None:
-        """Images ``[3, H, W]`` or ``[B, 3, H, W]`` in ``[0, 1]`` -> one image file (a grid when ``B > 1``) in
-        the format of the suffix (``IMAGE_WRITE_FORMATS``)."""
-        from torchvision.utils import make_grid
-
-        x = media if media.dim() == 3 else make_grid(media, nrow=min(8, len(media)), padding=2)
-        array = (x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
-        Image.fromarray(array).save(path, format=IMAGE_WRITE_FORMATS[Path(path).suffix.lower()])
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, Any]:
         """Images ``[B, 3, S, S]`` in ``[0, 1]`` -> (reconstruction ``[B, 3, S, S]``, ``QuantizerOutput``)."""
@@ -327,15 +271,3 @@ class ImageVQTokenizer(TrainableTokenizer, Tokenizer):
             terms["perceptual"] = (c.perceptual_weight, self.perceptual(recon, images))
         terms |= self._adversarial(images, recon, step, {"adversarial": c.disc_weight})
         return self._output(terms, q, recon)
-
-    def reconstruction_metrics(
-        self, images: torch.Tensor, reconstruction: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        """PSNR (dB) and SSIM of reconstructions against images, both ``[B, 3, S, S]`` in ``[0, 1]``."""
-        from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
-
-        recon = reconstruction.detach().float().clamp(0, 1)
-        return {
-            "psnr": peak_signal_noise_ratio(recon, images.float(), data_range=1.0, dim=(1, 2, 3)),
-            "ssim": structural_similarity_index_measure(recon, images.float(), data_range=1.0),
-        }

@@ -240,7 +240,7 @@ def test_speech_modules_need_an_audio_codec(speech_data: SpeechDataModule) -> No
     vocab = speech_data.vocab
     bad = {**vocab, "tokenizers": {**vocab["tokenizers"], "audio": {"tokenizer": "mulaw", "config": {}}}}
     for module in (SpeechToTextModule, TextToSpeechModule):
-        with pytest.raises(ValueError, match="audio_codec"):
+        with pytest.raises(ValueError, match="audio codec"):
             module(vocab=bad, backbone=BACKBONE)
     with pytest.raises(ValueError, match="audio_layout"):
         TextToSpeechModule(vocab=vocab, backbone=BACKBONE, audio_layout="interleave")

@@ -85,7 +85,7 @@ def test_spoken_questions_train_answer_and_survive_a_release(spoken: SpokenVQADa
 def test_audio_questions_need_a_codec() -> None:
     text_only = VQADataModule(num_train=4, num_val=0, num_test=0, num_heldout=0, image_size=32,
                               bpe_vocab_size=280)
-    with pytest.raises(ValueError, match="audio_codec"):
+    with pytest.raises(ValueError, match="audio codec"):
         VQAModule(text_only.vocab, question_modality="audio", **TINY)
     with pytest.raises(ValueError, match="question_modality"):
         VQAModule(text_only.vocab, question_modality="video", **TINY)

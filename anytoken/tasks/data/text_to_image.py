@@ -17,7 +17,7 @@ from anytoken.tasks.data.captioning import build_text_tokenizer
 from anytoken.tasks.data.synthetic.scenes import ScenesCaptionDataset, ScenesConfig
 from anytoken.tokenizers.base import Tokenizer
 from anytoken.tokenizers.image_io import image_to_tensor
-from anytoken.tokenizers.image_vq import ImageVQTokenizer
+from anytoken.tokenizers.image_grid import ImageGrid
 
 
 class SceneObjectsDataset(ScenesCaptionDataset):
@@ -63,10 +63,11 @@ class TextToImageDataModule(TaskDataModule):
         except FileNotFoundError as err:
             hint = "train one first: anytoken fit --config configs/vq_image_scenes.yaml"
             raise ValueError(f"{err}; {hint}") from None
-        if not isinstance(self.image_tokenizer, ImageVQTokenizer):
-            raise ValueError(f"{image_tokenizer} holds a {self.image_tokenizer.name} tokenizer, not image_vq")
+        if not (isinstance(self.image_tokenizer, ImageGrid) and self.image_tokenizer.decodes):
+            raise ValueError(f"{image_tokenizer} holds a {self.image_tokenizer.name} tokenizer, not an image "
+                             "tokenizer that decodes (image_vq, emu3_vq)")
         self.image_tokenizer_path = str(image_tokenizer)
-        self.image_size = self.image_tokenizer.cfg.image_size
+        self.image_size = self.image_tokenizer.image_size
         config = replace(scenes or ScenesConfig(min_objects=1, max_objects=1), image_size=self.image_size)
         sizes = {"train": num_train, "val": num_val, "test": num_test, "heldout": num_heldout}
         self.splits = {s: SceneObjectsDataset(s, n, config) for s, n in sizes.items() if n > 0}

@@ -22,7 +22,9 @@ from lightning.pytorch.utilities import rank_zero_warn
 from anytoken.atomic import atomic_path
 from anytoken.tasks.data.synthetic.scenes import ScenesConfig, make_scenes
 from anytoken.tokenizers.audio_codec import AudioCodecTokenizer
+from anytoken.tokenizers.audio_codes import AudioCodes
 from anytoken.tokenizers.audio_io import convert_channels, resample
+from anytoken.tokenizers.base import Tokenizer
 
 TRAIN_VOICES = ("en-us", "en-gb", "en-us+f3", "en-gb+m3", "en-029", "en-gb-x-rp+f2")
 HELDOUT_VOICES = ("en-gb-scotland+f4", "en-us-nyc+m5")  # spoken in the heldout split only
@@ -100,10 +102,11 @@ def alsa_words(directory: str | Path = ALSA_SOUNDS) -> list[tuple[Path, str]]:
 
 
 def load_codec(path: str | None, spec: dict[str, Any] | None,
-               num_codebooks: int | None) -> AudioCodecTokenizer:
-    """The codec saved at ``path`` (by ``anytoken fit --config configs/codec_speech16k.yaml``), or, when
-    ``path`` is None, an untrained one from ``spec`` (smoke tests); in eval mode with ``num_codebooks``
-    levels (None: the codec's own)."""
+               num_codebooks: int | None) -> AudioCodes:
+    """The codec saved at ``path`` (by ``anytoken fit --config configs/codec_speech16k.yaml``, or a Hugging
+    Face EnCodec, DAC or Mimi directory: docs/pretrained_tokenizers.md), or, when ``path`` is None, an
+    untrained one from ``spec`` (smoke tests); in eval mode with ``num_codebooks`` levels (None: the
+    codec's own)."""
     if path is not None and spec is not None:
         raise ValueError("give codec_path (a trained codec) or codec (an untrained one's spec), not both")
     if path is None:
@@ -113,11 +116,14 @@ def load_codec(path: str | None, spec: dict[str, Any] | None,
         raise ValueError(f"no codec at {path}: train it first (anytoken fit --config "
                          "configs/codec_speech16k.yaml writes runs/codec_speech16k/tokenizer)")
     else:
-        codec = AudioCodecTokenizer.from_pretrained(path)
+        codec = Tokenizer.from_pretrained(path)
+        if not isinstance(codec, AudioCodes):
+            raise ValueError(f"{path} holds a {codec.name} tokenizer, not an audio codec (audio_codec, "
+                             "encodec, dac, mimi)")
     return codec.with_codebooks(num_codebooks).eval()
 
 
-def codec_digest(codec: AudioCodecTokenizer) -> str:
+def codec_digest(codec: AudioCodes) -> str:
     """A hash of the codec's config and weights: what cached codes are keyed by."""
     h = hashlib.sha1(json.dumps(codec.config(), sort_keys=True).encode())
     for name, tensor in sorted(codec.state_dict().items()):
@@ -128,7 +134,7 @@ def codec_digest(codec: AudioCodecTokenizer) -> str:
 
 
 @torch.no_grad()
-def encode_waves(codec: AudioCodecTokenizer, waves: list[torch.Tensor],
+def encode_waves(codec: AudioCodes, waves: list[torch.Tensor],
                  batch_size: int = 16) -> list[torch.Tensor]:
     """Codes ``[K, ceil(T_i / hop)]`` of each wave ``[C, T_i]`` (batched by length, zero-padded: the codec's
     convs pad with zeros anyway, so a padded batch gives each wave its own codes)."""
@@ -145,7 +151,7 @@ def encode_waves(codec: AudioCodecTokenizer, waves: list[torch.Tensor],
 
 
 def encode_utterances(
-    codec: AudioCodecTokenizer, utterances: list[Utterance], cache_dir: str | None, name: str
+    codec: AudioCodes, utterances: list[Utterance], cache_dir: str | None, name: str
 ) -> list[torch.Tensor]:
     """Codes ``[K, T']`` of each utterance, spoken and encoded once: cached in ``cache_dir`` (when given)
     under ``name`` and a hash of the codec and the utterances."""
