@@ -1,23 +1,27 @@
 """Table benchmarks, side by side in one run: the token model (``TablePredictionModule``) against
-scikit-learn baselines (logistic/linear regression, HistGradientBoosting) on the same train/test splits of
-scikit-learn's bundled datasets, and the table tokenizer's encode/decode throughput and round-trip error.
+scikit-learn baselines (logistic/linear regression, HistGradientBoosting) on the same splits of
+scikit-learn's bundled datasets over several split seeds. (The table tokenizer's round-trip error and
+throughput are measured by ``anytoken bench``.)
 
-    python benchmarks/bench_tables.py [--steps 300] [--seed 0]
+    python benchmarks/bench_tables.py [--split val|test] [--seeds 0 1 2 3 4] [--steps 600] [--n-bins 16]
 
-Classification reports accuracy, regression RMSE (the token model predicts the mean over its target bins
-and, for comparison, the most likely bin decoded under the column grammar). Prints a table and writes
-benchmarks/results/tables.json. About 4 minutes on 2 shared CPU cores.
+Every split is 60% train / 15% validation / 25% test. Settings are chosen with ``--split val`` (every model
+scored on the validation rows); ``--split test`` (the default) reports the test rows once. Classification
+reports accuracy, regression RMSE (the token model predicts the mean over its target bins and, for
+comparison, the most likely bin decoded under the column grammar). Prints each task's mean and spread
+beside the baselines and writes benchmarks/results/tables.json plus one JSON per seed in
+benchmarks/results/tables/.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import pandas as pd
 import torch
 from sklearn.compose import make_column_transformer
@@ -28,12 +32,12 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from anytoken.atomic import atomic_path
 from anytoken.backbone import TransformerConfig
-from anytoken.tasks.data.tables import TableDataModule, load_bundled
+from anytoken.tasks.data.tables import TableDataModule
 from anytoken.tasks.metrics.tables import prediction_metrics
 from anytoken.tasks.tables import TablePredictionModule
-from anytoken.tokenizers.table import TableTokenizer
 
 RESULTS = Path(__file__).parent / "results" / "tables.json"
+PER_SEED = Path(__file__).parent / "results" / "tables"
 # (dataset, target column): classification where the target is categorical, regression otherwise
 TASKS = [
     ("iris", "target"),
@@ -42,8 +46,15 @@ TASKS = [
     ("diabetes", "target"),
     ("iris", "petal length (cm)"),
 ]
-TEST_FRACTION = 0.25
-N_BINS = 8
+VAL_FRACTION, TEST_FRACTION = 0.15, 0.25
+MODELS = ("linear", "hgb", "token", "token_mode")
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write ``data`` as JSON at ``path`` atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=float))
 
 
 def baselines(train: pd.DataFrame, test: pd.DataFrame, target: str, classification: bool) -> dict[str, float]:
@@ -68,12 +79,14 @@ def baselines(train: pd.DataFrame, test: pd.DataFrame, target: str, classificati
     return out
 
 
-def token_model(dm: TableDataModule, target: str, steps: int) -> tuple[dict[str, float], float]:
-    """Train a small TablePredictionModule for ``steps`` steps; its test metric(s) and training seconds."""
+def token_model(dm: TableDataModule, target: str, steps: int, split: str,
+                numeric_inputs: str) -> tuple[dict[str, float], float]:
+    """Train a small TablePredictionModule for ``steps`` steps; its metric(s) on ``split`` and training
+    seconds."""
     model = TablePredictionModule(
         dm.vocab, target=target, backbone=TransformerConfig(n_layer=2, n_head=4, d_model=64, max_seq_len=96,
                                                             dropout=0.1),
-        mask="causal", lr=3e-3, warmup_steps=steps // 10,
+        mask="causal", lr=3e-3, warmup_steps=steps // 10, numeric_inputs=numeric_inputs,
     )
     trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps, logger=False, gradient_clip_val=1.0,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
@@ -82,7 +95,7 @@ def token_model(dm: TableDataModule, target: str, steps: int) -> tuple[dict[str,
     trainer.fit(model, train_dataloaders=dm.train_dataloader())
     seconds = time.perf_counter() - start
     model.eval()
-    test = dm.splits["test"]
+    test = dm.splits[split]
     truth = test[target]
     fmt = model.model.task_format("table_prediction")
     if fmt.is_classification:
@@ -93,85 +106,90 @@ def token_model(dm: TableDataModule, target: str, steps: int) -> tuple[dict[str,
     return metrics, seconds
 
 
-def throughput(frame: pd.DataFrame, repeats: int = 3) -> dict[str, float]:
-    """Encode and decode rows per second (best of ``repeats``) and the round-trip error of ``frame``."""
-    tok = TableTokenizer.fit(frame, n_bins=32)
-    best_enc = best_dec = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        ids = tok.encode(frame)
-        best_enc = min(best_enc, time.perf_counter() - t)
-        t = time.perf_counter()
-        tok.decode(ids)
-        best_dec = min(best_dec, time.perf_counter() - t)
-    return {"rows": len(frame), "columns": frame.shape[1], "tokens_per_row": tok.row_length(),
-            "encode_rows_per_s": len(frame) / best_enc, "decode_rows_per_s": len(frame) / best_dec,
-            "reconstruction_error": tok.reconstruction_error(frame)}
+def prediction(args: argparse.Namespace) -> list[dict]:
+    """Every task on every seed's split: the baselines and the token model scored on ``args.split``; one
+    JSON per seed in ``PER_SEED``. Returns the rows (one per task and seed)."""
+    rows = []
+    for seed in args.seeds:
+        seed_rows = []
+        for dataset, target in TASKS:
+            L.seed_everything(seed, verbose=False)
+            dm = TableDataModule(dataset, val_fraction=VAL_FRACTION, test_fraction=TEST_FRACTION,
+                                 n_bins=args.n_bins, batch_size=32, seed=seed)
+            classification = dm.tokenizer.column(target).kind == "categorical"
+            row = {"dataset": dataset, "target": target, "seed": seed, "split": args.split,
+                   "metric": "accuracy" if classification else "rmse",
+                   "train_rows": len(dm.splits["train"]), "eval_rows": len(dm.splits[args.split])}
+            row |= baselines(dm.splits["train"], dm.splits[args.split], target, classification)
+            metrics, seconds = token_model(dm, target, args.steps, args.split, args.numeric_inputs)
+            row |= metrics | {"token_train_s": seconds}
+            seed_rows.append(row)
+            print(f"seed {seed} {dataset}/{target}: {row}", flush=True)
+        write_json(PER_SEED / f"{args.split}_seed{seed}.json",
+                   {"settings": settings(args), "rows": seed_rows})
+        rows += seed_rows
+    return rows
 
 
-def mixed_frame(n: int, seed: int = 0) -> pd.DataFrame:
-    """A synthetic table with every column kind and 5% missing values."""
-    rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({
-        "float": rng.normal(size=n), "skewed": rng.lognormal(size=n), "int_many": rng.integers(0, 10**5, n),
-        "int_few": rng.integers(0, 5, n), "city": rng.choice(["paris", "oslo", "lima", "rome"], n),
-        "flag": rng.random(n) < 0.3,
-    })
-    frame["float"] = frame["float"].mask(rng.random(n) < 0.05)
-    frame["city"] = frame["city"].mask(rng.random(n) < 0.05)
-    return frame
+def settings(args: argparse.Namespace) -> dict:
+    """The run's settings, as recorded beside its figures."""
+    return {"split": args.split, "seeds": args.seeds, "steps": args.steps, "n_bins": args.n_bins,
+            "numeric_inputs": args.numeric_inputs, "val_fraction": VAL_FRACTION,
+            "test_fraction": TEST_FRACTION,
+            "backbone": "2 layers, d_model 64, dropout 0.1, lr 3e-3, batch 32"}
+
+
+def summary(rows: list[dict]) -> list[dict]:
+    """Per task: mean and standard deviation over seeds of every model's metric, and the token model's
+    gap to the best baseline (accuracy points, or RMSE relative to the best baseline)."""
+    out = []
+    for dataset, target in TASKS:
+        mine = [r for r in rows if (r["dataset"], r["target"]) == (dataset, target)]
+        entry = {"dataset": dataset, "target": target, "metric": mine[0]["metric"], "seeds": len(mine)}
+        for name in MODELS:
+            values = [r[name] for r in mine if name in r]
+            if values:
+                spread = statistics.stdev(values) if len(values) > 1 else 0.0
+                entry[name] = {"mean": statistics.mean(values), "std": spread}
+        better = max if entry["metric"] == "accuracy" else min
+        best = better(entry["linear"]["mean"], entry["hgb"]["mean"])
+        token = entry["token"]["mean"]
+        entry["gap"] = (best - token) * 100 if entry["metric"] == "accuracy" else token / best - 1
+        entry["goal_met"] = entry["gap"] <= 1.0 if entry["metric"] == "accuracy" else entry["gap"] <= 0.05
+        out.append(entry)
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300, help="training steps of each token model")
-    parser.add_argument("--seed", type=int, default=0, help="split and training seed")
+    parser.add_argument("--steps", type=int, default=600, help="training steps of each token model")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4],
+                        help="split and training seeds")
+    parser.add_argument("--split", choices=("val", "test"), default="test",
+                        help="rows every model is scored on")
+    parser.add_argument("--n-bins", type=int, default=16, help="quantile bins per numeric column")
+    parser.add_argument("--numeric-inputs", choices=("ple", "bins"), default="ple",
+                        help="the token model's numeric input encoding")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON file written")
     args = parser.parse_args()
     torch.set_num_threads(1)  # tiny models: one thread is faster, above all on a shared CPU
-    results: dict = {"settings": {"steps": args.steps, "seed": args.seed, "test_fraction": TEST_FRACTION,
-                                  "n_bins": N_BINS, "backbone": "2 layers, d_model 64, dropout 0.1"},
-                     "prediction": [], "throughput": {}}
-    for dataset, target in TASKS:
-        L.seed_everything(args.seed, verbose=False)
-        dm = TableDataModule(dataset, val_fraction=0.0, test_fraction=TEST_FRACTION, n_bins=N_BINS,
-                             batch_size=32, seed=args.seed)
-        classification = dm.tokenizer.column(target).kind == "categorical"
-        row = {"dataset": dataset, "target": target, "metric": "accuracy" if classification else "rmse",
-               "train_rows": len(dm.splits["train"]), "test_rows": len(dm.splits["test"])}
-        row |= baselines(dm.splits["train"], dm.splits["test"], target, classification)
-        metrics, seconds = token_model(dm, target, args.steps)
-        row |= metrics | {"token_train_s": seconds}
-        results["prediction"].append(row)
-        print(f"{dataset}/{target}: {row}", flush=True)
-    for name, frame in {"mixed_100k": mixed_frame(100_000), "digits": load_bundled("digits"),
-                        "breast_cancer": load_bundled("breast_cancer")}.items():
-        results["throughput"][name] = throughput(frame)
+    rows = prediction(args)
+    results: dict = {"settings": settings(args), "prediction": rows, "summary": summary(rows)}
     report(results)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.out) as tmp:
-        tmp.write_text(json.dumps(results, indent=2, default=float))
+    write_json(args.out, results)
     print(f"\nwritten to {args.out}")
 
 
 def report(results: dict) -> None:
-    print(f"\n{'dataset / target':<32} {'metric':<9} {'linear':>8} {'HGB':>8} {'token':>8} "
-          f"{'token(mode)':>12} {'train s':>8}  token vs best baseline")
-    for r in results["prediction"]:
-        better = max if r["metric"] == "accuracy" else min
-        best = better(r["linear"], r["hgb"])
-        verdict = "wins" if better(r["token"], best) == r["token"] and r["token"] != best else (
-            "ties" if r["token"] == best else "loses")
-        mode = f"{r['token_mode']:.3f}" if "token_mode" in r else "-"
+    split = results["settings"]["split"]
+    print(f"\n{'dataset / target':<32} {'metric':<9} {'linear':>15} {'HGB':>15} {'token':>15} "
+          f"{'token(mode)':>15}  gap to best baseline ({split}, mean +- std over seeds)")
+    for r in results["summary"]:
+        cells = [f"{r[m]['mean']:.3f} +- {r[m]['std']:.3f}" if m in r else "-" for m in MODELS]
+        gap = f"{r['gap']:+.1f} points" if r["metric"] == "accuracy" else f"{r['gap']:+.1%}"
         name = f"{r['dataset']} / {r['target']}"
-        print(f"{name:<32} {r['metric']:<9} {r['linear']:>8.3f} {r['hgb']:>8.3f} {r['token']:>8.3f} "
-              f"{mode:>12} {r['token_train_s']:>8.0f}  {verdict}")
-    print(f"\n{'table':<14} {'rows':>7} {'cols':>5} {'ids/row':>8} {'encode rows/s':>14} "
-          f"{'decode rows/s':>14} {'round-trip err':>15}")
-    for name, t in results["throughput"].items():
-        print(f"{name:<14} {t['rows']:>7} {t['columns']:>5} {t['tokens_per_row']:>8} "
-              f"{t['encode_rows_per_s']:>14,.0f} {t['decode_rows_per_s']:>14,.0f} "
-              f"{t['reconstruction_error']:>15.4f}")
+        print(f"{name:<32} {r['metric']:<9} " + " ".join(f"{c:>15}" for c in cells)
+              + f"  {gap} ({'goal met' if r['goal_met'] else 'goal not met'})")
 
 
 if __name__ == "__main__":

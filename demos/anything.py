@@ -2,7 +2,8 @@
 
     anytoken demo anything [--ckpt runs/anything_tiny/release] [--port 7860]
 
-Give an image, a text, an audio file, a table row (JSON) or a trajectory history (JSON), pick the task tag,
+Give an image (a built-in scene or stick figure is loaded, others are a click away), a text, an audio
+file, a table row (JSON) or a trajectory history (JSON, an example is filled in), pick the task tag,
 and the same backbone answers in the modality the tag asks for: ``<caption>`` text or ``<pose_estimation>``
 keypoints for the same image, a VQA answer (to a typed or a spoken question), a forecast, a table
 prediction, a transcript, speech or a drawing, as the model's tasks allow. Without a model the app still
@@ -19,10 +20,10 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 import torch
-from PIL import Image, ImageDraw
 
 from anytoken import AnytokenModel, TaskFormat
-from demos.widgets import load_task_model, read_image
+from demos.pictures import draw_pose, tensor_image
+from demos.widgets import example_figures, example_files, image_input, load_task_model, read_image, thumbnails
 
 DEFAULT_CKPT = Path("runs/anything_tiny/release")  # where configs/anything_tiny.yaml writes its release
 TRAIN_HINT = "anytoken fit --config configs/anything_tiny.yaml"
@@ -37,22 +38,13 @@ NEEDS = {  # format kind -> the inputs it reads (shown in the page, checked befo
     "text_to_image": "text (the caption)",
 }
 Result = tuple[Any, str, Any, Any, str]  # image, text, JSON, audio, message
+EXAMPLE_HISTORY = "[[[0, 0], [0.5, 0], [1, 0]], [[5, 5], [5, 5.5], [5, 6]]]"  # two agents, three steps
 
 
 def _needs(fmt: TaskFormat) -> str:
     if fmt.kind == "vqa" and fmt.question_modality == "audio":
         return "image + audio (the spoken question)"
     return NEEDS.get(fmt.kind, "")
-
-
-def _draw_pose(image: Image.Image, keypoints: torch.Tensor) -> Image.Image:
-    """The image (256 px) with the visible keypoints ``[K, 3]`` (normalised to the image) drawn on it."""
-    out = image.convert("RGB").resize((256, 256))
-    draw = ImageDraw.Draw(out)
-    for x, y, v in keypoints.tolist():
-        if v > 0:
-            draw.ellipse([x * 256 - 3, y * 256 - 3, x * 256 + 3, y * 256 + 3], fill=(255, 64, 64))
-    return out
 
 
 def _image_task(model: AnytokenModel, fmt: TaskFormat, image_file: str | None, text: str,
@@ -73,8 +65,9 @@ def _image_task(model: AnytokenModel, fmt: TaskFormat, image_file: str | None, t
             raise ValueError("Type a question in the text box.")
         return image, fmt.ask(model, images, [text])[0], None, None, ""
     keypoints = fmt.predict_keypoints(model, images)[0]  # (K, 3), normalised to the image
-    names = model.tokenizers["pose"].keypoint_names
-    return _draw_pose(image, keypoints), "", dict(zip(names, keypoints.tolist())), None, ""
+    pose = model.tokenizers["pose"]
+    drawn = draw_pose(keypoints, pose.skeleton, image)
+    return drawn, "", dict(zip(pose.keypoint_names, keypoints.tolist())), None, ""
 
 
 def _run(model: AnytokenModel, task: str, image_file: str | None, text: str, row: str, history: str,
@@ -96,7 +89,7 @@ def _run(model: AnytokenModel, task: str, image_file: str | None, text: str, row
         if past.dim() != 3 or past.shape[-1] != 2 or past.shape[1] < 2:
             raise ValueError("Give the history as JSON [agent][step][x, y] with at least 2 steps per agent.")
         ids = model.tokenizers["trajectory"].encode(past)[None]  # (1, 2A(H-1)), time-major as in training
-        future = fmt.forecast(model, ids, past[None, :, 0], int(horizon))[0, 0]  # (A, F, 2)
+        future = fmt.forecast(model, ids, past[None], int(horizon))[0, 0]  # (A, F, 2)
         return None, "", {"future": future.tolist()}, None, ""
     if fmt.kind == "transcribe":
         if audio_file is None:
@@ -106,10 +99,17 @@ def _run(model: AnytokenModel, task: str, image_file: str | None, text: str, row
     if not text.strip():  # speak, text_to_image
         raise ValueError("Type a text first.")
     if fmt.kind == "text_to_image":
-        picture = fmt.draw(model, [text])[0].permute(1, 2, 0).clamp(0, 1).mul(255).byte().numpy()
-        return Image.fromarray(picture).resize((256, 256), Image.NEAREST), "", None, None, ""
+        return tensor_image(fmt.draw(model, [text])[0], 256), "", None, None, ""
     wave = fmt.speak(model, [text])[0]  # (C, T)
     return None, "", None, (model.media_tokenizers["audio"].sample_rate, wave[0].numpy()), ""
+
+
+def _example_pictures(count: int = 3) -> list[str]:
+    """Built-in test scenes (for captions, questions) and stick figures (for poses) as image files."""
+    from anytoken.tasks.data.synthetic.scenes import make_scenes
+
+    pictures = [scene.render(64) for scene in make_scenes("test", count)]
+    return example_files(pictures + [image for image, _ in example_figures(count)], "example")
 
 
 def build_app(ckpt: str | Path | None = None) -> gr.Blocks:
@@ -120,6 +120,7 @@ def build_app(ckpt: str | Path | None = None) -> gr.Blocks:
     """
     model, status = load_task_model(ckpt or DEFAULT_CKPT, None, TRAIN_HINT)
     formats = model.formats if model is not None else {}
+    paths = _example_pictures()
     tasks = [name for name, fmt in formats.items() if fmt.kind in NEEDS]  # template tasks have no form
 
     def run(task: str | None, image_file: str | None, text: str, row: str, history: str,
@@ -143,20 +144,21 @@ def build_app(ckpt: str | Path | None = None) -> gr.Blocks:
             gr.Markdown("Tasks: " + ", ".join(f"`{t}` ({_needs(formats[t])})" for t in tasks))
         with gr.Row():
             with gr.Column():
-                task = gr.Dropdown(tasks, value=tasks[0] if tasks else None, label="Task")
-                image_file = gr.File(label="Image file", file_types=["image"], type="filepath")
-                text = gr.Textbox(label="Text (question, caption to draw or to speak)")
+                task = gr.Dropdown(tasks, value=tasks[0] if tasks else None, label="Task", elem_id="task")
+                image_file = image_input(paths)
+                thumbnails(paths, [image_file], label="Built-in test scenes and stick figures (click one)")
+                text = gr.Textbox(label="Text (question, caption to draw or to speak)", elem_id="text_in")
                 row = gr.Textbox(label="Table row (JSON object)", placeholder='{"alcohol": 13.2, ...}')
-                history = gr.Textbox(label="Trajectory history (JSON [agent][step][x, y])")
+                history = gr.Textbox(EXAMPLE_HISTORY, label="Trajectory history (JSON [agent][step][x, y])")
                 horizon = gr.Slider(1, 24, value=12, step=1, label="Forecast steps")
                 audio_file = gr.File(label="Audio file", file_types=["audio"], type="filepath")
                 button = gr.Button("Run", variant="primary")
             with gr.Column():
-                shown = gr.Image(label="Image", type="pil", interactive=False)
-                out_text = gr.Textbox(label="Text", interactive=False)
+                shown = gr.Image(label="Image", type="pil", interactive=False, elem_id="image_out")
+                out_text = gr.Textbox(label="Text", interactive=False, elem_id="text_out")
                 out_json = gr.JSON(label="Structured output")
                 out_audio = gr.Audio(label="Speech", interactive=False)
-                message = gr.Markdown()
+                message = gr.Markdown(elem_id="message")
         button.click(run, [task, image_file, text, row, history, audio_file, horizon],
                      [shown, out_text, out_json, out_audio, message], api_name="run")
     return app

@@ -1,10 +1,13 @@
-"""What the captioning and VQA apps share: loading a model with a message instead of a crash, reading an
-uploaded image with a clear error, the decoding controls, example scenes, and how an app is launched.
+"""What the apps share: loading a model with a message instead of a crash, reading an uploaded image
+with a clear error, the decoding controls, built-in example pictures recognised again by their pixels (to
+reveal their reference after the answer), and how an app is launched.
 """
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,13 +84,78 @@ def decoding_config(
 
 def example_scenes(count: int, image_size: int = 64) -> list[tuple[str, Scene]]:
     """``count`` test-split scenes rendered to PNG files in a new temporary folder: ``(path, scene)``."""
-    folder = Path(tempfile.mkdtemp(prefix="anytoken-demo-"))
-    out = []
-    for i, scene in enumerate(make_scenes("test", count)):
-        path = folder / f"scene_{i}.png"
-        scene.render(image_size).resize((256, 256), Image.NEAREST).save(path)
-        out.append((str(path), scene))
+    scenes = make_scenes("test", count)
+    return list(zip(example_files([s.render(image_size) for s in scenes], "scene"), scenes))
+
+
+def example_figures(count: int) -> list[tuple[Image.Image, torch.Tensor]]:
+    """``count`` test-split stick figures: ``(image, keypoints [17, 3] normalised to the image)``."""
+    from anytoken.tasks.data.synthetic.stick_figures import StickFiguresDataset
+
+    data, out = StickFiguresDataset("test", count), []
+    for i in range(count):
+        item = data[i]
+        keypoints = torch.as_tensor(item["keypoints"], dtype=torch.float32).clone()  # (K, 3) in pixels
+        keypoints[:, :2] /= float(item["image"].size[0])
+        out.append((item["image"], keypoints))
     return out
+
+
+def example_files(images: Sequence[Image.Image], stem: str, size: int = 256) -> list[str]:
+    """``images`` enlarged to ``size`` pixels (nearest neighbour: crisp thumbnails) as PNG files in a new
+    temporary folder; their paths."""
+    folder = Path(tempfile.mkdtemp(prefix="anytoken-demo-"))
+    paths = []
+    for i, image in enumerate(images):
+        path = folder / f"{stem}_{i}.png"
+        image.resize((size, size), Image.NEAREST).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def pixel_key(image: Image.Image) -> str:
+    """A digest of an image's RGB pixels: Gradio hands the app a copy of an example file, not its path, so
+    the apps recognise their examples by what they show."""
+    rgb = image.convert("RGB")
+    return hashlib.sha1(repr(rgb.size).encode() + rgb.tobytes()).hexdigest()
+
+
+def recogniser(paths: Sequence[str], items: Sequence[Any]) -> Callable[[Image.Image | None], Any]:
+    """A function from an image to the item of the example file showing the same pixels (None: not one of
+    the examples)."""
+    known = {pixel_key(load_image(path)): item for path, item in zip(paths, items)}
+    return lambda image: None if image is None else known.get(pixel_key(image))
+
+
+def image_input(paths: Sequence[str], label: str = "Image") -> gr.Image:
+    """An image input (upload or paste) that opens showing the first example file."""
+    return gr.Image(value=paths[0] if paths else None, label=label, type="filepath",
+                    sources=["upload", "clipboard"], height=256)
+
+
+def thumbnails(paths: Sequence[str], inputs: list[gr.components.Component], extra: Sequence[list[Any]] = (),
+               label: str = "Built-in examples (click one)", elem_id: str = "examples") -> gr.Examples:
+    """The example files as thumbnails (``gr.Examples``); a click loads one (and its ``extra`` values)
+    into ``inputs``."""
+    rows = [[path, *more] for path, more in zip(paths, extra or [[]] * len(paths))]
+    return gr.Examples(rows, inputs=inputs, label=label, examples_per_page=12, elem_id=elem_id)
+
+
+def picture_picker(pictures: dict[str, Image.Image], label: str = "Built-in examples (click one)",
+                   elem_id: str | None = None) -> gr.Dropdown:
+    """A gallery of named pictures (the first selected) above a dropdown of their names; clicking a picture
+    picks its name. For examples that are not image files (poses, trajectories, sounds): their picture."""
+    names = list(pictures)
+    gallery = gr.Gallery(list(zip(pictures.values(), names)), label=label, columns=max(1, min(len(names), 6)),
+                         rows=1, height=160, allow_preview=False, selected_index=0 if names else None,
+                         elem_id=elem_id)
+    choice = gr.Dropdown(names, value=names[0] if names else None, label="Built-in example")
+
+    def pick(evt: gr.SelectData) -> str:
+        return names[evt.index]
+
+    gallery.select(pick, None, choice, api_name=False)
+    return choice
 
 
 def launch(app: gr.Blocks, port: int | None = None, block: bool = True) -> str:

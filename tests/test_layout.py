@@ -60,7 +60,7 @@ def test_atomic_writes_leave_nothing_behind_on_failure(tmp_path):
 
 # Rooms from the ground up; a module may import only from its own rank or below.
 RANKS = {"backbone": 0, "tokenizers": 0, "atomic": 0, "loading": 0, "registry": 0, "heads": 1, "models": 2,
-         "checkpoint": 3, "anytoken": 4, "tasks": 5, "demos": 6, "cli": 7}
+         "checkpoint": 3, "anytoken": 4, "tasks": 5, "bench": 5, "demos": 6, "cli": 7}
 HEAVY = {"lightning": 5, "pytorch_lightning": 5, "gradio": 6}  # the lowest rank that may import each
 
 

@@ -18,6 +18,7 @@ class CaptionFormat(TaskFormat):
 
     kind = "caption"
     tags = ("caption",)
+    samples_key = "caption_ids"  # training batches from token shards may hold image_tokens, not images
 
     def bind(self, model: AnytokenModel) -> None:
         super().bind(model)
@@ -26,7 +27,7 @@ class CaptionFormat(TaskFormat):
 
     def samples(self, model: AnytokenModel, batch: dict[str, Any], targets: bool) -> list[list[Segment]]:
         prompts = [[Special("<bos>"), model.image_segment(batch, i), Special("<caption>")]
-                   for i in range(len(batch["images"]))]
+                   for i in range(len(batch["caption_ids" if targets else "images"]))]
         return self.with_targets(prompts, "text", batch["caption_ids"] if targets else None)
 
     @torch.no_grad()

@@ -3,6 +3,9 @@
 The prompt is no bidirectional prefix, so training sees what KV-cache decoding sees; generation follows
 ``TableTokenizer.grammar(columns)`` (each column's tag, then a value from its block, in schema order).
 Batches are ``{"rows": DataFrame}``; a ``"given"`` list in a batch fixes which columns the prompt holds.
+With ``numeric_inputs="ple"`` a binned column's value token in the prompt also carries its exact value:
+a piecewise-linear encoding over the column's bin edges (``anytoken.models.numeric``) is added to the bin
+token's embedding. Generated tokens are bins only (what decoding feeds back), so training adds nothing there.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import torch
 
 from anytoken.heads import DecodingConfig
 from anytoken.models.formats import AnytokenModel, TaskFormat, check_choice, open_segment, register_format
-from anytoken.tokenizers.sequence import Segment, Special, Tokens
+from anytoken.models.numeric import NumericEncoder
+from anytoken.tokenizers.sequence import IGNORE_INDEX, Segment, SequenceBatch, Special, Tokens
 from anytoken.tokenizers.table import TableTokenizer
 from anytoken.tokenizers.table_schema import BinnedColumn, restore
 
@@ -30,19 +34,50 @@ class TableFormat(TaskFormat):
     Args:
         column_order: ``"fixed"`` (schema order) or ``"shuffle"`` (a random order per training row, an
             augmentation; evaluation and generation use the schema order the grammar fixes).
+        numeric_inputs: ``"ple"`` (prompt values of binned columns add their piecewise-linear encoding to
+            the bin token's embedding; the table tasks' default) or ``"bins"`` (the bin token alone: what
+            a spec without this key, such as an older release, means). A mixture embeds its packed rows
+            without the format, so there ``"ple"`` would stay untrained at zero: the bin tokens alone.
     """
 
     tokenizer_types = {"table": TableTokenizer}
     samples_key = "rows"
 
-    def __init__(self, column_order: Literal["fixed", "shuffle"] = "fixed") -> None:
+    def __init__(self, column_order: Literal["fixed", "shuffle"] = "fixed",
+                 numeric_inputs: Literal["ple", "bins"] = "bins") -> None:
         super().__init__()
         check_choice("column_order", column_order, ("fixed", "shuffle"))
-        self.column_order = column_order
+        check_choice("numeric_inputs", numeric_inputs, ("ple", "bins"))
+        self.column_order, self.numeric_inputs = column_order, numeric_inputs
 
     def bind(self, model: AnytokenModel) -> None:
         super().bind(model)
         self.table: TableTokenizer = model.tokenizers["table"]
+        binned = [c for c in self.table.schema if isinstance(c, BinnedColumn)]
+        self.numeric_columns = [c.name for c in binned] if self.numeric_inputs == "ple" else []
+        if self.numeric_columns:
+            edges = [[c.low, *c.cuts, max(c.high, c.low)] for c in binned]
+            self.numeric = NumericEncoder(edges, model.backbone.config.d_model)
+
+    def embed(self, model: AnytokenModel, seq: SequenceBatch, batch: dict[str, Any]) -> torch.Tensor:
+        """Token embeddings ``[B, T, d]`` plus, at each prompt value of a binned column (``"ple"``), the
+        encoding of the row's exact value. Rows are never packed here: row ``b`` is sample ``b``."""
+        x = model.embed(seq, batch)  # (B, T, d)
+        if not self.numeric_columns:
+            return x
+        rows = batch["rows"]
+        fed = torch.nn.functional.pad(seq.targets[:, :-1] != IGNORE_INDEX, (1, 0))  # (B, T) generated inputs
+        start = model.space.range("table").start
+        ids, extra = seq.input_ids - start, torch.zeros_like(x)
+        for index, name in enumerate(self.numeric_columns):
+            block = self.table.value_ids(name)
+            at = (ids > block.start) & (ids < block.stop) & ~fed  # (B, T): not <missing>, in the prompt
+            if name not in rows.columns or not bool(at.any()):
+                continue
+            b, t = at.nonzero(as_tuple=True)
+            values = torch.tensor(rows[name].to_numpy(dtype=float, na_value=np.nan), device=x.device)
+            extra[b, t] = self.numeric(index, values[b]).to(x.dtype)
+        return x + extra
 
     def columns_for(self, batch: dict[str, Any]) -> tuple[list[str], list[str]]:
         """``(given, generated)`` column names of a batch; formats decide when the batch does not say."""
@@ -89,7 +124,7 @@ class TableFormat(TaskFormat):
 class TableGenerationFormat(TableFormat):
     """Synthetic rows, unconditionally or conditioned on some columns.
 
-    Args (and ``column_order``, see ``TableFormat``):
+    Args (and ``column_order``, ``numeric_inputs``: see ``TableFormat``):
         condition_prob: share of training batches whose prompt holds a random proper subset of the columns.
         condition_on: columns given when evaluating and predicting (None: unconditional rows).
         num_synthetic: unconditional rows sampled per evaluated batch (at least its rows) to compare with it.
@@ -104,8 +139,9 @@ class TableGenerationFormat(TableFormat):
         condition_prob: float = 0.5,
         condition_on: list[str] | None = None,
         num_synthetic: int = 512,
+        numeric_inputs: Literal["ple", "bins"] = "bins",
     ) -> None:
-        super().__init__(column_order)
+        super().__init__(column_order, numeric_inputs)
         if not 0.0 <= condition_prob <= 1.0:
             raise ValueError(f"condition_prob must lie in [0, 1], got {condition_prob}")
         if num_synthetic < 1:
@@ -149,7 +185,7 @@ class TablePredictionFormat(TableFormat):
     """Predict one column from the others: ``<table> other columns </table> <table> target tag, value
     </table>``, decoded under the target's grammar.
 
-    Args (and ``column_order``, see ``TableFormat``):
+    Args (and ``column_order``, ``numeric_inputs``: see ``TableFormat``):
         target: the column to predict (any column of the fitted table).
         regression: for a binned numeric target, ``"mean"`` (the bin representatives weighted by the model's
             probabilities, which lowers squared error) or ``"mode"`` (the most likely bin, by constrained
@@ -164,8 +200,9 @@ class TablePredictionFormat(TableFormat):
         column_order: Literal["fixed", "shuffle"] = "fixed",
         target: str = "target",
         regression: Literal["mean", "mode"] = "mean",
+        numeric_inputs: Literal["ple", "bins"] = "bins",
     ) -> None:
-        super().__init__(column_order)
+        super().__init__(column_order, numeric_inputs)
         check_choice("regression", regression, ("mean", "mode"))
         self.target, self.regression = target, regression
 

@@ -27,6 +27,7 @@ class TextToImageFormat(TaskFormat):
 
     kind = "text_to_image"
     tags = ("draw",)
+    samples_key = "caption_ids"  # training batches from token shards hold image_tokens, not images
 
     def __init__(self, cond_dropout: float = 0.0) -> None:
         super().__init__()

@@ -10,6 +10,8 @@ from dataclasses import replace
 from typing import Any
 
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.strategies import DDPStrategy
 
 from anytoken.heads import LMHead
 from anytoken.models import TaskFormat
@@ -59,6 +61,18 @@ class MixtureModule(TokenTaskModule):
             if task.get("format") and task.get("template"):  # trained from its template, scored by its format
                 self.layouts[name] = TemplateFormat(task["template"])
                 self.layouts[name].bind(self.model)
+
+    def setup(self, stage: str) -> None:
+        """Also: on several DDP processes, refuse a DDP that expects every parameter in every step (a step
+        that draws no image task leaves the image encoder out). Every process draws the same tasks, so such
+        parameters are unused on all of them and keep no gradient, as on one process."""
+        super().setup(stage)
+        strategy = self.trainer.strategy
+        if (stage == "fit" and isinstance(strategy, DDPStrategy) and strategy.world_size > 1
+                and not getattr(strategy, "_ddp_kwargs", {}).get("find_unused_parameters")):
+            raise MisconfigurationException("a mixture's steps leave the parameters of undrawn tasks unused: "
+                                            "train it on several processes with --trainer.strategy "
+                                            "ddp_find_unused_parameters_true")
 
     def metric_name(self, task: str, split: str, metric: str) -> str:
         """``split/task/metric``, even for a mixture of one task."""

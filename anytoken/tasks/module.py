@@ -12,7 +12,7 @@ from typing import Any, Literal
 import lightning as L
 import torch
 import torch.nn as nn
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from anytoken.backbone import TransformerConfig
 from anytoken.checkpoint import MODEL_KEY, load
@@ -21,11 +21,13 @@ from anytoken.loading import jsonable
 from anytoken.models import AnytokenModel
 from anytoken.models.growth import grow_into
 from anytoken.tasks.evaluation import Evaluation, evaluation_for
+from anytoken.tasks.ranks import gather_outputs, rng_states, set_rng_states
 from anytoken.tokenizers.base import Tokenizer
 from anytoken.tokenizers.image_encoder import ImageEncoderConfig
 from anytoken.tokenizers.space import TokenSpace
 
 EVAL_SPLITS = ("test", "heldout")  # test dataloader names when the DataModule gives none
+RNG_KEY = "anytoken_rng_states"  # checkpoint key: every process's RNG states (anytoken.tasks.ranks)
 
 
 def adamw_warmup_cosine(
@@ -111,6 +113,7 @@ class TokenTaskModule(L.LightningModule):
             name: evaluation_for(fmt, num_examples) for name, fmt in self.model.formats.items()
         }
         self._outputs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._rng_to_restore: list[dict[str, Any]] | None = None
         if init_from:
             try:
                 source = load(init_from)
@@ -175,11 +178,20 @@ class TokenTaskModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[MODEL_KEY] = self.model.config()
+        checkpoint[RNG_KEY] = rng_states()  # every process saves (Lightning's rule), so they can gather
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         config = checkpoint.get(MODEL_KEY)
         if isinstance(config, dict) and "vocab" in config:
             self.space.check_same(TokenSpace.from_dict(config["vocab"]["token_space"]), "checkpoint")
+        self._rng_to_restore = checkpoint.get(RNG_KEY)
+
+    def on_train_start(self) -> None:
+        """A resumed run takes back each process's RNG states here, after the sanity check has drawn from
+        them, so dropout and sampled conditions continue as in the uninterrupted run."""
+        if self._rng_to_restore is not None and not set_rng_states(self._rng_to_restore, self.global_rank):
+            rank_zero_warn("the checkpoint's RNG states come from another number of processes: not restored")
+        self._rng_to_restore = None
 
     # --- evaluation: written once for every task ------------------------------------------------------
     def eval_loader(self, stage: str, dataloader_idx: int) -> tuple[str, str]:
@@ -207,12 +219,13 @@ class TokenTaskModule(L.LightningModule):
         self._outputs.setdefault((task, split), []).extend(self.evaluations[task].step(self.model, batch))
 
     def _report(self, show: bool) -> None:
+        """Each split's metrics over the outputs of every process (the same values logged by each)."""
         lines = []
-        for (task, split), outputs in self._outputs.items():
+        for (task, split), outputs in gather_outputs(self._outputs).items():
             evaluation = self.evaluations[task]
             metrics = evaluation.report(outputs)
             self.log_dict({self.metric_name(task, split, k): v for k, v in metrics.items()},
-                          add_dataloader_idx=False, rank_zero_only=True)
+                          add_dataloader_idx=False, sync_dist=True)  # equal everywhere: the mean is each
             if show:
                 lines.append(f"[{split}] {task}: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
                 lines += evaluation.examples(outputs)

@@ -26,11 +26,12 @@ class TablePredictionModule(TokenTaskModule):
         target: str = "target",
         regression: Literal["mean", "mode"] = "mean",
         column_order: Literal["fixed", "shuffle"] = "fixed",
+        numeric_inputs: Literal["ple", "bins"] = "ple",
         num_examples: int = 5,
         **kwargs: Any,
     ) -> None:
         fmt = {"kind": "table_prediction", "column_order": column_order, "target": target,
-               "regression": regression}
+               "regression": regression, "numeric_inputs": numeric_inputs}
         super().__init__(*args, num_examples=num_examples, formats={"table_prediction": fmt}, **kwargs)
 
 
@@ -45,11 +46,12 @@ class TableGenerationModule(TokenTaskModule):
         condition_on: list[str] | None = None,
         num_synthetic: int = 512,
         column_order: Literal["fixed", "shuffle"] = "fixed",
+        numeric_inputs: Literal["ple", "bins"] = "ple",
         num_examples: int = 5,
         **kwargs: Any,
     ) -> None:
         fmt = {"kind": "table_generation", "column_order": column_order, "condition_prob": condition_prob,
-               "condition_on": condition_on, "num_synthetic": num_synthetic}
+               "condition_on": condition_on, "num_synthetic": num_synthetic, "numeric_inputs": numeric_inputs}
         super().__init__(*args, num_examples=num_examples, formats={"table_generation": fmt}, **kwargs)
 
 

@@ -32,15 +32,18 @@ class TextToImageEvaluation(Evaluation):
         images = self.fmt.draw(model, batch["caption_ids"]).cpu()  # (B, 3, S, S)
         judged = [judge_scene(image) for image in images]
         return per_sample(image_id=batch["image_ids"], caption=batch["captions"], judged=judged,
-                          match=[match(j, objects[0]) for j, objects in zip(judged, batch["objects"])])
+                          match=[match(j, objects[0]) if objects else None  # no objects: not a scene
+                                 for j, objects in zip(judged, batch["objects"])])
 
     def report(self, outputs: list[dict[str, Any]]) -> dict[str, float]:
-        n = max(len(outputs), 1)
-        return {f"match_{k}": sum(o["match"][k] for o in outputs) / n for k in (*ATTRIBUTES, "all")}
+        scored = [o for o in outputs if o["match"] is not None]
+        if not scored:
+            return {}
+        return {f"match_{k}": sum(o["match"][k] for o in scored) / len(scored) for k in (*ATTRIBUTES, "all")}
 
     def examples(self, outputs: list[dict[str, Any]]) -> list[str]:
         lines = []
-        for o in outputs[: self.num_examples]:
+        for o in [o for o in outputs if o["match"] is not None][: self.num_examples]:
             drawn = " ".join(o["judged"][a] for a in ATTRIBUTES) if o["judged"] else "no object"
             lines.append(f"  {'ok' if o['match']['all'] else 'XX'} {o['caption']!r:<48} drawn: {drawn}")
         return lines

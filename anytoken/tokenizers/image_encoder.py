@@ -8,9 +8,7 @@ The encoder owns its input policy, so data pipelines stay encoder-agnostic: floa
 while training (edge-padded) and normalised with the model's own mean/std (``image_mean_std``). With
 ``value_channel`` it also sees ``max(R, G, B)`` as a fourth channel, the same map for a shape whatever its
 colour (a probe names unseen colour-shape pairs' shapes 0.95 of the time against 0.53-0.62 from RGB alone;
-``benchmarks/probe_encoder.py``). ``split_colour`` goes further: the network sees only that value map, so its
-features cannot tie a shape to a colour, and each token gets its cell's colour appended (the cell's mean
-RGB over its mean value, and that mean value: 4 numbers), so colour and shape reach the model apart.
+``benchmarks/probe_encoder.py``).
 """
 
 from __future__ import annotations
@@ -47,7 +45,6 @@ class ImageEncoderConfig:
     cnn_grid: int = 8  # "cnn": side of the output token grid; image_size / cnn_grid must be a power of 2
     augment_shift: int = 0  # train-time random shift up to this many pixels (edge-padded); 0: off
     value_channel: bool = False  # also feed max(R, G, B) as a 4th input channel ("timm" and "cnn")
-    split_colour: bool = False  # the network sees max(R, G, B) only; tokens get their cell's colour appended
     mean: Stats | None = None  # normalisation override; None: the model's own (see image_mean_std)
     std: Stats | None = None  # set together with mean
 
@@ -62,11 +59,8 @@ class ImageEncoderConfig:
             raise ValueError("set mean and std together, or neither")
         if self.std is not None and (len(self.std) != 3 or len(self.mean) != 3 or min(self.std) <= 0):
             raise ValueError(f"mean/std need 3 values each and std > 0, got {self.mean}, {self.std}")
-        if (self.value_channel or self.split_colour) and self.source == "open_clip":
-            raise ValueError("value_channel and split_colour need source 'timm' or 'cnn' (open_clip towers "
-                             "take RGB only)")
-        if self.value_channel and self.split_colour:
-            raise ValueError("choose value_channel or split_colour, not both")
+        if self.value_channel and self.source == "open_clip":
+            raise ValueError("value_channel needs source 'timm' or 'cnn' (open_clip towers take RGB only)")
         if self.source == "cnn":
             self._validate_cnn()
         elif not self.name:
@@ -207,16 +201,9 @@ class ImageEncoder(nn.Module):
             raise ValueError(f"expected float images in [0, 1], got {images.dtype}")
         rgb = self._resize_and_shift(images)  # (B, 3, S, S)
         images = (rgb - self.mean) / self.std
-        value = rgb.amax(1, keepdim=True)  # (B, 1, S, S): HSV value, the same for every hue
         if self.config.value_channel:
+            value = rgb.amax(1, keepdim=True)  # (B, 1, S, S): HSV value, the same for every hue
             images = torch.cat([images, (value - self.mean.mean()) / self.std.mean()], 1)  # (B, 4, S, S)
-        if self.config.split_colour:
-            tokens = self._features((value - self.mean.mean()) / self.std.mean())  # (B, N, D)
-            return torch.cat([tokens, _cell_colours(rgb, value, tokens.shape[1])], -1)  # (B, N, D + 4)
-        return self._features(images)
-
-    def _features(self, images: Tensor) -> Tensor:
-        """The network's tokens [B, N, D] of normalised images [B, C, S, S]."""
         if self.config.source == "cnn":
             return self.model(images)  # (B, N, D)
         if self.config.source == "timm":
@@ -254,21 +241,6 @@ class ImageEncoder(nn.Module):
         return tokens.shape[1], tokens.shape[2]
 
 
-def _cell_colours(rgb: Tensor, value: Tensor, num_tokens: int) -> Tensor:
-    """Per token of a square row-major grid: the cell's mean RGB over its mean value (the colour of what is
-    lit, whatever its size) and that mean value; rgb [B, 3, S, S], value [B, 1, S, S] -> [B, N, 4]."""
-    grid = math.isqrt(num_tokens)
-    if grid * grid != num_tokens:
-        raise ValueError(f"split_colour needs a square grid of tokens, got {num_tokens}")
-    lit = nn.functional.adaptive_avg_pool2d(value, grid)  # (B, 1, g, g)
-    colour = nn.functional.adaptive_avg_pool2d(rgb, grid) / (lit + 1e-3)  # (B, 3, g, g)
-    return torch.cat([colour, lit], 1).flatten(2).transpose(1, 2)  # (B, g * g, 4)
-
-
-def _in_channels(config: ImageEncoderConfig) -> int:
-    return 1 if config.split_colour else 4 if config.value_channel else 3
-
-
 def _timm_tokens(model: nn.Module, features: Tensor) -> Tensor:
     """timm ``forward_features`` output -> tokens [B, N, D] (see :class:`ImageEncoder`)."""
     if features.ndim == 4:
@@ -282,7 +254,7 @@ def _timm_tokens(model: nn.Module, features: Tensor) -> Tensor:
 
 def _build_cnn(config: ImageEncoderConfig, state_dict: dict[str, Tensor] | None) -> nn.Module:
     model = ConvEncoder(
-        config.image_size, config.cnn_width, config.cnn_grid, _in_channels(config)
+        config.image_size, config.cnn_width, config.cnn_grid, 4 if config.value_channel else 3
     )
     if state_dict is not None:
         load_state(model, state_dict, config.pretrained_path)
@@ -293,7 +265,7 @@ def _build_timm(config: ImageEncoderConfig, state_dict: dict[str, Tensor] | None
     import timm
 
     try:
-        kwargs = {"in_chans": _in_channels(config), **config.model_kwargs}
+        kwargs = {"in_chans": 4 if config.value_channel else 3, **config.model_kwargs}
         model = timm.create_model(config.name, pretrained=False, **kwargs)
     except TypeError as error:
         message = f"timm model {config.name!r} rejected model_kwargs {config.model_kwargs}: {error}"
@@ -301,24 +273,22 @@ def _build_timm(config: ImageEncoderConfig, state_dict: dict[str, Tensor] | None
     full_keys = set(model.state_dict())
     _prune_timm_head(model)
     if state_dict is not None:
-        if _in_channels(config) != 3:
-            state_dict = _adapt_first_conv(state_dict, model, config.split_colour)
+        if config.value_channel:
+            state_dict = _with_value_input(state_dict, model)
         load_state(model, state_dict, config.pretrained_path, full_keys - set(model.state_dict()))
     if hasattr(model, "set_input_size"):  # after loading, so pretrained position embeddings get resampled
         model.set_input_size(img_size=(config.image_size, config.image_size))
     return model
 
 
-def _adapt_first_conv(state_dict: dict[str, Tensor], model: nn.Module, gray: bool) -> dict[str, Tensor]:
-    """An RGB checkpoint for a 4-channel (``value_channel``) or 1-channel (``split_colour``, ``gray``) input:
-    the value channel gets a zero kernel, so the encoder starts out computing what it did on RGB; a value
-    map alone gets the sum of the RGB kernels (what the RGB network computed on a gray image)."""
+def _with_value_input(state_dict: dict[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
+    """An RGB checkpoint for a ``value_channel`` model: its first conv gets a zero kernel for the value
+    channel, so the loaded encoder starts out computing exactly what it did on RGB."""
     key = f"{getattr(model, 'pretrained_cfg', {}).get('first_conv', '')}.weight"
     weight = state_dict.get(key)
     if weight is None or weight.ndim != 4 or weight.shape[1] != 3:
         return state_dict
-    adapted = weight.sum(1, keepdim=True) if gray else torch.cat([weight, weight.new_zeros(weight[:, :1].shape)], 1)
-    return {**state_dict, key: adapted}
+    return {**state_dict, key: torch.cat([weight, weight.new_zeros(weight[:, :1].shape)], 1)}
 
 
 def _prune_timm_head(model: nn.Module) -> None:

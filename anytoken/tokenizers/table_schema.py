@@ -141,6 +141,13 @@ class Column(abc.ABC):
         return {"kind": self.kind, **asdict(self)}
 
 
+def _midpoints(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """Cuts between neighbouring values; where the midpoint rounds down to ``lower`` (subnormal gaps), the
+    cut sits at ``upper``, so that no bin is left empty."""
+    mid = (lower + upper) / 2
+    return np.where(mid > lower, mid, upper)
+
+
 @dataclass
 class CategoricalColumn(Column):
     """One id: 0 missing, 1 unknown (a category unseen at fit time or rarer than ``min_frequency``; it
@@ -204,12 +211,12 @@ class BinnedColumn(Column):
         """Quantile bins over finite ``values`` ``[N]`` (one bin per value if there are few distinct ones)."""
         unique = np.unique(values)
         if len(unique) <= n_bins:
-            cuts = (unique[1:] + unique[:-1]) / 2
+            cuts = _midpoints(unique[:-1], unique[1:])
         else:
             edges = np.quantile(values, np.linspace(0, 1, n_bins + 1))[1:-1]
             # move each edge to the midpoint of the fitting values around it: no bin is left empty
             above = np.unique(np.searchsorted(unique, edges[edges > unique[0]], side="left"))
-            cuts = (unique[above - 1] + unique[above]) / 2
+            cuts = _midpoints(unique[above - 1], unique[above])
         bins = np.searchsorted(cuts, values, side="right")
         counts = np.bincount(bins, minlength=len(cuts) + 1)
         reps = np.bincount(bins, weights=values, minlength=len(cuts) + 1) / counts

@@ -5,69 +5,50 @@ trajectory a forecast, and missing or bad input a message."""
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
-import torch
 
 pytest.importorskip("gradio")
-from gradio_client import Client, handle_file  # noqa: E402
+import torch  # noqa: E402
+from gradio_client import handle_file  # noqa: E402
+from tiny_releases import ENTRIES, MODEL, serve  # noqa: E402
 
 from anytoken.cli import load_demo  # noqa: E402
 from anytoken.tasks.data.mixture import MixtureDataModule  # noqa: E402
 from anytoken.tasks.data.synthetic.scenes import make_scenes  # noqa: E402
 from anytoken.tasks.mixture import MixtureModule  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tasks"))
-from test_mixture import ENTRIES, MODEL  # noqa: E402
-
-FORECAST = {"format": {"kind": "forecast", "num_futures": 1}}
-
-
-@pytest.fixture(scope="module")
-def release(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.set_num_threads(1)
-    data = MixtureDataModule(ENTRIES | {"forecast": ENTRIES["forecast"] | FORECAST})
-    return MixtureModule(data.vocab, **MODEL).export(tmp_path_factory.mktemp("release") / "anything")
-
 
 def _serve(app):  # noqa: ANN001, ANN202 - a gr.Blocks -> client
-    from demos.widgets import launch  # importable once load_demo has registered the demos package
-
-    return Client(launch(app, block=False), verbose=False, analytics_enabled=False, download_files=False)
+    return serve(app)[0]
 
 
-def test_anything_app_answers_each_task_in_its_modality(release, tmp_path) -> None:
+def test_anything_app_answers_each_task_in_its_modality(served, anything_release, tmp_path) -> None:
     make_scenes("test", 1)[0].render(64).save(tmp_path / "scene.png")
-    (tmp_path / "notes.png").write_text("not an image")
+    (tmp_path / "notes.png").write_bytes((tmp_path / "scene.png").read_bytes()[:100])  # truncated
     image = handle_file(str(tmp_path / "scene.png"))
-    app = load_demo("anything").build_app(ckpt=release)
-    client = _serve(app)
-    try:
-        def run(task, image_file=None, text="", row="", history="", audio=None):  # noqa: ANN001, ANN202
-            return client.predict(task, image_file, text, row, history, audio, 3, api_name="/run")
+    client, _ = served("anything", ckpt=anything_release)
+    def run(task, image_file=None, text="", row="", history="", audio=None):  # noqa: ANN001, ANN202
+        return client.predict(task, image_file, text, row, history, audio, 3, api_name="/run")
 
-        _, caption, _, _, message = run("caption", image)
-        assert isinstance(caption, str) and "done in" in message
-        shown, text, keypoints, _, message = run("pose", image)
-        assert shown is not None and text == "" and len(keypoints) == 17 and "done in" in message
-        row = {"sepal length (cm)": 5.1, "sepal width (cm)": 3.5, "petal length (cm)": 1.4,
-               "petal width (cm)": 0.2}
-        _, value, data, _, message = run("table", row=json.dumps(row))
-        assert value in {"setosa", "versicolor", "virginica", "(missing)"} and "done in" in message
-        assert data == {"target": None if value == "(missing)" else value}
-        history = json.dumps([[[0, 0], [0.5, 0], [1, 0]], [[5, 5], [5, 5.5], [5, 6]]])
-        _, _, future, _, message = run("forecast", history=history)
-        assert torch.tensor(future["future"]).shape == (2, 3, 2), message
-        _, text, _, _, message = run("pose", handle_file(str(tmp_path / "notes.png")))
-        assert text == "" and "Not an image file" in message
-        _, _, _, _, message = run("table", row="[1, 2]")
-        assert "needs table row" in message and "JSON object" in message
-        _, _, _, _, message = run("caption")
-        assert "Upload an image" in message
-    finally:
-        app.close()
+    _, caption, _, _, message = run("caption", image)
+    assert isinstance(caption, str) and "done in" in message
+    shown, text, keypoints, _, message = run("pose", image)
+    assert shown is not None and text == "" and len(keypoints) == 17 and "done in" in message
+    row = {"sepal length (cm)": 5.1, "sepal width (cm)": 3.5, "petal length (cm)": 1.4,
+           "petal width (cm)": 0.2}
+    _, value, data, _, message = run("table", row=json.dumps(row))
+    assert value in {"setosa", "versicolor", "virginica", "(missing)"} and "done in" in message
+    assert data == {"target": None if value == "(missing)" else value}
+    history = json.dumps([[[0, 0], [0.5, 0], [1, 0]], [[5, 5], [5, 5.5], [5, 6]]])
+    _, _, future, _, message = run("forecast", history=history)
+    assert torch.tensor(future["future"]).shape == (2, 3, 2), message
+    _, text, _, _, message = run("pose", handle_file(str(tmp_path / "notes.png")))
+    assert text == "" and "Not an image file" in message
+    _, _, _, _, message = run("table", row="[1, 2]")
+    assert "needs table row" in message and "JSON object" in message
+    _, _, _, _, message = run("caption")
+    assert "Upload an image" in message
 
 
 def test_anything_app_without_a_checkpoint_says_how_to_train_one(tmp_path) -> None:
@@ -90,7 +71,10 @@ def test_anything_app_answers_a_spoken_question_about_an_image(tmp_path) -> None
     import soundfile as sf
 
     torch.manual_seed(0)
-    data = MixtureDataModule({"caption": ENTRIES["caption"], "spoken_vqa": SPOKEN_VQA})
+    few = {"num_train": 2, "num_val": 1, "num_test": 1}  # the vocab is all the app needs: few utterances
+    entries = {name: entry | {"data_args": entry["data_args"] | few}
+               for name, entry in (("caption", ENTRIES["caption"]), ("spoken_vqa", SPOKEN_VQA))}
+    data = MixtureDataModule(entries)
     model = MixtureModule(data.vocab, **{**MODEL, "backbone": {**MODEL["backbone"], "max_seq_len": 512}})
     release = model.export(tmp_path / "anything")
     make_scenes("test", 1)[0].render(64).save(tmp_path / "scene.png")

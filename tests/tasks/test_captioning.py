@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 
@@ -138,7 +139,10 @@ class _SaveRankWeights(L.Callback):
 
 
 @pytest.mark.slow
-def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path, data):
+def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path, data, monkeypatch):
+    with socket.socket() as s:  # a port nobody holds now (a fixed default can collide with another run)
+        s.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("MASTER_PORT", str(s.getsockname()[1]))
     trainer = _trainer(
         tmp_path,
         strategy="ddp_spawn",

@@ -15,7 +15,12 @@ from anytoken.heads.fourier import FourierHead
 from anytoken.tasks.data.forecasting import ForecastDataModule, csv_windows
 from anytoken.tasks.data.synthetic.motion import KINDS, MotionConfig, MotionDataset
 from anytoken.tasks.forecasting import ForecastingModule
-from anytoken.tasks.metrics.forecast import constant_velocity, displacement_errors, sample_errors
+from anytoken.tasks.metrics.forecast import (
+    constant_velocity,
+    displacement_errors,
+    perturbed_velocity,
+    sample_errors,
+)
 from anytoken.tokenizers.sequence import IGNORE_INDEX
 from anytoken.tokenizers.trajectory_csv import Track, write_trajectory_csv
 
@@ -176,6 +181,55 @@ def test_generate_grammar_hook_and_penalty_hook(data) -> None:
     with_penalty = float(task.loss(batch))
     model.lm_head.gamma = 0.0
     assert with_penalty > float(task.loss(batch))
+
+
+def test_future_from_the_observed_state_zero_actions_are_constant_velocity() -> None:
+    data = ForecastDataModule(num_train=8, num_val=8, num_test=0, num_heldout=0, history=4, horizon=5,
+                              num_bins=17, action="acceleration", future_start="observed", batch_size=8,
+                              motion=MotionConfig(num_agents=2))
+    assert data.vocab["forecast_start"] == "observed"
+    batch = next(iter(data.val_dataloader()))
+    assert batch["history_ids"].shape == (8, 2 * 2 * 3) and batch["future_ids"].shape == (8, 2 * 2 * 5)
+    model = _model(data).model
+    fmt = model.task_format("forecast")
+    observed, future = batch["positions"][:, :, :4], batch["positions"][:, :, 4:]
+    paths = fmt.decode_scenes(model, batch["future_ids"], *fmt.future_state(observed))[:, :, 1:]
+    assert float((paths - future).abs().max()) <= data.tokenizer.error_bound + 1e-9
+    still = torch.tensor([8, 17 + 8]).repeat(2 * 5)[None].expand(8, -1)  # every action "no change"
+    cv = fmt.decode_scenes(model, still, *fmt.future_state(observed))[:, :, 1:]
+    assert torch.allclose(cv, constant_velocity(observed, 5))
+    with pytest.raises(ValueError, match="observed positions"):
+        fmt.future_state(observed[:, :, 0])
+
+
+def test_perturbed_velocity_keeps_plain_cv_first() -> None:
+    history = torch.randn(3, 2, 4, 2, dtype=torch.float64)
+    futures = perturbed_velocity(history, 6, k=5)
+    assert futures.shape == (3, 5, 2, 6, 2)
+    assert torch.equal(futures[:, 0], constant_velocity(history, 6))
+    assert torch.equal(futures, perturbed_velocity(history, 6, k=5))  # seeded
+
+
+def test_a_tiny_model_beats_constant_velocity_on_unseen_scenes() -> None:
+    """The learning check: on accelerating agents a tiny model trained for a few seconds forecasts unseen
+    scenes better than constant velocity (its tokens are corrections to it)."""
+    torch.manual_seed(0)
+    motion = MotionConfig(num_agents=1, kinds=("accelerating",), acceleration=(0.1, 0.1), max_speed_cap=3.0)
+    data = ForecastDataModule(motion=motion, num_train=256, num_val=64, num_test=0, num_heldout=0, history=4,
+                              horizon=4, num_bins=17, action="acceleration", future_start="observed",
+                              batch_size=32)
+    task = _model(data, mean_futures=4)
+    opt = torch.optim.AdamW(task.parameters(), lr=3e-3)
+    for _ in range(5):  # epochs of 8 batches
+        for batch in data.train_dataloader():
+            loss = task.loss(batch)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    evaluation = task.evaluations["forecast"]
+    scores = [o for batch in data.val_dataloader() for o in evaluation.step(task.model.eval(), batch)]
+    metrics = evaluation.report(scores)
+    assert metrics["ade"] < 0.7 * metrics["cv_ade"] and metrics["fde"] < metrics["cv_fde"], metrics
 
 
 def test_module_learns_a_batch(data) -> None:

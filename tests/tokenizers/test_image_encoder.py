@@ -262,27 +262,10 @@ def test_value_channel_loads_an_rgb_checkpoint_unchanged_at_start(tmp_path: Path
     assert_close(ImageEncoder(replace(config, pretrained_path=resaved)).eval()(images), encoder(images))
 
 
-@pytest.mark.parametrize("source", ["cnn", "timm"])
-def test_split_colour_keeps_shape_features_blind_to_the_hue(source: str) -> None:
-    """The network sees the value map only: a red and a blue square give the same features, and only the
-    appended colour of the square's cell (mean RGB / mean value, then the mean value) tells them apart."""
-    grid = {"name": "resnet10t", "model_kwargs": {"output_stride": 16}} if source == "timm" else {"cnn_grid": 4}
-    config = ImageEncoderConfig(source=source, split_colour=True, **grid)
-    encoder = ImageEncoder(config).eval()
-    red, blue = torch.zeros(1, 3, 64, 64), torch.zeros(1, 3, 64, 64)
-    red[:, 0, :16, :16], blue[:, 2, :16, :16] = 1.0, 1.0  # the top-left cell of a 4 x 4 grid
-    out = encoder(torch.cat([red, blue]))  # (2, 16, D + 4)
-    assert out.shape == (2, 16, encoder.feature_dim) and encoder.num_tokens == 16
-    assert_close(out[0, :, :-4], out[1, :, :-4])
-    assert_close(out[:, 0, -4:], torch.tensor([[1.0, 0, 0, 1], [0, 0, 1.0, 1]]), atol=2e-3, rtol=0)
-    assert_close(out[:, 1:, -4:], torch.zeros(2, 15, 4))  # unlit cells
-
-
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"source": "open_clip", "name": "ViT-B-32", "value_channel": True}, "value_channel and split_colour"),
-        ({"source": "cnn", "value_channel": True, "split_colour": True}, "not both"),
+        ({"source": "open_clip", "name": "ViT-B-32", "value_channel": True}, "value_channel needs"),
         ({"source": "timm", "name": "resnet10t", "model_kwargs": {"in_chans": 4}}, "value_channel"),
     ],
 )

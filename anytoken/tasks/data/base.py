@@ -3,48 +3,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sized
+from collections.abc import Callable, Sized
 from typing import Any, ClassVar
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Subset
 
+from anytoken.tasks.data.sampling import ResumableLoader, ShardSampler
+from anytoken.tasks.data.shards import TokenShards, merge_records, tokenizers_digest
 from anytoken.tokenizers.base import Tokenizer
 from anytoken.tokenizers.space import TokenSpace, Vocab
 
 
-class SeededSampler(Sampler[int]):
-    """Random permutation of ``range(n)`` drawn from ``seed + epoch`` (so a resumed run sees the same
-    batches); Lightning calls ``set_epoch``."""
-
-    def __init__(self, n: int, seed: int = 0) -> None:
-        self.n, self.seed, self.epoch = n, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        g = torch.Generator().manual_seed(self.seed + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
-
-    def __len__(self) -> int:
-        return self.n
-
-
 def split_loader(dataset: Sized, batch_size: int, collate_fn: Callable[[list[Any]], Any] | None,
                  train: bool = False, seed: int = 0, num_workers: int = 0,
-                 eval_batch_size: int | None = None) -> DataLoader:
-    """A split's DataLoader: seeded shuffling and full batches only while training; evaluation in order,
-    with ``eval_batch_size`` (default twice ``batch_size``: no gradients to keep)."""
-    return DataLoader(
+                 eval_batch_size: int | None = None, shard: tuple[int, int] | None = None) -> DataLoader:
+    """A split's DataLoader over this process's share of it (``ShardSampler``; ``shard``: ``(processes,
+    rank)``, default the running ``torch.distributed`` group's). Training: seeded shuffling, full batches and
+    a position Lightning checkpoints (``ResumableLoader``); evaluation in order, with ``eval_batch_size``
+    (default twice ``batch_size``: no gradients to keep). The loader's own generator seeds its workers, so
+    loading never draws from the global RNG."""
+    sampler = ShardSampler(len(dataset), shuffle=train, seed=seed, shard=shard)
+    return (ResumableLoader if train else DataLoader)(
         dataset,  # type: ignore[arg-type]
         batch_size=batch_size if train else eval_batch_size or 2 * batch_size,
-        sampler=SeededSampler(len(dataset), seed) if train else None,
-        drop_last=train and len(dataset) >= batch_size,
+        sampler=sampler,
+        drop_last=train and len(sampler) >= batch_size,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         collate_fn=collate_fn,
+        generator=torch.Generator().manual_seed(seed),
     )
 
 
@@ -59,14 +48,18 @@ class TaskDataModule(L.LightningDataModule):
         batch_size: training batch size; evaluation uses twice this.
         num_workers: DataLoader worker processes.
         seed: shuffling seed (the order is a function of seed and epoch, so resumed runs match).
+        shards: train from the token shards ``anytoken tokenize`` wrote to this folder instead of the
+            ``train`` split (docs/data_at_scale.md); evaluation splits are read as usual.
     """
 
     TEST_SPLITS: ClassVar[tuple[str, ...]] = ("test", "heldout")
     TASK_TAGS: ClassVar[tuple[str, ...]] = ()  # the task tags of the TokenSpace
+    INDEX_KEYS: ClassVar[dict[str, str]] = {}  # batch key -> the key whose rows it indexes (merge_records)
 
-    def __init__(self, batch_size: int, num_workers: int = 0, seed: int = 0) -> None:
+    def __init__(self, batch_size: int, num_workers: int = 0, seed: int = 0,
+                 shards: str | None = None) -> None:
         super().__init__()
-        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        self.batch_size, self.num_workers, self.seed, self.shards = batch_size, num_workers, seed, shards
         self.splits: dict[str, Dataset] = {}
 
     def set_vocab(self, tokenizers: dict[str, Tokenizer | None], paths: dict[str, str | None] | None = None,
@@ -105,7 +98,26 @@ class TaskDataModule(L.LightningDataModule):
                             self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
-        return self.loader("train", train=True)
+        if self.shards is None:
+            return self.loader("train", train=True)
+        data = TokenShards(self.shards, tokenizers_digest(self.vocabulary().tokenizers))
+        return split_loader(data, self.batch_size, self.shard_batch, True, self.seed, self.num_workers)
+
+    def shard_samples(self) -> int:
+        """Training samples ``anytoken tokenize`` writes (``shard_record`` of each index)."""
+        return len(self.splits["train"])
+
+    def shard_record(self, index: int) -> dict[str, Any]:
+        """Training sample ``index`` as a one-sample batch (media tokenized by the writer, then stored)."""
+        return self.collate([self.splits["train"][index]])
+
+    def shard_records(self, indices: range) -> list[dict[str, Any]]:
+        """``shard_record`` of each index (a DataModule may batch the work, e.g. encode audio together)."""
+        return [self.shard_record(i) for i in indices]
+
+    def shard_batch(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """Stored records -> the batch ``collate`` makes of those samples."""
+        return merge_records(records, self.INDEX_KEYS)
 
     def val_dataloader(self) -> DataLoader:
         return self.loader("val")
@@ -130,6 +142,16 @@ def file_splits(train: Any, val: Any, make: Callable[[Any, bool], Dataset], need
         raise ValueError(needs)
     held = make(val, False)
     return {"train": make(train, True), "val": held, "test": held}
+
+
+def holdout_splits(dataset: Dataset, num_held: int, what: str) -> dict[str, Dataset]:
+    """Splits of one user folder: its last ``num_held`` items validate and test, the rest train (``what``
+    names the folder in the error when too few are left)."""
+    n = len(dataset)  # type: ignore[arg-type]
+    if not 0 < num_held < n:
+        raise ValueError(f"{what} has {n} samples: need more than num_val = {num_held} (> 0) to hold out")
+    held = Subset(dataset, range(n - num_held, n))
+    return {"train": Subset(dataset, range(n - num_held)), "val": held, "test": held}
 
 
 class TokenizerDataModule(L.LightningDataModule):

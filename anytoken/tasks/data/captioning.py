@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
+from torch.utils.data import Dataset
 
-from anytoken.tasks.data.base import TaskDataModule, check_source, file_splits
+from anytoken.tasks.data.base import TaskDataModule, check_source, file_splits, holdout_splits
 from anytoken.tasks.data.formats.coco import CocoCaptionsDataset
+from anytoken.tasks.data.formats.webdataset import ImageTextShards
 from anytoken.tasks.data.synthetic.scenes import ScenesCaptionDataset, ScenesConfig
 from anytoken.tokenizers.base import Tokenizer
 from anytoken.tokenizers.image_io import image_to_tensor
@@ -27,6 +29,13 @@ def build_text_tokenizer(
     return BPETokenizer.train(corpus, vocab_size=vocab_size)
 
 
+def webdataset_splits(folder: str, num_val: int, image_size: int) -> tuple[dict[str, Dataset], list[str]]:
+    """Splits of a folder of image-text tar shards (``holdout_splits``) and the training captions."""
+    data = ImageTextShards(folder, image_size)
+    splits = holdout_splits(data, num_val, f"the tar shards at {folder}")
+    return splits, [data.captions[i] for i in splits["train"].indices]
+
+
 class CaptioningDataModule(TaskDataModule):
     """Images with captions, as batches for ``CaptioningModule``.
 
@@ -42,7 +51,9 @@ class CaptioningDataModule(TaskDataModule):
         image_tokenizer: a saved image VQ tokenizer: images then enter as its token ids (the model
             tokenizes them; build it with ``image_encoder: null``) instead of encoder features.
         image_size: side of the square images handed to the model.
-        batch_size, num_workers, seed: as ``TaskDataModule``'s.
+        webdataset: a folder of WebDataset tar shards (``KEY.jpg`` + ``KEY.txt``, the CC3M/LAION layout)
+            instead of ``source``: its last ``num_val`` pairs validate and test, the others train.
+        batch_size, num_workers, seed, shards: as ``TaskDataModule``'s.
     """
 
     TASK_TAGS = ("caption", "vqa")
@@ -62,14 +73,20 @@ class CaptioningDataModule(TaskDataModule):
         tokenizer_path: str | None = None,
         image_tokenizer: str | None = None,
         image_size: int = 64,
+        webdataset: str | None = None,
         batch_size: int = 64,
         num_workers: int = 0,
         seed: int = 0,
+        shards: str | None = None,
     ) -> None:
-        super().__init__(batch_size, num_workers, seed)
+        super().__init__(batch_size, num_workers, seed, shards)
         check_source(source, "scenes", "coco")
         self.image_size = image_size
-        if source == "scenes":
+        if webdataset is not None:
+            if source != "scenes":
+                raise ValueError(f"give webdataset or source={source!r}, not both")
+            self.splits, corpus = webdataset_splits(webdataset, num_val, image_size)
+        elif source == "scenes":
             sizes = {"train": num_train, "val": num_val, "test": num_test, "heldout": num_heldout}
             config = scenes or ScenesConfig()
             self.splits = {s: ScenesCaptionDataset(s, n, config) for s, n in sizes.items() if n > 0}

@@ -1,10 +1,11 @@
 """DataModule for trajectory forecasting: simulated scenes or a trajectory CSV, plus the motion tokenizer.
 
-Every item is a window of ``history + horizon`` steps of ``num_agents`` agents. The whole window is
-encoded once from rest at its first positions (``TrajectoryTokenizer.encode``, time-major, agents
-inner); its first ``history - 1`` steps are the history tokens, the last ``horizon`` steps the future
-tokens, so decoding history + future from the same start gives the window back within the tokenizer's
-bound.
+Every item is a window of ``history + horizon`` steps of ``num_agents`` agents. The history is encoded
+from rest at its first positions (``TrajectoryTokenizer.encode``, time-major, agents inner): ``history - 1``
+steps of tokens. The future (``horizon`` steps) either continues that closed loop (``future_start="window"``:
+history + future decoded from the first positions give the window back within the tokenizer's bound) or
+starts from the observed state, the last observed position and step (``"observed"``: decoded from there,
+within the same bound; with acceleration actions a zero action is the constant-velocity continuation).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 
 from anytoken.tasks.data.base import TaskDataModule, check_source, file_splits
 from anytoken.tasks.data.synthetic.motion import MotionConfig, MotionDataset, Trajectories
-from anytoken.tokenizers.trajectory import TrajectoryTokenizer
+from anytoken.tokenizers.trajectory import MotionState, TrajectoryTokenizer
 from anytoken.tokenizers.trajectory_csv import read_trajectory_csv, scene_positions
 
 
@@ -53,7 +54,9 @@ class ForecastDataModule(TaskDataModule):
         num_bins: action bins per axis of the motion tokenizer.
         max_delta: half-range of the action grid, in position units per step.
         action: ``"velocity"`` or ``"acceleration"`` (Verlet) actions.
-        batch_size, num_workers, seed: as ``TaskDataModule``'s.
+        future_start: ``"window"`` or ``"observed"`` (see above); the model reads it from
+            ``vocab["forecast_start"]``.
+        batch_size, num_workers, seed, shards: as ``TaskDataModule``'s.
     """
 
     TASK_TAGS = ("forecast",)
@@ -75,15 +78,19 @@ class ForecastDataModule(TaskDataModule):
         num_bins: int = 33,
         max_delta: float = 1.0,
         action: Literal["velocity", "acceleration"] = "velocity",
+        future_start: Literal["window", "observed"] = "window",
         batch_size: int = 64,
         num_workers: int = 0,
         seed: int = 0,
+        shards: str | None = None,
     ) -> None:
-        super().__init__(batch_size, num_workers, seed)
+        super().__init__(batch_size, num_workers, seed, shards)
         if history < 2 or horizon < 1:
             raise ValueError(f"need history >= 2 and horizon >= 1, got {history}, {horizon}")
         check_source(source, "motion", "csv")
-        self.history, self.horizon = history, horizon
+        if future_start not in ("window", "observed"):
+            raise ValueError(f"future_start must be 'window' or 'observed', got {future_start!r}")
+        self.history, self.horizon, self.future_start = history, horizon, future_start
         length = history + horizon
         if source == "motion":
             config = motion or MotionConfig()
@@ -95,21 +102,30 @@ class ForecastDataModule(TaskDataModule):
 
             self.splits = file_splits(csv_train, csv_val, windows, "source='csv' needs csv_train and csv_val")
         self.tokenizer = TrajectoryTokenizer(num_bins=num_bins, max_delta=max_delta, action=action)
-        self.set_vocab({"trajectory": self.tokenizer})
+        self.set_vocab({"trajectory": self.tokenizer}, forecast_start=future_start)
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         """Items -> ``history_ids [B, 2A(H-1)]``, ``future_ids [B, 2AF]``, ``positions [B, A, H+F, 2]``
         (float64), ``kinds [B, A]``, ``history`` H."""
         positions = torch.from_numpy(np.stack([item["positions"] for item in items]))  # (B, A, H+F, 2)
         B, A, T, _ = positions.shape
-        # one closed-loop pass over all agents of the batch, then back to per-scene time-major order
-        ids = self.tokenizer.encode(positions.reshape(B * A, T, 2)).view(T - 1, B, A, 2)
-        ids = ids.transpose(0, 1).reshape(B, -1)  # (B, 2A(H+F-1))
-        split = 2 * A * (self.history - 1)
+        H, flat = self.history, positions.reshape(B * A, T, 2)
+        if self.future_start == "window":
+            ids = self.scene_ids(self.tokenizer.encode(flat), B, A)  # (B, 2A(H+F-1))
+            history, future = ids[:, : 2 * A * (H - 1)], ids[:, 2 * A * (H - 1):]
+        else:
+            history = self.scene_ids(self.tokenizer.encode(flat[:, :H]), B, A)  # (B, 2A(H-1))
+            observed = MotionState.from_path(flat[:, :H])
+            future = self.scene_ids(self.tokenizer.encode(flat[:, H:], observed), B, A)  # (B, 2AF)
         return {
-            "history_ids": ids[:, :split],
-            "future_ids": ids[:, split:],
+            "history_ids": history,
+            "future_ids": future,
             "positions": positions,
             "kinds": torch.from_numpy(np.stack([item["kinds"] for item in items])).long(),
             "history": self.history,
         }
+
+    @staticmethod
+    def scene_ids(ids: torch.Tensor, B: int, A: int) -> torch.Tensor:
+        """Ids of ``B * A`` agents side by side (time-major) -> ``[B, 2AS]``, each scene time-major."""
+        return ids.view(-1, B, A, 2).transpose(0, 1).reshape(B, -1)

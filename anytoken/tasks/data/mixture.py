@@ -11,18 +11,17 @@ from __future__ import annotations
 import importlib
 import json
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from torch.utils.data import DataLoader
 
 from anytoken.loading import jsonable
 from anytoken.models.formats import build_format
 from anytoken.models.templates import Template
 from anytoken.tasks.data.base import TaskDataModule
+from anytoken.tasks.data.mixture_stream import MixtureStream
 from anytoken.tokenizers.base import tokenizer_from_spec
 from anytoken.tokenizers.space import TokenSpace
 
@@ -93,35 +92,6 @@ def _key(spec: dict[str, Any]) -> str:
     return json.dumps(jsonable({k: v for k, v in spec.items() if k != "path"}), sort_keys=True)
 
 
-class _Stream:
-    """``steps`` mixture batches: lists of ``(task, batch)`` pairs drawn from endless task loaders."""
-
-    def __init__(self, loaders: dict[str, Any], weights: list[float], per_step: int, steps: int,
-                 seed: int) -> None:
-        self.loaders, self.per_step, self.steps, self.seed = loaders, per_step, steps, seed
-        self.weights = torch.tensor(weights, dtype=torch.double)
-        self.iterators: dict[str, Iterator] = {}
-        self.epoch = 0
-
-    def __len__(self) -> int:
-        return self.steps
-
-    def _next(self, task: str) -> dict[str, Any]:
-        try:
-            return next(self.iterators[task])
-        except (KeyError, StopIteration):  # first use, or the task's epoch ended: start it again
-            self.iterators[task] = iter(self.loaders[task])
-            return next(self.iterators[task])
-
-    def __iter__(self) -> Iterator[list[tuple[str, dict[str, Any]]]]:
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        self.epoch += 1
-        names = list(self.loaders)
-        for _ in range(self.steps):
-            drawn = torch.multinomial(self.weights, self.per_step, replacement=True, generator=generator)
-            yield [(names[i], self._next(names[i])) for i in sorted(drawn.tolist())]
-
-
 class MixtureDataModule(L.LightningDataModule):
     """Several tasks' DataModules as one weighted stream, for ``MixtureModule``.
 
@@ -134,10 +104,12 @@ class MixtureDataModule(L.LightningDataModule):
         tasks_per_step: task batches per training step (each task's batch size is its DataModule's).
         steps_per_epoch: training steps per epoch.
         seed: seed of the task draws (the order is a function of seed and epoch).
+        shards: a folder of token shard sets, one per task (``SHARDS/TASK``, what ``anytoken tokenize``
+            writes for a mixture config): each task trains from its own.
     """
 
     def __init__(self, tasks: dict[str, dict[str, Any]], tasks_per_step: int = 4, steps_per_epoch: int = 1000,
-                 seed: int = 0) -> None:
+                 seed: int = 0, shards: str | None = None) -> None:
         super().__init__()
         if not tasks:
             raise ValueError("a mixture needs at least one task")
@@ -146,6 +118,7 @@ class MixtureDataModule(L.LightningDataModule):
                              f"{steps_per_epoch}")
         self.entries = {name: _check_entry(name, entry) for name, entry in tasks.items()}
         self.tasks_per_step, self.steps_per_epoch, self.seed = tasks_per_step, steps_per_epoch, seed
+        self.shards = shards
         self.datamodules = self._build_datamodules()
         self._vocab = union_vocab({name: dm.vocab for name, dm in self.datamodules.items()})
         self._vocab["tasks"] = {
@@ -162,6 +135,8 @@ class MixtureDataModule(L.LightningDataModule):
         with tempfile.TemporaryDirectory(prefix="anytoken-mixture-") as tmp:
             for name in order:
                 args = dict(self.entries[name].get("data_args") or {})
+                if self.shards is not None:
+                    args["shards"] = str(Path(self.shards) / name)
                 for modality, argument in (self.entries[name].get("shared") or {}).items():
                     if modality in built:
                         args[argument] = _saved(built[modality], Path(tmp) / modality)
@@ -189,10 +164,10 @@ class MixtureDataModule(L.LightningDataModule):
             dm.trainer = self.trainer
             dm.setup(stage)
 
-    def train_dataloader(self) -> _Stream:
+    def train_dataloader(self) -> MixtureStream:
         loaders = {name: dm.train_dataloader() for name, dm in self.datamodules.items()}
         weights = [float(e.get("weight", 1.0)) for e in self.entries.values()]
-        return _Stream(loaders, weights, self.tasks_per_step, self.steps_per_epoch, self.seed)
+        return MixtureStream(loaders, weights, self.tasks_per_step, self.steps_per_epoch, self.seed)
 
     def val_dataloader(self) -> list[DataLoader]:
         """One dataloader per task, in entry order."""

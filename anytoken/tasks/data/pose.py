@@ -54,7 +54,7 @@ class PoseDataModule(TaskDataModule):
         visibility: the tokenizer's visibility scheme (``"token"`` or ``"none"``).
         outside: the tokenizer's policy for keypoints outside the frame (``"error"`` or ``"clip"``).
         image_size: side of the square crops handed to the model.
-        batch_size, num_workers, seed: as ``TaskDataModule``'s.
+        batch_size, num_workers, seed, shards: as ``TaskDataModule``'s.
     """
 
     TASK_TAGS = ("pose_estimation",)
@@ -77,8 +77,9 @@ class PoseDataModule(TaskDataModule):
         batch_size: int = 64,
         num_workers: int = 0,
         seed: int = 0,
+        shards: str | None = None,
     ) -> None:
-        super().__init__(batch_size, num_workers, seed)
+        super().__init__(batch_size, num_workers, seed, shards)
         if frame not in ("image", "box") or box_margin < 0:
             raise ValueError(
                 f"frame must be 'image' or 'box' and box_margin >= 0, got {frame!r}, {box_margin}"

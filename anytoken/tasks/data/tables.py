@@ -81,7 +81,7 @@ class TableDataModule(TaskDataModule):
         decimals: digits after the point of digit-encoded float columns.
         min_frequency: rarer categories encode to ``<unk>``.
         tokenizer_path: load a saved ``TableTokenizer`` instead of fitting one on the training split.
-        batch_size, num_workers, seed: as ``TaskDataModule``'s (seed also splits the rows).
+        batch_size, num_workers, seed, shards: as ``TaskDataModule``'s (seed also splits the rows).
     """
 
     TASK_TAGS = ("table_predict", "table_generate")
@@ -102,8 +102,9 @@ class TableDataModule(TaskDataModule):
         batch_size: int = 64,
         num_workers: int = 0,
         seed: int = 0,
+        shards: str | None = None,
     ) -> None:
-        super().__init__(batch_size, num_workers, seed)
+        super().__init__(batch_size, num_workers, seed, shards)
         frame = load_table(source)
         unknown = sorted(set(drop or ()) - set(frame.columns))
         if unknown:
@@ -123,6 +124,16 @@ class TableDataModule(TaskDataModule):
     def collate(self, indices: Sequence[int], split: str = "train") -> dict[str, Any]:
         """Row indices of ``split`` -> ``{"rows": DataFrame}`` (index reset)."""
         return {"rows": self.splits[split].iloc[list(indices)].reset_index(drop=True)}
+
+    def shard_record(self, index: int) -> dict[str, Any]:
+        """Training row ``index`` as plain data, ``{"rows": [{column: value}]}`` (no DataFrames in shards)."""
+        return {"rows": self.splits["train"].iloc[[index]].to_dict("records")}
+
+    def shard_batch(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """Stored rows -> ``{"rows": DataFrame}`` of the training split's columns and dtypes."""
+        train = self.splits["train"]
+        rows = pd.DataFrame([row for record in records for row in record["rows"]], columns=train.columns)
+        return {"rows": rows.astype(train.dtypes.to_dict())}
 
     def loader(self, split: str, train: bool = False) -> DataLoader:
         """The DataLoader of ``split``: it draws row indices, ``collate`` slices the split's frame."""

@@ -86,10 +86,11 @@ class VQADataModule(TaskDataModule):
         batch_size: training images per batch (with all their questions); evaluation uses twice this.
         train_questions_per_image: keep this many questions per training image (a fixed random subset
             per image and seed); 0 keeps all. Evaluation always asks every question.
-        num_workers, seed: as ``TaskDataModule``'s.
+        num_workers, seed, shards: as ``TaskDataModule``'s.
     """
 
     TASK_TAGS = CaptioningDataModule.TASK_TAGS
+    INDEX_KEYS = {"image_index": "images"}
 
     def __init__(
         self,
@@ -111,8 +112,9 @@ class VQADataModule(TaskDataModule):
         train_questions_per_image: int = 0,
         num_workers: int = 0,
         seed: int = 0,
+        shards: str | None = None,
     ) -> None:
-        super().__init__(batch_size, num_workers, seed)
+        super().__init__(batch_size, num_workers, seed, shards)
         if num_answers < 2:
             raise ValueError(f"num_answers must be at least 2, got {num_answers}")
         check_source(source, "scenes", "vqa_v2")

@@ -1,6 +1,7 @@
 """Audio and transcript metrics: SI-SNR (dB, torchmetrics'), the multi-scale log-mel distance (the codec's
 training loss and DAC's mel distance: 0 for identical signals, about 0.2-0.4 for good speech codecs, above 1
-for poor ones), bitrate and tokens per second of a tokenizer, and CER/WER of transcripts."""
+for poor ones), wide-band PESQ and STOI at 16 kHz (the ``pesq`` and ``pystoi`` packages, ``anytoken[bench]``),
+bitrate and tokens per second of a tokenizer, and CER/WER of transcripts."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 import torch
 
 from anytoken.tokenizers.audio_losses import MultiScaleMel
@@ -45,6 +47,40 @@ def mel_distance(reference: torch.Tensor, estimate: torch.Tensor, sample_rate: i
     ref, est = _pair(reference, estimate)
     with torch.no_grad():
         return float(_mel(sample_rate).distance(est, ref))
+
+
+PERCEPTUAL_RATE = 16000  # PESQ (wide band) and STOI are computed at 16 kHz
+
+
+def _mono_16k(wave: torch.Tensor, sample_rate: int) -> np.ndarray:
+    """Channels ``[C, T]`` of one signal -> float64 mono samples ``[T']`` at 16 kHz (channels averaged)."""
+    from anytoken.tokenizers.audio_io import resample
+
+    return resample(wave.mean(0, keepdim=True), sample_rate, PERCEPTUAL_RATE)[0].double().numpy()
+
+
+def pesq_wb(reference: torch.Tensor, estimate: torch.Tensor, sample_rate: int) -> float:
+    """Wide-band PESQ (MOS-LQO, about 1.0-4.6) of one signal ``[C, T]`` against its reference, at 16 kHz.
+
+    Raises:
+        ImportError: ``pesq`` is not installed.
+        ValueError: PESQ finds no speech in the reference (e.g. silence or a clip under ~0.3 s).
+    """
+    from pesq import PesqError, pesq
+
+    ref, est = _pair(reference, estimate)
+    try:
+        return float(pesq(PERCEPTUAL_RATE, _mono_16k(ref, sample_rate), _mono_16k(est, sample_rate), "wb"))
+    except PesqError as err:
+        raise ValueError(f"PESQ cannot score this signal: {type(err).__name__} {err}") from None
+
+
+def stoi(reference: torch.Tensor, estimate: torch.Tensor, sample_rate: int) -> float:
+    """STOI (0-1, short-time objective intelligibility) of one signal ``[C, T]`` against its reference."""
+    from pystoi import stoi as _stoi
+
+    ref, est = _pair(reference, estimate)
+    return float(_stoi(_mono_16k(ref, sample_rate), _mono_16k(est, sample_rate), PERCEPTUAL_RATE))
 
 
 def bitrate_kbps(tokenizer: Any) -> float:

@@ -1,7 +1,9 @@
 """Trajectory forecasting metrics: ADE/FDE, minADE/minFDE over k samples, and the constant-velocity baseline.
 
 ADE is the mean Euclidean distance between predicted and true positions over the forecast steps, FDE the
-distance at the last step. Over ``k`` sampled futures, minADE/minFDE take per agent the best sample
+distance at the last step. The constant-velocity (CV) baseline extrapolates the last observed step; its
+own k futures (``perturbed_velocity``) turn and scale that step at random, so best-of-k compares like for
+like with a model's k samples. Over ``k`` sampled futures, minADE/minFDE take per agent the best sample
 (marginal, as the ETH/UCY and Argoverse benchmarks do); the joint variants take per scene the one sample
 whose mean over agents is best (a joint forecast must be right for all agents at once).
 """
@@ -50,3 +52,25 @@ def constant_velocity(history: torch.Tensor, horizon: int) -> torch.Tensor:
     last, velocity = history[..., -1:, :], history[..., -1:, :] - history[..., -2:-1, :]  # (..., 1, 2)
     steps = torch.arange(1, horizon + 1, dtype=history.dtype, device=history.device)[:, None]  # (F, 1)
     return last + steps * velocity  # (..., F, 2)
+
+
+def perturbed_velocity(history: torch.Tensor, horizon: int, k: int, turn: float = 0.2, scale: float = 0.2,
+                       seed: int = 0) -> torch.Tensor:
+    """k constant-velocity futures ``[B, k, ..., horizon, 2]`` of histories ``[B, ..., H, 2]``: the first is
+    plain CV, the others rotate the last observed step by ``N(0, turn)`` radians and scale it by
+    ``1 + N(0, scale)`` (drawn per future and trajectory from ``seed``) before extrapolating it."""
+    plain = constant_velocity(history, horizon)  # (B, ..., F, 2)
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    last = history[..., -1:, :]  # (B, ..., 1, 2)
+    step = (plain[..., :1, :] - last)[:, None]  # (B, 1, ..., 1, 2)
+    g = torch.Generator().manual_seed(seed)
+    shape = (history.shape[0], k - 1, *history.shape[1:-2], 1, 1)
+    angle = torch.randn(shape, generator=g, dtype=history.dtype) * turn
+    factor = 1 + torch.randn(shape, generator=g, dtype=history.dtype) * scale
+    cos, sin = angle.cos(), angle.sin()
+    x, y = step[..., :1], step[..., 1:]
+    turned = torch.cat([cos * x - sin * y, sin * x + cos * y], dim=-1) * factor  # (B, k-1, ..., 1, 2)
+    steps = torch.arange(1, horizon + 1, dtype=history.dtype)[:, None]  # (F, 1)
+    others = last[:, None] + steps * turned  # (B, k-1, ..., F, 2)
+    return torch.cat([plain[:, None], others], dim=1)
