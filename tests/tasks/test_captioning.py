@@ -26,9 +26,8 @@ TINY = dict(
 )
 
 
-@pytest.fixture(scope="module")
-def data():
-    dm = CaptioningDataModule(
+def _data() -> CaptioningDataModule:
+    return CaptioningDataModule(
         num_train=64,
         num_val=16,
         num_test=16,
@@ -37,7 +36,11 @@ def data():
         image_size=32,
         batch_size=16,
     )
-    return dm
+
+
+@pytest.fixture(scope="module")
+def data():
+    return _data()
 
 
 def _trainer(tmp_path, **kw) -> L.Trainer:
@@ -139,7 +142,7 @@ class _SaveRankWeights(L.Callback):
 
 
 @pytest.mark.slow
-def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path, data, monkeypatch):
+def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path, monkeypatch):
     with socket.socket() as s:  # a port nobody holds now (a fixed default can collide with another run)
         s.bind(("127.0.0.1", 0))
         monkeypatch.setenv("MASTER_PORT", str(s.getsockname()[1]))
@@ -151,12 +154,13 @@ def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path, data, monkey
         limit_val_batches=0,
         callbacks=[_SaveRankWeights(tmp_path)],
     )
-    trainer.fit(CaptioningModule(data.vocab, **TINY), datamodule=data)
+    fresh = _data()  # loaders other tests used hold state that does not pickle to spawned processes
+    trainer.fit(CaptioningModule(fresh.vocab, **TINY), datamodule=fresh)
     w0, w1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
     assert w0.keys() == w1.keys()
     for k in w0:
         torch.testing.assert_close(w0[k], w1[k], rtol=0, atol=0, msg=k)
-    before = CaptioningModule(data.vocab, **TINY).state_dict()
+    before = CaptioningModule(fresh.vocab, **TINY).state_dict()
     assert any(not torch.equal(before[k], w0[k]) for k in w0)  # it did train
 
 

@@ -152,3 +152,14 @@ def test_shipped_configs_tokenize_and_train_from_their_shards(name: str, repo_ro
     main(["tokenize", "--config", config, "--out", str(tmp_path / "shards")])
     assert "samples in" in capsys.readouterr().out
     main(["fit", "--config", config, "--data.init_args.shards", str(tmp_path / "shards")])
+
+
+def test_shards_of_another_vocabulary_setting_are_stale(tmp_path: Path) -> None:
+    """Same tokenizers, another setting the tokens depend on (forecast_start, kept in the vocabulary)."""
+    from anytoken.tasks.data.forecasting import ForecastDataModule
+
+    small = dict(num_train=8, num_val=0, num_test=0, num_heldout=0, history=3, horizon=3, num_bins=9)
+    write_shards(ForecastDataModule(**small, future_start="window"), tmp_path / "shards", progress=False)
+    observed = ForecastDataModule(**small, future_start="observed", shards=str(tmp_path / "shards"))
+    with pytest.raises(ValueError, match=r"^stale token shards at "):
+        observed.train_dataloader()

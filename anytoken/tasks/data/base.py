@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from anytoken.tasks.data.sampling import ResumableLoader, ShardSampler
-from anytoken.tasks.data.shards import TokenShards, merge_records, tokenizers_digest
+from anytoken.tasks.data.shards import TokenShards, merge_records, vocab_digest
 from anytoken.tokenizers.base import Tokenizer
 from anytoken.tokenizers.space import TokenSpace, Vocab
 
@@ -100,7 +100,7 @@ class TaskDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         if self.shards is None:
             return self.loader("train", train=True)
-        data = TokenShards(self.shards, tokenizers_digest(self.vocabulary().tokenizers))
+        data = TokenShards(self.shards, vocab_digest(self.vocabulary()))
         return split_loader(data, self.batch_size, self.shard_batch, True, self.seed, self.num_workers)
 
     def shard_samples(self) -> int:

@@ -25,7 +25,7 @@ from anytoken.tasks.data.shards import (
     MEMBER_SUFFIX,
     SHARD_FORMAT,
     encode_record,
-    tokenizers_digest,
+    vocab_digest,
 )
 from anytoken.tasks.data.tar_members import tar_members, write_tar
 from anytoken.tokenizers.base import Tokenizer
@@ -94,7 +94,7 @@ def write_shards(datamodule: TaskDataModule, directory: str | Path, workers: int
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / INDEX_FILE).unlink(missing_ok=True)  # unfinished until the new index is written
-    digest = tokenizers_digest(datamodule.vocabulary().tokenizers)
+    digest = vocab_digest(datamodule.vocabulary())
     n = datamodule.shard_samples()
     plan = hashlib.sha256(json.dumps([digest, n, shard_size, data_key]).encode()).hexdigest()[:10]
     for old in directory.glob("*.tar"):

@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 from anytoken.loading import read_json
 from anytoken.tasks.data.tar_members import MemberReader
 from anytoken.tokenizers.base import Tokenizer
+from anytoken.tokenizers.space import Vocab
 
 SHARD_FORMAT = 1
 INDEX_FILE = "index.json"
@@ -43,6 +44,14 @@ def tokenizers_digest(tokenizers: dict[str, Tokenizer]) -> str:
     return h.hexdigest()[:16]
 
 
+def vocab_digest(vocab: Vocab) -> str:
+    """``tokenizers_digest`` plus the rest of the vocabulary (token space, and settings stored in it such as
+    ``forecast_start`` or VQA's answers): everything the stored tokens depend on besides the raw data."""
+    h = hashlib.sha256(tokenizers_digest(vocab.tokenizers).encode())
+    h.update(json.dumps(vocab.to_dict(), sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
 def read_index(directory: str | Path, digest: str) -> dict[str, Any]:
     """The index of the finished shard set at ``directory``, checked against ``digest`` (the tokenizers of
     this run); ``ValueError`` in one line when there is none, it is unfinished, or its tokens are stale."""
@@ -56,7 +65,7 @@ def read_index(directory: str | Path, digest: str) -> dict[str, Any]:
         raise ValueError(f"{path} is not a token shard index of format {SHARD_FORMAT}: {rerun}")
     if index.get("digest") != digest:
         raise ValueError(f"stale token shards at {directory}: written by tokenizers {index.get('digest')}, "
-                         f"this run's are {digest}; {rerun.replace('first', 'again')}")
+                         f"this run's are {digest} (tokenizers and vocabulary); {rerun.replace('first', 'again')}")
     return index
 
 
