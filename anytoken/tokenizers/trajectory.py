@@ -31,7 +31,7 @@ from anytoken.tokenizers.trajectory_csv import (
     Track,
     read_trajectory_csv,
     scene_positions,
-    write_trajectory_csv,
+    write_rows,
 )
 
 
@@ -242,10 +242,10 @@ class TrajectoryTokenizer(Tokenizer):
     def write_media(self, media: Any, path: Path) -> None:
         """Write tracks, or positions ``[T, 2]`` / ``[A, T, 2]`` as scene ``0``, agents ``0..A-1``, t = step."""
         if isinstance(media, list) and all(isinstance(track, Track) for track in media):
-            return write_trajectory_csv(path, media)
+            return write_rows(path, media)  # save_media made the write atomic already
         x = _check_positions(media).numpy()  # (A, T, 2)
         steps = np.arange(x.shape[1], dtype=np.float64)
-        write_trajectory_csv(path, [Track("0", str(a), steps, x[a]) for a in range(x.shape[0])])
+        write_rows(path, [Track("0", str(a), steps, x[a]) for a in range(x.shape[0])])
 
 
 def _check_positions(positions: Any) -> torch.Tensor:

@@ -133,7 +133,13 @@ class SceneHeader:
 
 def write_trajectory_csv(path: str | Path, tracks: Sequence[Track]) -> None:
     """Write tracks as ``scene,agent,t,x,y`` rows (atomically)."""
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp:
+        write_rows(tmp, tracks)
+
+
+def write_rows(path: Path, tracks: Sequence[Track]) -> None:
+    """Write tracks as ``scene,agent,t,x,y`` rows to ``path`` directly (the caller makes it atomic)."""
+    with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(COLUMNS)
         for track in tracks:
