@@ -67,7 +67,7 @@ def wait_for(driver: Any, check: Callable[[Any], Any], what: str, timeout: float
         if found:
             return found
         if time.monotonic() > end:
-            toasts = [e.text for e in driver.find_elements("css selector", ".toast-body")]
+            toasts = [e.text for e in driver.find_elements("css selector", "[data-testid=toast-body]")]
             raise TimeoutError(f"waited {timeout:g} s for {what}; error messages in the page: {toasts}")
         time.sleep(0.1)
 
@@ -127,6 +127,7 @@ def screenshot(driver: Any, path: str | Path, height: int | None = None) -> Path
     driver.set_window_size(width, WINDOW[1])  # a page is never shorter than the window: measure it there
     full = driver.execute_script("return document.documentElement.scrollHeight")
     driver.set_window_size(width, min(full + 120, height or full + 120))
+    driver.execute_script("window.scrollTo(0, 0)")
     time.sleep(0.5)  # let the layout settle
     with atomic_path(path) as tmp:
         if not driver.save_screenshot(str(tmp)):

@@ -208,7 +208,7 @@ def _rows_tab(model: AnytokenModel) -> None:
         given = _fixed(model, fixed, text, int(n))
         with _generating(seed_value):
             out = model.sample_rows(int(n)) if given is None else model.sample_rows(given=given)
-        return out, f"{len(out)} rows in {time.perf_counter() - start:.1f} s."
+        return out.round(4), f"{len(out)} rows in {time.perf_counter() - start:.1f} s."  # shown rounded
 
     button.click(sample, [count, column, value, seed], [rows, message], api_name="sample_rows")
 

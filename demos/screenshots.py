@@ -1,7 +1,7 @@
 """Train small releases from the shipped configs, then take the screenshots of docs/demos.md.
 
-    python demos/screenshots.py train [--root runs/demo_screens]
-    python demos/screenshots.py shoot [--root runs/demo_screens] [--out docs/img]
+    python -m demos.screenshots train [--root runs/demo_screens]    # from the repository root
+    python -m demos.screenshots shoot [--root runs/demo_screens] [--out docs/img]
 
 ``train`` runs each config of ``TRAININGS`` (one after another, ``anytoken fit``) from a copy whose
 ``runs/`` paths point under ``--root``, for the few optimizer steps listed (the learning-rate schedule
@@ -37,6 +37,7 @@ TRAININGS: dict[str, dict[str, Any]] = {  # config -> overrides (dotted keys): t
     "forecast_motion": {"trainer.max_steps": 200, "data.init_args.num_train": 6400},
     "anything_tiny": {"trainer.max_steps": 200},
 }
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
 MAX_MINUTES = 12  # a cap on each run, data preparation included (Lightning's max_time)
 TRAINER = {"limit_val_batches": 0, "enable_progress_bar": False,  # no validation: the steps train
            "max_time": f"00:00:{MAX_MINUTES:02d}:00"}
@@ -73,7 +74,7 @@ def short_config(name: str, root: Path) -> Path:
 def train(root: Path) -> None:
     """``anytoken fit`` each of ``TRAININGS`` in turn (a failure stops the run); a config whose release or
     tokenizer is already under ``root`` is skipped (delete it to train it again)."""
-    env = os.environ | {"HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+    env = os.environ | OFFLINE
     for name in TRAININGS:
         if (root / name / "release").is_dir() or (root / name / "tokenizer").is_dir():
             print(f"--- {name}: already trained under {root}", flush=True)
@@ -88,7 +89,8 @@ def shoot(root: Path, out: Path) -> list[Path]:
     """Serve each app on the releases under ``root``, take its tour in Chromium and save its pictures."""
     import importlib
 
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    for name, value in OFFLINE.items():  # set before gradio is imported
+        os.environ.setdefault(name, value)
     from demos import browser, tours
     from demos.widgets import launch
 
@@ -127,7 +129,6 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=REPO / "runs" / "demo_screens", help="where releases go")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "img", help="where screenshots go")
     args = parser.parse_args()
-    sys.path.insert(0, str(REPO))  # the demos package of this checkout (it is not installed)
     if args.step == "train":
         train(args.root.resolve())
     else:

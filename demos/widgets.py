@@ -146,9 +146,8 @@ def picture_picker(pictures: dict[str, Image.Image], label: str = "Built-in exam
     """A gallery of named pictures (the first selected) above a dropdown of their names; clicking a picture
     picks its name. For examples that are not image files (poses, trajectories, sounds): their picture."""
     names = list(pictures)
-    gallery = gr.Gallery(list(zip(pictures.values(), names)), label=label, columns=max(1, min(len(names), 6)),
-                         rows=1, height=160, allow_preview=False, selected_index=0 if names else None,
-                         elem_id=elem_id)
+    gallery = gr.Gallery(list(zip(pictures.values(), names)), label=label, columns=5, height=150,
+                         allow_preview=False, selected_index=0 if names else None, elem_id=elem_id)
     choice = gr.Dropdown(names, value=names[0] if names else None, label="Built-in example")
 
     def pick(evt: gr.SelectData) -> str:
