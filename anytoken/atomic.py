@@ -75,13 +75,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 @contextmanager
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield an empty temporary directory that replaces ``path`` as a whole if the block succeeds."""
+    """Yield an empty temporary directory that replaces ``path`` as a whole if the block succeeds; what
+    was written in it follows the umask (some writers, such as safetensors, create files ``0600``)."""
     target = check_target(path, "directory")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())
+        mask = _umask()
+        for entry in tmp.rglob("*"):
+            if not entry.is_symlink():
+                os.chmod(entry, (0o777 if entry.is_dir() else 0o666) & ~mask)
+        os.chmod(tmp, 0o777 & ~mask)
         old = target.with_name(f".{target.name}.old")  # the replaced directory, briefly
         shutil.rmtree(old, ignore_errors=True)
         if target.exists():

@@ -20,7 +20,7 @@ import torch
 from media_cases import AUDIO, IMAGES, TABLES, TOKENS, TRAJECTORIES, WRONG_SHAPE, Case, write_case
 
 from anytoken.cli import main
-from anytoken.tokenizers import MuLawTokenizer, TableTokenizer, TrajectoryTokenizer
+from anytoken.tokenizers import MuLawTokenizer, TableTokenizer, Tokenizer, TrajectoryTokenizer
 from anytoken.tokenizers.image_vq import ImageVQTokenizer
 
 
@@ -175,6 +175,8 @@ def test_outputs_follow_the_suffix_the_umask_and_refuse_odd_targets(tokenizers: 
         assert stat.S_IMODE((tmp_path / "kept.png").stat().st_mode) == 0o644  # a replaced file keeps its mode
         MuLawTokenizer().save_pretrained(tmp_path / "tok")
         assert stat.S_IMODE((tmp_path / "tok").stat().st_mode) == 0o750
+        Tokenizer.from_pretrained(tokenizers["image"]).save_pretrained(tmp_path / "vq")  # safetensors: 0600
+        assert {stat.S_IMODE(f.stat().st_mode) for f in (tmp_path / "vq").iterdir()} == {0o640}
     finally:
         os.umask(old)
     (tmp_path / "target.png").write_bytes(b"keep")

@@ -106,7 +106,7 @@ class AnytokenModel(nn.Module):
         self.decoding = _as(DecodingConfig, decoding) or DecodingConfig()
         # training settings, set by the task that trains the model (not part of a release)
         self.loss_weights: dict[str, float] = {}
-        self.input_dropout = 0.0
+        self.input_dropout, self.input_noise = 0.0, "pad"
         self._compiled: Callable[..., torch.Tensor] | None = None
         self.formats = nn.ModuleDict({name: build_format(spec) for name, spec in (formats or {}).items()})
         for fmt in self.formats.values():
@@ -220,13 +220,20 @@ class AnytokenModel(nn.Module):
         return build_sequences(samples, self.space, max_length=max_length, **kwargs).to(self.device)
 
     def dropped_inputs(self, seq: SequenceBatch) -> torch.Tensor:
-        """``seq.input_ids`` with ``input_dropout`` of the target-segment inputs replaced by ``<pad>`` while
-        training (word dropout: the input at ``t + 1`` is the target at ``t``); unchanged otherwise."""
+        """``seq.input_ids`` with ``input_dropout`` of the target-segment inputs noised while training (the
+        input at ``t + 1`` is the target at ``t``); unchanged otherwise. ``input_noise`` "pad": replaced by
+        ``<pad>`` (word dropout, blank noising); "unigram": by a target token drawn from the whole batch,
+        so at the batch's word frequencies (unigram noising: Xie et al. 2017, "Data Noising as Smoothing in
+        Neural Network Language Models"): a word no longer tells what follows it, the media must."""
         if not (self.training and self.input_dropout > 0):
             return seq.input_ids
         fed = F.pad(seq.targets[:, :-1] != IGNORE_INDEX, (1, 0))  # (B, T): input was a target before
         drop = fed & (torch.rand(fed.shape, device=fed.device) < self.input_dropout)
-        return seq.input_ids.masked_fill(drop, self.space.pad_id)  # (B, T)
+        if self.input_noise == "pad":
+            return seq.input_ids.masked_fill(drop, self.space.pad_id)  # (B, T)
+        pool = seq.input_ids[fed]  # (N,) every fed token of the batch, so drawn by frequency
+        draws = pool[torch.randint(len(pool), (int(drop.sum()),), device=pool.device)]
+        return seq.input_ids.masked_scatter(drop, draws)  # (B, T)
 
     def embed(self, seq: SequenceBatch, media: dict[str, Any]) -> torch.Tensor:
         """Token embeddings ``[B, T, d]`` with projected image features spliced into placeholder positions."""

@@ -26,7 +26,7 @@ from anytoken.tokenizers.base import Tokenizer
 from anytoken.tokenizers.image_encoder import ImageEncoderConfig
 from anytoken.tokenizers.space import TokenSpace
 
-EVAL_SPLITS = ("test", "heldout")  # test dataloader names when the DataModule gives none
+VAL_SPLITS, EVAL_SPLITS = ("val",), ("test", "heldout")  # dataloader names when the DataModule gives none
 RNG_KEY = "anytoken_rng_states"  # checkpoint key: every process's RNG states (anytoken.tasks.ranks)
 
 
@@ -70,8 +70,10 @@ class TokenTaskModule(L.LightningModule):
         lr: peak AdamW learning rate (linear warm-up, cosine decay to 10%).
         weight_decay: AdamW weight decay on matrices (not on norms or biases).
         warmup_steps: linear warm-up steps.
-        input_dropout: while training, the fraction of target-segment *input* tokens replaced by
-            ``<pad>`` (word dropout): the model must read the media rather than lean on the text so far.
+        input_dropout: while training, the fraction of target-segment *input* tokens noised: the model
+            must read the media rather than lean on the text so far.
+        input_noise: what replaces them: ``"pad"`` (word dropout) or ``"unigram"`` (a token drawn from the
+            batch's targets, at their frequencies; ``AnytokenModel.dropped_inputs``).
         compile: run the backbone's teacher-forced passes through ``torch.compile`` (dynamic shapes);
             generation stays eager; weights and checkpoints are the same either way.
         init_from: a model to start from (release directory or ``.ckpt``): its weights are copied and its
@@ -94,6 +96,7 @@ class TokenTaskModule(L.LightningModule):
         warmup_steps: int = 100,
         decoding: DecodingConfig | None = None,
         input_dropout: float = 0.0,
+        input_noise: Literal["pad", "unigram"] = "pad",
         compile: bool = False,
         init_from: str | None = None,
         num_examples: int = 8,
@@ -105,9 +108,12 @@ class TokenTaskModule(L.LightningModule):
             self.hparams[key] = jsonable(value)
         if not 0.0 <= input_dropout < 1.0:
             raise ValueError(f"input_dropout must be in [0, 1), got {input_dropout}")
+        if input_noise not in ("pad", "unigram"):
+            raise ValueError(f"input_noise must be 'pad' or 'unigram', got {input_noise!r}")
         self.model = AnytokenModel(vocab, formats, backbone, image_encoder, projector, image_positions, mask,
                                    decoding)
-        self.model.loss_weights, self.model.input_dropout = dict(loss_weights or {}), input_dropout
+        self.model.loss_weights = dict(loss_weights or {})
+        self.model.input_dropout, self.model.input_noise = input_dropout, input_noise
         self.compile_backbone = compile  # not `self.compile`: that would hide nn.Module.compile()
         self.evaluations: dict[str, Evaluation] = {
             name: evaluation_for(fmt, num_examples) for name, fmt in self.model.formats.items()
@@ -196,15 +202,16 @@ class TokenTaskModule(L.LightningModule):
     # --- evaluation: written once for every task ------------------------------------------------------
     def eval_loader(self, stage: str, dataloader_idx: int) -> tuple[str, str]:
         """``(task, split)`` of a validation or test dataloader; the DataModule names its test splits
-        (``test_splits``), a mixture's DataModule each loader's task too (``eval_names``)."""
+        (``val_splits``, ``test_splits``), a mixture's DataModule each loader's task too (``eval_names``)."""
         datamodule = self.trainer.datamodule if self._trainer is not None else None
         names = getattr(datamodule, "eval_names", None)
         if names is not None:
             return names(stage)[dataloader_idx]
         if stage == "val":
-            return self.task_name, "val"
-        splits = getattr(datamodule, "test_splits", EVAL_SPLITS)
-        split = splits[dataloader_idx] if dataloader_idx < len(splits) else f"test{dataloader_idx}"
+            splits = getattr(datamodule, "val_splits", VAL_SPLITS)
+        else:
+            splits = getattr(datamodule, "test_splits", EVAL_SPLITS)
+        split = splits[dataloader_idx] if dataloader_idx < len(splits) else f"{stage}{dataloader_idx}"
         return self.task_name, split
 
     def metric_name(self, task: str, split: str, metric: str) -> str:

@@ -8,7 +8,11 @@ The encoder owns its input policy, so data pipelines stay encoder-agnostic: floa
 while training (edge-padded) and normalised with the model's own mean/std (``image_mean_std``). With
 ``value_channel`` it also sees ``max(R, G, B)`` as a fourth channel, the same map for a shape whatever its
 colour (a probe names unseen colour-shape pairs' shapes 0.95 of the time against 0.53-0.62 from RGB alone;
-``benchmarks/probe_encoder.py``).
+``benchmarks/probe_encoder.py``). ``chroma_width`` splits the image as JPEG and the eye do, into luma and
+chroma: the network sees the value map only (structure: it cannot tie a shape to a hue), and a per-pixel
+colour path (1x1 convolutions, so it sees no shape), pooled to the network's token grid as a mean weighted by
+each pixel's value (so a small object's colour counts as much as a large one's), appends ``chroma_width``
+colour features to each token; colour and shape reach the model apart.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class ImageEncoderConfig:
     cnn_grid: int = 8  # "cnn": side of the output token grid; image_size / cnn_grid must be a power of 2
     augment_shift: int = 0  # train-time random shift up to this many pixels (edge-padded); 0: off
     value_channel: bool = False  # also feed max(R, G, B) as a 4th input channel ("timm" and "cnn")
+    chroma_width: int = 0  # > 0: the network sees max(R, G, B) only; a per-pixel colour path adds this many
     mean: Stats | None = None  # normalisation override; None: the model's own (see image_mean_std)
     std: Stats | None = None  # set together with mean
 
@@ -59,8 +64,12 @@ class ImageEncoderConfig:
             raise ValueError("set mean and std together, or neither")
         if self.std is not None and (len(self.std) != 3 or len(self.mean) != 3 or min(self.std) <= 0):
             raise ValueError(f"mean/std need 3 values each and std > 0, got {self.mean}, {self.std}")
-        if self.value_channel and self.source == "open_clip":
-            raise ValueError("value_channel needs source 'timm' or 'cnn' (open_clip towers take RGB only)")
+        if (self.value_channel or self.chroma_width) and self.source == "open_clip":
+            raise ValueError("value_channel and chroma_width need source 'timm' or 'cnn' (open_clip towers "
+                             "take RGB only)")
+        if self.chroma_width < 0 or (self.chroma_width and self.value_channel):
+            raise ValueError(f"chroma_width must be >= 0 and excludes value_channel (its network sees the value "
+                             f"map alone), got {self.chroma_width} with value_channel={self.value_channel}")
         if self.source == "cnn":
             self._validate_cnn()
         elif not self.name:
@@ -182,6 +191,9 @@ class ImageEncoder(nn.Module):
         state_dict = read_state(config.pretrained_path) if config.pretrained_path else None
         builders = {"cnn": _build_cnn, "timm": _build_timm, "open_clip": _build_open_clip}
         self.model = builders[config.source](config, state_dict)
+        width = config.chroma_width
+        self.chroma = (nn.Sequential(nn.Conv2d(3, width, 1), nn.GELU(), nn.Conv2d(width, width, 1))
+                       if width else None)  # per pixel: colour without shape
         if config.frozen:
             self.requires_grad_(False)
         mean, std = image_mean_std(config)
@@ -201,9 +213,22 @@ class ImageEncoder(nn.Module):
             raise ValueError(f"expected float images in [0, 1], got {images.dtype}")
         rgb = self._resize_and_shift(images)  # (B, 3, S, S)
         images = (rgb - self.mean) / self.std
-        if self.config.value_channel:
-            value = rgb.amax(1, keepdim=True)  # (B, 1, S, S): HSV value, the same for every hue
-            images = torch.cat([images, (value - self.mean.mean()) / self.std.mean()], 1)  # (B, 4, S, S)
+        value = (rgb.amax(1, keepdim=True) - self.mean.mean()) / self.std.mean()  # (B, 1, S, S): HSV value
+        if self.chroma is not None:
+            tokens = self._tokens(value)  # (B, N, D): structure without hue
+            grid = math.isqrt(tokens.shape[1])
+            if grid * grid != tokens.shape[1]:
+                raise ValueError(f"chroma_width needs a square grid of tokens, got {tokens.shape[1]}")
+            lit = rgb.amax(1, keepdim=True)  # (B, 1, S, S): each pixel's weight, so dark ground counts least
+            pool = nn.functional.adaptive_avg_pool2d
+            colour = pool(self.chroma(images) * lit, grid) / (pool(lit, grid) + 1e-3)  # (B, C, g, g)
+            return torch.cat([tokens, colour.flatten(2).transpose(1, 2)], -1)  # (B, N, D + C)
+        if self.config.value_channel:  # the same map for a shape whatever its colour
+            images = torch.cat([images, value], 1)  # (B, 4, S, S)
+        return self._tokens(images)
+
+    def _tokens(self, images: Tensor) -> Tensor:
+        """The network's tokens [B, N, D] of normalised images [B, C, S, S]."""
         if self.config.source == "cnn":
             return self.model(images)  # (B, N, D)
         if self.config.source == "timm":
@@ -252,9 +277,14 @@ def _timm_tokens(model: nn.Module, features: Tensor) -> Tensor:
     raise ValueError(f"cannot turn timm features of shape {tuple(features.shape)} into tokens")
 
 
+def _in_channels(config: ImageEncoderConfig) -> int:
+    """Input channels of the network: the value map alone (``chroma_width``), RGB + value, or RGB."""
+    return 1 if config.chroma_width else 4 if config.value_channel else 3
+
+
 def _build_cnn(config: ImageEncoderConfig, state_dict: dict[str, Tensor] | None) -> nn.Module:
     model = ConvEncoder(
-        config.image_size, config.cnn_width, config.cnn_grid, 4 if config.value_channel else 3
+        config.image_size, config.cnn_width, config.cnn_grid, _in_channels(config)
     )
     if state_dict is not None:
         load_state(model, state_dict, config.pretrained_path)
@@ -265,7 +295,7 @@ def _build_timm(config: ImageEncoderConfig, state_dict: dict[str, Tensor] | None
     import timm
 
     try:
-        kwargs = {"in_chans": 4 if config.value_channel else 3, **config.model_kwargs}
+        kwargs = {"in_chans": _in_channels(config), **config.model_kwargs}
         model = timm.create_model(config.name, pretrained=False, **kwargs)
     except TypeError as error:
         message = f"timm model {config.name!r} rejected model_kwargs {config.model_kwargs}: {error}"
@@ -273,21 +303,24 @@ def _build_timm(config: ImageEncoderConfig, state_dict: dict[str, Tensor] | None
     full_keys = set(model.state_dict())
     _prune_timm_head(model)
     if state_dict is not None:
-        if config.value_channel:
-            state_dict = _with_value_input(state_dict, model)
+        if _in_channels(config) != 3:
+            state_dict = _adapt_first_conv(state_dict, model, _in_channels(config))
         load_state(model, state_dict, config.pretrained_path, full_keys - set(model.state_dict()))
     if hasattr(model, "set_input_size"):  # after loading, so pretrained position embeddings get resampled
         model.set_input_size(img_size=(config.image_size, config.image_size))
     return model
 
 
-def _with_value_input(state_dict: dict[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
-    """An RGB checkpoint for a ``value_channel`` model: its first conv gets a zero kernel for the value
-    channel, so the loaded encoder starts out computing exactly what it did on RGB."""
+def _adapt_first_conv(state_dict: dict[str, Tensor], model: nn.Module, channels: int) -> dict[str, Tensor]:
+    """An RGB checkpoint for a 4-channel (``value_channel``) or 1-channel (``chroma_width``) network: the
+    value channel gets a zero kernel, so the encoder starts out computing exactly what it did on RGB; a value
+    map alone gets the sum of the RGB kernels (what the RGB network computed on a gray image)."""
     key = f"{getattr(model, 'pretrained_cfg', {}).get('first_conv', '')}.weight"
     weight = state_dict.get(key)
     if weight is None or weight.ndim != 4 or weight.shape[1] != 3:
         return state_dict
+    if channels == 1:
+        return {**state_dict, key: weight.sum(1, keepdim=True)}
     return {**state_dict, key: torch.cat([weight, weight.new_zeros(weight[:, :1].shape)], 1)}
 
 

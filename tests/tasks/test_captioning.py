@@ -68,7 +68,7 @@ def test_loss_goes_down_and_captions_are_text(data):
 
 def test_export_and_reload_give_identical_logits(tmp_path, data):
     model = CaptioningModule(data.vocab, **TINY).model.eval()
-    batch = next(iter(data.val_dataloader()))
+    batch = next(iter(data.loader("val")))
     model.save_pretrained(tmp_path / "release")
     assert {p.name for p in (tmp_path / "release").iterdir()} == {"config.json", "model.safetensors"}
     loaded = anytoken.load(tmp_path / "release")
@@ -238,3 +238,16 @@ def test_input_dropout_pads_only_target_inputs_while_training(data):
     assert dropped.any() and not (dropped & ~fed).any()  # some caption inputs, never the prompt
     assert 0.3 < dropped.sum() / fed.sum() < 0.7
     assert torch.equal(model.eval().dropped_inputs(seq), seq.input_ids)
+
+
+def test_unigram_input_noise_draws_caption_tokens_of_the_batch(data):
+    model = CaptioningModule(data.vocab, input_dropout=0.5, input_noise="unigram", **TINY).model
+    seq = model.formats["caption"].rows(model, next(iter(data.train_dataloader())))
+    fed = torch.nn.functional.pad(seq.targets[:, :-1] != -100, (1, 0))
+    noised = model.train().dropped_inputs(seq)
+    changed = noised != seq.input_ids
+    assert changed.any() and not (changed & ~fed).any()  # caption inputs only, never the prompt
+    assert set(noised[fed].tolist()) <= set(seq.input_ids[fed].tolist())  # words of the batch, no <pad>
+    assert torch.equal(model.eval().dropped_inputs(seq), seq.input_ids)
+    with pytest.raises(ValueError, match="input_noise must be 'pad' or 'unigram'"):
+        CaptioningModule(data.vocab, input_noise="blank", **TINY)

@@ -126,7 +126,7 @@ def _model(data: ForecastDataModule, **kwargs) -> ForecastingModule:
 
 
 def test_batches_decode_back_within_the_bound(data) -> None:
-    batch = next(iter(data.val_dataloader()))
+    batch = next(iter(data.loader("val")))
     assert batch["history_ids"].shape == (8, 2 * 2 * 3) and batch["future_ids"].shape == (8, 2 * 2 * 5)
     model = _model(data).model
     fmt = model.task_format("forecast")
@@ -142,7 +142,7 @@ def test_forecast_follows_the_joint_grammar(data, head, tmp_path) -> None:
     task = _model(data, head=head, num_futures=3, fourier_gamma=1e-3)
     model = task.model.eval()
     assert isinstance(model.lm_head, FourierHead) == (head == "fourier")
-    batch = next(iter(data.val_dataloader()))
+    batch = next(iter(data.loader("val")))
     start = batch["positions"][:, :, 0]
     torch.manual_seed(0)
     futures = model.forecast(
@@ -168,7 +168,7 @@ def test_generate_grammar_hook_and_penalty_hook(data) -> None:
     """The model's generate takes a grammar override, and adds a head's penalty to the loss."""
     task = _model(data, head="fourier", fourier_gamma=0.5)
     model = task.model.eval()
-    batch = next(iter(data.val_dataloader()))
+    batch = next(iter(data.loader("val")))
     ids = model.generate(
         model.task_format("forecast"),
         {"history_ids": batch["history_ids"]},
@@ -188,7 +188,7 @@ def test_future_from_the_observed_state_zero_actions_are_constant_velocity() -> 
                               num_bins=17, action="acceleration", future_start="observed", batch_size=8,
                               motion=MotionConfig(num_agents=2))
     assert data.vocab["forecast_start"] == "observed"
-    batch = next(iter(data.val_dataloader()))
+    batch = next(iter(data.loader("val")))
     assert batch["history_ids"].shape == (8, 2 * 2 * 3) and batch["future_ids"].shape == (8, 2 * 2 * 5)
     model = _model(data).model
     fmt = model.task_format("forecast")
@@ -227,7 +227,7 @@ def test_a_tiny_model_beats_constant_velocity_on_unseen_scenes() -> None:
             loss.backward()
             opt.step()
     evaluation = task.evaluations["forecast"]
-    scores = [o for batch in data.val_dataloader() for o in evaluation.step(task.model.eval(), batch)]
+    scores = [o for batch in data.loader("val") for o in evaluation.step(task.model.eval(), batch)]
     metrics = evaluation.report(scores)
     assert metrics["ade"] < 0.7 * metrics["cv_ade"] and metrics["fde"] < metrics["cv_fde"], metrics
 

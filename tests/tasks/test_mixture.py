@@ -259,7 +259,7 @@ def test_fit_and_validate_report_every_task_side_by_side(tmp_path, data, task):
 
 def test_interleaved_prompts_give_the_modality_the_tag_asks_for(data, task):
     model = task.model.eval()
-    images = next(iter(data.datamodules["pose"].val_dataloader()))["images"][:2]  # (2, 3, 32, 32)
+    images = next(iter(data.datamodules["pose"].loader("val")))["images"][:2]  # (2, 3, 32, 32)
     n = model.image_tokens
 
     def prompt(tag: str, *extra) -> list:
@@ -284,7 +284,7 @@ def test_single_task_model_grows_into_the_mixture_with_the_same_logits(tmp_path,
     path = single.save_pretrained(tmp_path / "caption")
     mixture = MixtureModule(data.vocab, init_from=str(path), **MODEL).eval()
     assert mixture.hparams.init_from is None
-    batch = next(iter(single_dm.val_dataloader()))
+    batch = next(iter(single_dm.loader("val")))
     mixture.packing = False  # one row per sample, as the single-task model has them
     with torch.no_grad():
         seq = single.formats["caption"].rows(single, batch)
@@ -333,7 +333,7 @@ def test_a_spoken_question_about_an_image_gets_a_text_answer(tmp_path):
     assert all(torch.equal(mine[k], v) for k, v in data.datamodules["spoken_vqa"].codec.state_dict().items())
     logged = {k for m in trainer.validate(task, datamodule=data, verbose=False) for k in m}
     assert {"val/spoken_vqa/acc", "val/caption/bleu4"} <= logged
-    batch = next(iter(data.datamodules["spoken_vqa"].val_dataloader()))
+    batch = next(iter(data.datamodules["spoken_vqa"].loader("val")))
     rows = [build_sequences(samples, model.space, max_length=512, mask="prefix") for samples in
             (task.layouts["spoken_vqa"].samples(model, batch, True),
              model.formats["spoken_vqa"].samples(model, batch, True))]

@@ -247,7 +247,7 @@ def test_module_generates_exactly_one_pair_per_keypoint(pose_data, head, tmp_pat
     task = _model(pose_data, head=head, fourier_gamma=1e-3)
     model = task.model.eval()
     assert isinstance(model.lm_head, FourierHead) == (head == "fourier")
-    batch = next(iter(pose_data.val_dataloader()))
+    batch = next(iter(pose_data.loader("val")))
     pred = model.predict_pose(batch["images"], batch["frames"])
     assert pred.shape == (8, 17, 3) and set(pred[..., 2].unique().tolist()) <= {0.0, 1.0, 2.0}
     assert float(task.loss(batch)) > 0

@@ -74,6 +74,14 @@ def test_heldout_pairs_never_in_train_val_test_and_in_every_heldout_scene() -> N
     assert set().union(*(_pairs(s) & HELDOUT_PAIRS for s in heldout)) == HELDOUT_PAIRS
 
 
+def test_heldout_val_chooses_settings_on_other_contents_than_heldout_scores() -> None:
+    config = ScenesConfig(min_objects=1, max_objects=1)  # 144 held-out contents: overlap would show
+    heldout, chooser = make_scenes("heldout", 400, config), make_scenes("heldout_val", 100, config)
+    assert all(_pairs(scene) & HELDOUT_PAIRS for scene in chooser)
+    assert not {s.caption() for s in heldout} & {s.caption() for s in chooser}
+    assert {content_split(s) for s in chooser} == {"val"} and "val" not in {content_split(s) for s in heldout}
+
+
 def test_scenes_respect_object_counts_and_distinct_cells() -> None:
     scenes = make_scenes("train", 200, ScenesConfig(min_objects=2, max_objects=4))
     assert {len(s.objects) for s in scenes} == {2, 3, 4}

@@ -78,7 +78,7 @@ def test_trains_generates_grids_and_reports_matches(data: TextToImageDataModule,
     assert {"heldout/match_shape"} <= set(results[1])
     images = module.model.draw(["a small red circle at the top left", "a large blue square in the center"])
     assert images.shape == (2, 3, 32, 32) and 0 <= float(images.min()) and float(images.max()) <= 1
-    batch = next(iter(data.val_dataloader()))
+    batch = next(iter(data.loader("val")))
     fmt = module.model.formats["text_to_image"]
     for ids in module.model.generate(fmt, batch, "image", DecodingConfig(max_new_tokens=17)):
         assert ids.shape == (16,) and int(ids.max()) < 16  # exactly the grid, inside the codebook

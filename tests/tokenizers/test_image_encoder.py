@@ -260,12 +260,38 @@ def test_value_channel_loads_an_rgb_checkpoint_unchanged_at_start(tmp_path: Path
     assert_close(encoder(images), rgb(images))
     resaved = _save(encoder.model.state_dict(), tmp_path / "rgbv.safetensors")  # its own 4-channel weights
     assert_close(ImageEncoder(replace(config, pretrained_path=resaved)).eval()(images), encoder(images))
+    gray = ImageEncoder(replace(config, value_channel=False, chroma_width=4))  # the value map alone
+    first = next(m for m in gray.model.modules() if isinstance(m, torch.nn.Conv2d))
+    kernel = next(v for k, v in rgb.model.state_dict().items() if k.endswith("weight"))  # (C, 3, k, k)
+    assert_close(first.weight, kernel.sum(1, keepdim=True))  # what the RGB network computed on a gray image
+
+
+@pytest.mark.parametrize("source", ["cnn", "timm"])
+def test_chroma_width_splits_hue_from_structure(source: str) -> None:
+    config = ImageEncoderConfig(source=source, name="resnet10t" if source == "timm" else "", chroma_width=8,
+                                cnn_grid=4, model_kwargs={"output_stride": 16} if source == "timm" else {})
+    encoder = ImageEncoder(config).eval()
+    seen = {}
+    first_conv = next(m for m in encoder.model.modules() if isinstance(m, torch.nn.Conv2d))
+    first_conv.register_forward_pre_hook(lambda module, args: seen.setdefault("x", args[0]))
+    red, blue = torch.zeros(1, 3, 64, 64), torch.zeros(1, 3, 64, 64)
+    red[:, 0, 0:16, 0:8], blue[:, 2, 0:16, 0:8] = 1.0, 1.0  # a bar in the first 16 x 16 cell
+    red_square = torch.zeros(1, 3, 64, 64)
+    red_square[:, 0, 0:8, 0:16] = 1.0  # the same red pixels of that cell, another shape
+    out = encoder(torch.cat([red, blue, red_square]))
+    width = encoder.feature_dim - 8
+    assert out.shape == (3, encoder.num_tokens, width + 8) and seen["x"].shape == (3, 1, 64, 64)
+    assert_close(out[0, :, :width], out[1, :, :width])  # the network is blind to the hue
+    assert not torch.allclose(out[0, :, width:], out[1, :, width:])  # the colour path is not
+    assert_close(out[0, :, width:], out[2, :, width:])  # ... and blind to the shape within a cell
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"source": "open_clip", "name": "ViT-B-32", "value_channel": True}, "value_channel needs"),
+        ({"source": "open_clip", "name": "ViT-B-32", "value_channel": True}, "value_channel and chroma_width"),
+        ({"source": "cnn", "chroma_width": 8, "value_channel": True}, "excludes value_channel"),
+        ({"source": "cnn", "chroma_width": -1}, "chroma_width must be >= 0"),
         ({"source": "timm", "name": "resnet10t", "model_kwargs": {"in_chans": 4}}, "value_channel"),
     ],
 )

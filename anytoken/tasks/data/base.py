@@ -40,9 +40,10 @@ def split_loader(dataset: Sized, batch_size: int, collate_fn: Callable[[list[Any
 class TaskDataModule(L.LightningDataModule):
     """Subclasses fill ``self.splits`` (split name -> dataset), call ``set_vocab`` and implement ``collate``.
 
-    Training reads ``train`` (seeded shuffling, full batches), validation ``val``, testing every split
-    of ``TEST_SPLITS`` present, in that order (``test_splits`` names them for the task's metrics), and
-    predicting ``test``.
+    Training reads ``train`` (seeded shuffling, full batches), validation every split of ``VAL_SPLITS``
+    present (``val``, and ``heldout_val`` where a task holds out combinations: settings for unseen data
+    are chosen there, never on ``heldout``), testing every split of ``TEST_SPLITS`` present, in that
+    order (``val_splits``/``test_splits`` name them for the task's metrics), and predicting ``test``.
 
     Args:
         batch_size: training batch size; evaluation uses twice this.
@@ -52,6 +53,7 @@ class TaskDataModule(L.LightningDataModule):
             ``train`` split (docs/data_at_scale.md); evaluation splits are read as usual.
     """
 
+    VAL_SPLITS: ClassVar[tuple[str, ...]] = ("val", "heldout_val")
     TEST_SPLITS: ClassVar[tuple[str, ...]] = ("test", "heldout")
     TASK_TAGS: ClassVar[tuple[str, ...]] = ()  # the task tags of the TokenSpace
     INDEX_KEYS: ClassVar[dict[str, str]] = {}  # batch key -> the key whose rows it indexes (merge_records)
@@ -84,6 +86,11 @@ class TaskDataModule(L.LightningDataModule):
     def vocab(self) -> dict[str, Any]:
         """``vocabulary()`` in plain form: the CLI links it into the model's ``vocab``."""
         return self.vocabulary().to_dict()
+
+    @property
+    def val_splits(self) -> list[str]:
+        """Names of the validation dataloaders, in order."""
+        return [s for s in self.VAL_SPLITS if s in self.splits]
 
     @property
     def test_splits(self) -> list[str]:
@@ -119,8 +126,8 @@ class TaskDataModule(L.LightningDataModule):
         """Stored records -> the batch ``collate`` makes of those samples."""
         return merge_records(records, self.INDEX_KEYS)
 
-    def val_dataloader(self) -> DataLoader:
-        return self.loader("val")
+    def val_dataloader(self) -> list[DataLoader]:
+        return [self.loader(s) for s in self.val_splits]
 
     def test_dataloader(self) -> list[DataLoader]:
         return [self.loader(s) for s in self.test_splits]

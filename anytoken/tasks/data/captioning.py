@@ -42,7 +42,7 @@ class CaptioningDataModule(TaskDataModule):
     Args:
         source: ``"scenes"`` (built-in, generated) or ``"coco"`` (a COCO captions JSON + image folder).
         scenes: scene generation settings (source ``"scenes"``).
-        num_train: training scenes; ``num_val``/``num_test``/``num_heldout`` likewise.
+        num_train: training scenes; ``num_val``/``num_test``/``num_heldout``/``num_heldout_val`` likewise.
         coco_train: ``[annotations.json, images_dir]`` for training (source ``"coco"``); ``coco_val`` for
             validation and testing.
         text_tokenizer: ``"bpe"`` (trained on the training captions) or ``"clip_bpe"`` (open_clip's).
@@ -66,6 +66,7 @@ class CaptioningDataModule(TaskDataModule):
         num_val: int = 256,
         num_test: int = 1_000,
         num_heldout: int = 1_000,
+        num_heldout_val: int = 0,
         coco_train: tuple[str, str] | None = None,
         coco_val: tuple[str, str] | None = None,
         text_tokenizer: Literal["bpe", "clip_bpe"] = "bpe",
@@ -87,7 +88,8 @@ class CaptioningDataModule(TaskDataModule):
                 raise ValueError(f"give webdataset or source={source!r}, not both")
             self.splits, corpus = webdataset_splits(webdataset, num_val, image_size)
         elif source == "scenes":
-            sizes = {"train": num_train, "val": num_val, "test": num_test, "heldout": num_heldout}
+            sizes = {"train": num_train, "val": num_val, "test": num_test, "heldout": num_heldout,
+                     "heldout_val": num_heldout_val}
             config = scenes or ScenesConfig()
             self.splits = {s: ScenesCaptionDataset(s, n, config) for s, n in sizes.items() if n > 0}
             corpus = [scene.caption() for scene in self.splits["train"].scenes]

@@ -156,7 +156,7 @@ class MixtureDataModule(L.LightningDataModule):
     def eval_names(self, stage: str) -> list[tuple[str, str]]:
         """``(task, split)`` of each validation (``stage`` ``"val"``) or test dataloader, in their order."""
         if stage == "val":
-            return [(name, "val") for name in self.datamodules]
+            return [(name, split) for name, dm in self.datamodules.items() for split in dm.val_splits]
         return [(name, split) for name, dm in self.datamodules.items() for split in dm.test_splits]
 
     def setup(self, stage: str) -> None:
@@ -170,8 +170,8 @@ class MixtureDataModule(L.LightningDataModule):
         return MixtureStream(loaders, weights, self.tasks_per_step, self.steps_per_epoch, self.seed)
 
     def val_dataloader(self) -> list[DataLoader]:
-        """One dataloader per task, in entry order."""
-        return [dm.val_dataloader() for dm in self.datamodules.values()]
+        """Every task's validation dataloaders, in ``eval_names("val")`` order."""
+        return [loader for dm in self.datamodules.values() for loader in dm.val_dataloader()]
 
     def test_dataloader(self) -> list[DataLoader]:
         """Every task's test dataloaders, in ``eval_names("test")`` order."""

@@ -74,8 +74,8 @@ class VQADataModule(TaskDataModule):
         source: ``"scenes"`` (built-in, generated) or ``"vqa_v2"`` (questions JSON + annotations JSON +
             image folder).
         scenes: scene generation settings (source ``"scenes"``).
-        num_train: training scenes; ``num_val``/``num_test``/``num_heldout`` likewise (each has ~10
-            questions).
+        num_train: training scenes; ``num_val``/``num_test``/``num_heldout``/``num_heldout_val`` likewise
+            (each has ~10 questions).
         vqa_train: ``[questions.json, annotations.json, images_dir]`` for training (source ``"vqa_v2"``).
         vqa_val: the same for validation and testing (source ``"vqa_v2"``).
         question_type_key: VQA v2 field the per-type accuracy groups by (``answer_type`` or
@@ -100,6 +100,7 @@ class VQADataModule(TaskDataModule):
         num_val: int = 64,
         num_test: int = 500,
         num_heldout: int = 500,
+        num_heldout_val: int = 0,
         vqa_train: tuple[str, str, str] | None = None,
         vqa_val: tuple[str, str, str] | None = None,
         question_type_key: Literal["answer_type", "question_type"] = "answer_type",
@@ -122,7 +123,8 @@ class VQADataModule(TaskDataModule):
         if source == "scenes":
             if num_train < 1:
                 raise ValueError("source='scenes' needs num_train >= 1")
-            sizes = {"train": num_train, "val": num_val, "test": num_test, "heldout": num_heldout}
+            sizes = {"train": num_train, "val": num_val, "test": num_test, "heldout": num_heldout,
+                     "heldout_val": num_heldout_val}
             config = scenes or ScenesConfig()
             datasets = {split: ScenesVQADataset(split, n, config) for split, n in sizes.items() if n > 0}
         else:

@@ -2,7 +2,10 @@
 and VQA-style questions; deterministic by seed.
 
 Splits. ``HELDOUT_PAIRS`` (8 of the 32 colour-shape pairs) never occur in train/val/test scenes, nor in
-their yes/no questions; every ``heldout`` scene holds one. Train, val and test are split by content: a hash
+their yes/no questions; every ``heldout`` and ``heldout_val`` scene holds one. ``heldout_val`` (contents
+of the val bucket) is where settings for unseen pairs are chosen; ``heldout`` (the other contents) is
+reported once, so no held-out scene that chose a setting also scores it. Train, val and test are split
+by content: a hash
 of the caption gives each content (the objects, ignoring jitter) to one split (8/1/1), so no val or test
 scene has the objects of a train scene. Within a split a content may repeat with another jitter: there are
 only 432 one-object contents, but about 93,000 two-object ones. Rendering a 64px scene takes about 20 us on
@@ -37,8 +40,8 @@ POSITIONS: tuple[str, ...] = (  # the 3x3 grid, row-major
     *("left", "center", "right"),
     *("bottom left", "bottom", "bottom right"),
 )
-SPLITS: tuple[str, ...] = ("train", "val", "test", "heldout")
-Split = Literal["train", "val", "test", "heldout"]
+SPLITS: tuple[str, ...] = ("train", "val", "test", "heldout", "heldout_val")
+Split = Literal["train", "val", "test", "heldout", "heldout_val"]
 QuestionType = Literal["color", "shape", "count", "position", "yes/no"]
 
 # Never seen in train/val/test: each colour once and each shape twice, so in training every colour still
@@ -233,10 +236,12 @@ def make_scenes(split: Split, num: int, config: ScenesConfig | None = None) -> l
     if not isinstance(num, int) or num < 0:
         raise ValueError(f"num must be a non-negative int, got {num!r}")
     rng = random.Random(f"anytoken-scenes/{config.seed}/{split}")
+    heldout = split in ("heldout", "heldout_val")
     scenes: list[Scene] = []
     while len(scenes) < num:
-        scene = _sample_scene(rng, config, heldout=split == "heldout")
-        if split == "heldout" or content_split(scene) == split:
+        scene = _sample_scene(rng, config, heldout=heldout)
+        owner = content_split(scene)
+        if owner == split or (heldout and (owner == "val") == (split == "heldout_val")):
             scenes.append(scene)
     return scenes
 
