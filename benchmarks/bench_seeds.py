@@ -17,11 +17,13 @@ import sys
 import time
 from pathlib import Path
 
+from anytoken.atomic import atomic_path
+
 ROOT = Path(__file__).resolve().parent.parent
 CAPTION = "configs/caption_scenes.yaml"
 VQA = "configs/vqa_scenes_from_captioner.yaml"
-CAPTION_KEYS = ("test/exact_match", "test/cider_d", "heldout/exact_match")
-VQA_KEYS = ("test/acc", "heldout/acc")
+CAPTION_KEYS = ("test/exact_match", "test/cider_d", "heldout/exact_match", "heldout/cider_d")
+VQA_KEYS = ("test/acc", "heldout/acc", "test/acc_count", "test/acc_yes_no", "heldout/acc_shape")
 
 
 def anytoken(*args: str) -> float:
@@ -87,9 +89,8 @@ def main() -> None:
                    "std": statistics.stdev(r[k] for r in rows) if len(rows) > 1 else 0.0} for k in keys}
     for k, s in summary.items():
         print(f"{k:<22} {s['mean']:.4f} +- {s['std']:.4f}")
-    out = ROOT / args.out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"rows": rows, "summary": summary}, indent=2))
+    with atomic_path(ROOT / args.out) as tmp:
+        tmp.write_text(json.dumps({"rows": rows, "summary": summary}, indent=2))
 
 
 if __name__ == "__main__":
