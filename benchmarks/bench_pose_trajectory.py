@@ -11,6 +11,7 @@ themselves are measured by ``anytoken bench``: round-trip error against the stat
     python benchmarks/bench_pose_trajectory.py --part pose         # ~9 min CPU (2 trainings of ~4.5 min)
     python benchmarks/bench_pose_trajectory.py --part forecast     # ~8 min CPU (2 trainings of ~3.5 min)
     python benchmarks/bench_pose_trajectory.py --part pose --heads lm   # one head: ~5 min CPU
+    python benchmarks/bench_pose_trajectory.py --part forecast --heads lm --seed 1 --out forecast_seed1.json
 
 Runs on one thread (tiny models thrash with several on a shared CPU). Prints tables and merges its part
 into benchmarks/results/pose_trajectory.json.
@@ -109,7 +110,9 @@ def bench_pose(steps: int, heads: list[str]) -> dict[str, Any]:
     return out
 
 
-def bench_forecast(steps: int, heads: list[str], action: str, future_start: str) -> dict[str, Any]:
+def bench_forecast(steps: int, heads: list[str], action: str, future_start: str,
+                   seed: int = 0) -> dict[str, Any]:
+    """Train each head on the same scenes (seed 0), its model and sampling seeded by ``seed``; scores."""
     L.seed_everything(0)
     data = ForecastDataModule(
         num_train=steps * 32,
@@ -135,9 +138,10 @@ def bench_forecast(steps: int, heads: list[str], action: str, future_start: str)
         "horizon": 12,
         "samples": 6,
         "mean_of": 16,
+        "seed": seed,
     }
     for head in heads:
-        L.seed_everything(0)
+        L.seed_everything(seed)
         model = ForecastingModule(
             data.vocab,
             backbone=TransformerConfig(n_layer=3, n_head=4, d_model=96, max_seq_len=96),
@@ -151,7 +155,7 @@ def bench_forecast(steps: int, heads: list[str], action: str, future_start: str)
         out[head] = {"train_cpu_s": cpu}
         for split in ("val", "test", "heldout"):  # val chooses the point estimate; the others reported once
             evaluation = model.evaluations["forecast"]
-            torch.manual_seed(0)
+            torch.manual_seed(seed)
             scores = [o for batch in data.loader(split) for o in evaluation.step(model.model, batch)]
             out[head][split] = evaluation.report(scores)
     names = ("ade", "fde", "mean_ade", "mean_fde", "min_ade", "min_fde", "cv_ade", "cv_fde", "cv_min_ade",
@@ -176,6 +180,7 @@ def main() -> None:
                         help="forecast: motion token actions")
     parser.add_argument("--future-start", choices=("window", "observed"), default="observed",
                         help="forecast: where the future tokens start (see ForecastDataModule)")
+    parser.add_argument("--seed", type=int, default=0, help="forecast: the training and sampling seed")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON file the parts are merged into")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -186,7 +191,8 @@ def main() -> None:
         if part == "pose":
             results[part] = bench_pose(args.pose_steps, args.heads)
         else:
-            results[part] = bench_forecast(args.forecast_steps, args.heads, args.action, args.future_start)
+            results[part] = bench_forecast(args.forecast_steps, args.heads, args.action, args.future_start,
+                                           args.seed)
         results[part]["wall_s"] = time.perf_counter() - start
         print(f"[{part}: {results[part]['wall_s']:.0f} s wall]")
     merged = json.loads(args.out.read_text()) if args.out.is_file() else {}  # other parts' earlier runs

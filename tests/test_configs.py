@@ -89,3 +89,15 @@ def test_the_classification_config_from_the_captioner_differs_only_in_its_head_s
         for key in ("max_steps", "val_check_interval"):
             config["trainer"].pop(key)
     assert classify == generate
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
+def test_a_new_fit_replaces_last_ckpt(config):
+    """The README tests ``checkpoints/last.ckpt``: a second fit must overwrite it, not write last-v1.ckpt and
+    leave the stale one for ``anytoken test`` to read."""
+    import yaml
+
+    callbacks = yaml.safe_load(config.read_text())["trainer"].get("callbacks") or []
+    for callback in callbacks:
+        if callback["class_path"].endswith("ModelCheckpoint") and callback["init_args"].get("save_last"):
+            assert callback["init_args"].get("enable_version_counter") is False, config.name

@@ -251,3 +251,13 @@ def test_unigram_input_noise_draws_caption_tokens_of_the_batch(data):
     assert torch.equal(model.eval().dropped_inputs(seq), seq.input_ids)
     with pytest.raises(ValueError, match="input_noise must be 'pad' or 'unigram'"):
         CaptioningModule(data.vocab, input_noise="blank", **TINY)
+
+
+def test_validation_reports_unseen_pairs_apart_from_val(tmp_path):
+    data = CaptioningDataModule(num_train=64, num_val=8, num_test=0, num_heldout=0, num_heldout_val=8,
+                                bpe_vocab_size=300, image_size=32, batch_size=8)
+    assert data.val_splits == ["val", "heldout_val"] and data.test_splits == []
+    task = CaptioningModule(data.vocab, **TINY)
+    metrics = _trainer(tmp_path).validate(task, datamodule=data, verbose=False)
+    logged = {k for m in metrics for k in m}
+    assert {"val/exact_match", "heldout_val/exact_match", "heldout_val/loss"} <= logged
