@@ -83,10 +83,9 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         mask = _umask()
-        for entry in tmp.rglob("*"):
+        for entry in [tmp, *tmp.rglob("*")]:
             if not entry.is_symlink():
                 os.chmod(entry, (0o777 if entry.is_dir() else 0o666) & ~mask)
-        os.chmod(tmp, 0o777 & ~mask)
         old = target.with_name(f".{target.name}.old")  # the replaced directory, briefly
         shutil.rmtree(old, ignore_errors=True)
         if target.exists():

@@ -109,10 +109,9 @@ def train_and_test(
     questions = trainer.global_step * _questions_per_batch(data)
     evaluator = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
                           enable_model_summary=False, default_root_dir=str(workdir))
-    evaluator.validate(model, datamodule=data, verbose=False)  # val, heldout_val: where settings are chosen
-    metrics = {k: float(v) for k, v in evaluator.callback_metrics.items() if "/acc" in k}
-    evaluator.test(model, datamodule=data, verbose=False)  # test, heldout: reported once
-    metrics |= {k: float(v) for k, v in evaluator.callback_metrics.items() if "/acc" in k}
+    chosen_on = evaluator.validate(model, datamodule=data, verbose=False)  # val, heldout_val
+    reported = evaluator.test(model, datamodule=data, verbose=False)  # test, heldout: read once
+    metrics = {k: float(v) for loader in chosen_on + reported for k, v in loader.items() if "/acc" in k}
     release = model.export(workdir / f"vqa_{head}")
     return {
         "head": head, "config": config or CONFIGS[head], "seed": seed,

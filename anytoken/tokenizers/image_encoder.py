@@ -68,8 +68,9 @@ class ImageEncoderConfig:
             raise ValueError("value_channel and chroma_width need source 'timm' or 'cnn' (open_clip towers "
                              "take RGB only)")
         if self.chroma_width < 0 or (self.chroma_width and self.value_channel):
-            raise ValueError(f"chroma_width must be >= 0 and excludes value_channel (its network sees the value "
-                             f"map alone), got {self.chroma_width} with value_channel={self.value_channel}")
+            raise ValueError(f"chroma_width must be >= 0 and excludes value_channel (its network sees the "
+                             f"value map alone), got {self.chroma_width} with value_channel="
+                             f"{self.value_channel}")
         if self.source == "cnn":
             self._validate_cnn()
         elif not self.name:
@@ -213,19 +214,19 @@ class ImageEncoder(nn.Module):
             raise ValueError(f"expected float images in [0, 1], got {images.dtype}")
         rgb = self._resize_and_shift(images)  # (B, 3, S, S)
         images = (rgb - self.mean) / self.std
-        value = (rgb.amax(1, keepdim=True) - self.mean.mean()) / self.std.mean()  # (B, 1, S, S): HSV value
-        if self.chroma is not None:
-            tokens = self._tokens(value)  # (B, N, D): structure without hue
-            grid = math.isqrt(tokens.shape[1])
-            if grid * grid != tokens.shape[1]:
-                raise ValueError(f"chroma_width needs a square grid of tokens, got {tokens.shape[1]}")
-            lit = rgb.amax(1, keepdim=True)  # (B, 1, S, S): each pixel's weight, so dark ground counts least
-            pool = nn.functional.adaptive_avg_pool2d
-            colour = pool(self.chroma(images) * lit, grid) / (pool(lit, grid) + 1e-3)  # (B, C, g, g)
-            return torch.cat([tokens, colour.flatten(2).transpose(1, 2)], -1)  # (B, N, D + C)
-        if self.config.value_channel:  # the same map for a shape whatever its colour
-            images = torch.cat([images, value], 1)  # (B, 4, S, S)
-        return self._tokens(images)
+        if self.chroma is None and not self.config.value_channel:
+            return self._tokens(images)
+        lit = rgb.amax(1, keepdim=True)  # (B, 1, S, S): HSV value, the same map for a shape whatever its hue
+        value = (lit - self.mean.mean()) / self.std.mean()
+        if self.chroma is None:
+            return self._tokens(torch.cat([images, value], 1))  # (B, 4, S, S): RGB + value
+        tokens = self._tokens(value)  # (B, N, D): structure without hue
+        grid = math.isqrt(tokens.shape[1])
+        if grid * grid != tokens.shape[1]:
+            raise ValueError(f"chroma_width needs a square grid of tokens, got {tokens.shape[1]}")
+        pool = nn.functional.adaptive_avg_pool2d  # each pixel weighted by its value: dark ground counts least
+        colour = pool(self.chroma(images) * lit, grid) / (pool(lit, grid) + 1e-3)  # (B, C, g, g)
+        return torch.cat([tokens, colour.flatten(2).transpose(1, 2)], -1)  # (B, N, D + C)
 
     def _tokens(self, images: Tensor) -> Tensor:
         """The network's tokens [B, N, D] of normalised images [B, C, S, S]."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from training import train_steps
+from training import train_epochs, train_steps
 
 import anytoken
 from anytoken.backbone import TransformerConfig
@@ -219,13 +219,7 @@ def test_a_tiny_model_beats_constant_velocity_on_unseen_scenes() -> None:
                               horizon=4, num_bins=17, action="acceleration", future_start="observed",
                               batch_size=32)
     task = _model(data, mean_futures=4)
-    opt = torch.optim.AdamW(task.parameters(), lr=3e-3)
-    for _ in range(5):  # epochs of 8 batches
-        for batch in data.train_dataloader():
-            loss = task.loss(batch)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    train_epochs(task, data, 5)  # epochs of 8 batches
     evaluation = task.evaluations["forecast"]
     scores = [o for batch in data.loader("val") for o in evaluation.step(task.model.eval(), batch)]
     metrics = evaluation.report(scores)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from training import train_epochs
 
 import anytoken
 from anytoken.backbone import TransformerConfig
@@ -149,13 +150,7 @@ def test_a_tiny_model_beats_the_majority_class_on_unseen_rows() -> None:
     torch.manual_seed(0)
     data = TableDataModule("iris", n_bins=8, batch_size=32, val_fraction=0.3, test_fraction=0.0)
     task = TablePredictionModule(data.vocab, target="target", **TINY)
-    opt = torch.optim.AdamW(task.parameters(), lr=3e-3)
-    for _ in range(12):  # epochs of 4 batches
-        for batch in data.train_dataloader():
-            loss = task.loss(batch)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    train_epochs(task, data, 12)  # epochs of 4 batches
     rows = data.splits["val"]
     accuracy = prediction_metrics(rows["target"], task.model.eval().predict_rows(rows), True)["accuracy"]
     majority = float(rows["target"].value_counts(normalize=True).iloc[0])
