@@ -32,12 +32,12 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from anytoken.atomic import atomic_path
 from anytoken.backbone import TransformerConfig
+from anytoken.tasks.callbacks import RestoreBest
 from anytoken.tasks.data.tables import TableDataModule
 from anytoken.tasks.metrics.tables import prediction_metrics
 from anytoken.tasks.tables import TablePredictionModule
 
 RESULTS = Path(__file__).parent / "results" / "tables.json"
-PER_SEED = Path(__file__).parent / "results" / "tables"
 # (dataset, target column): classification where the target is categorical, regression otherwise
 TASKS = [
     ("iris", "target"),
@@ -47,7 +47,8 @@ TASKS = [
     ("iris", "petal length (cm)"),
 ]
 VAL_FRACTION, TEST_FRACTION = 0.15, 0.25
-MODELS = ("linear", "hgb", "token", "token_mode")
+REGRESSIONS = ("mean", "mode", "head")  # the ways TablePredictionFormat predicts a binned number
+MODELS = ("linear", "hgb", "token", *(f"token_{way}" for way in REGRESSIONS))
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -79,40 +80,45 @@ def baselines(train: pd.DataFrame, test: pd.DataFrame, target: str, classificati
     return out
 
 
-def token_model(dm: TableDataModule, target: str, steps: int, split: str,
-                numeric_inputs: str) -> tuple[dict[str, float], float]:
-    """Train a small TablePredictionModule for ``steps`` steps; its metric(s) on ``split`` and training
-    seconds."""
+def token_model(dm: TableDataModule, target: str, split: str, args: argparse.Namespace) -> tuple[dict[str, float], float]:
+    """Train a small TablePredictionModule for ``args.steps`` steps; its metric(s) on ``split`` (``token``:
+    as trained; for a numeric target also ``token_<way>`` for each other way of predicting it) and the
+    training seconds."""
     model = TablePredictionModule(
         dm.vocab, target=target, backbone=TransformerConfig(n_layer=2, n_head=4, d_model=64, max_seq_len=96,
-                                                            dropout=0.1),
-        mask="causal", lr=3e-3, warmup_steps=steps // 10, numeric_inputs=numeric_inputs,
+                                                            dropout=args.dropout),
+        mask="causal", lr=args.lr, weight_decay=args.weight_decay, warmup_steps=args.steps // 10,
+        numeric_inputs=args.numeric_inputs, regression=args.regression, column_order=args.column_order,
     )
-    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps, logger=False, gradient_clip_val=1.0,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        limit_val_batches=0)
+    trainer = L.Trainer(  # early stopping with --val-every: the weights of the lowest validation loss
+        accelerator="cpu", devices=1, max_steps=args.steps, logger=False, gradient_clip_val=1.0,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        num_sanity_val_steps=0, callbacks=[RestoreBest("val/loss")] if args.val_every else None,
+        val_check_interval=args.val_every or None, check_val_every_n_epoch=None,
+        limit_val_batches=1.0 if args.val_every else 0,
+    )
     start = time.perf_counter()
-    trainer.fit(model, train_dataloaders=dm.train_dataloader())
+    trainer.fit(model, datamodule=dm)
     seconds = time.perf_counter() - start
     model.eval()
-    test = dm.splits[split]
-    truth = test[target]
-    fmt = model.model.task_format("table_prediction")
+    rows, fmt = dm.splits[split], model.model.task_format("table_prediction")
+    metric = "accuracy" if fmt.is_classification else "rmse"
+    metrics = {"token": prediction_metrics(rows[target], model.model.predict_rows(rows), fmt.is_classification)[metric]}
     if fmt.is_classification:
-        return {"token": prediction_metrics(truth, model.model.predict_rows(test), True)["accuracy"]}, seconds
-    metrics = {"token": prediction_metrics(truth, model.model.predict_rows(test), False)["rmse"]}
-    fmt.regression = "mode"
-    metrics["token_mode"] = prediction_metrics(truth, model.model.predict_rows(test), False)["rmse"]
+        return metrics, seconds
+    for way in [w for w in REGRESSIONS if w != args.regression and (w != "head" or fmt.value_head is not None)]:
+        fmt.regression = way
+        metrics[f"token_{way}"] = prediction_metrics(rows[target], model.model.predict_rows(rows), False)["rmse"]
     return metrics, seconds
 
 
 def prediction(args: argparse.Namespace) -> list[dict]:
     """Every task on every seed's split: the baselines and the token model scored on ``args.split``; one
-    JSON per seed in ``PER_SEED``. Returns the rows (one per task and seed)."""
+    JSON per seed in the folder named as ``args.out`` without its suffix. Returns the rows (one per task and seed)."""
     rows = []
     for seed in args.seeds:
         seed_rows = []
-        for dataset, target in TASKS:
+        for dataset, target in tasks(args):
             L.seed_everything(seed, verbose=False)
             dm = TableDataModule(dataset, val_fraction=VAL_FRACTION, test_fraction=TEST_FRACTION,
                                  n_bins=args.n_bins, batch_size=32, seed=seed)
@@ -121,29 +127,39 @@ def prediction(args: argparse.Namespace) -> list[dict]:
                    "metric": "accuracy" if classification else "rmse",
                    "train_rows": len(dm.splits["train"]), "eval_rows": len(dm.splits[args.split])}
             row |= baselines(dm.splits["train"], dm.splits[args.split], target, classification)
-            metrics, seconds = token_model(dm, target, args.steps, args.split, args.numeric_inputs)
+            metrics, seconds = token_model(dm, target, args.split, args)
             row |= metrics | {"token_train_s": seconds}
             seed_rows.append(row)
             print(f"seed {seed} {dataset}/{target}: {row}", flush=True)
-        write_json(PER_SEED / f"{args.split}_seed{seed}.json",
+        write_json(args.out.parent / args.out.stem / f"{args.split}_seed{seed}.json",
                    {"settings": settings(args), "rows": seed_rows})
         rows += seed_rows
     return rows
 
 
+def tasks(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The (dataset, target) pairs of ``TASKS`` that ``args.tasks`` names (``dataset/target``; all if none)."""
+    chosen = [t for t in TASKS if not args.tasks or "/".join(t) in args.tasks]
+    unknown = set(args.tasks or []) - {"/".join(t) for t in TASKS}
+    if unknown:
+        raise SystemExit(f"unknown tasks {sorted(unknown)}; choose from {['/'.join(t) for t in TASKS]}")
+    return chosen
+
+
 def settings(args: argparse.Namespace) -> dict:
     """The run's settings, as recorded beside its figures."""
     return {"split": args.split, "seeds": args.seeds, "steps": args.steps, "n_bins": args.n_bins,
-            "numeric_inputs": args.numeric_inputs, "val_fraction": VAL_FRACTION,
-            "test_fraction": TEST_FRACTION,
-            "backbone": "2 layers, d_model 64, dropout 0.1, lr 3e-3, batch 32"}
+            "numeric_inputs": args.numeric_inputs, "regression": args.regression,
+            "column_order": args.column_order, "val_every": args.val_every, "val_fraction": VAL_FRACTION, "test_fraction": TEST_FRACTION,
+            "backbone": f"2 layers, d_model 64, dropout {args.dropout}, lr {args.lr}, "
+                        f"weight decay {args.weight_decay}, batch 32"}
 
 
 def summary(rows: list[dict]) -> list[dict]:
     """Per task: mean and standard deviation over seeds of every model's metric, and the token model's
     gap to the best baseline (accuracy points, or RMSE relative to the best baseline)."""
     out = []
-    for dataset, target in TASKS:
+    for dataset, target in dict.fromkeys((r["dataset"], r["target"]) for r in rows):
         mine = [r for r in rows if (r["dataset"], r["target"]) == (dataset, target)]
         entry = {"dataset": dataset, "target": target, "metric": mine[0]["metric"], "seeds": len(mine)}
         for name in MODELS:
@@ -168,8 +184,19 @@ def main() -> None:
     parser.add_argument("--split", choices=("val", "test"), default="test",
                         help="rows every model is scored on")
     parser.add_argument("--n-bins", type=int, default=16, help="quantile bins per numeric column")
-    parser.add_argument("--numeric-inputs", choices=("ple", "bins"), default="ple",
+    parser.add_argument("--numeric-inputs", choices=("ple", "ple_only", "bins"), default="ple_only",
                         help="the token model's numeric input encoding")
+    parser.add_argument("--regression", choices=REGRESSIONS, default="head",
+                        help="how the token model predicts a numeric target (the others are scored too)")
+    parser.add_argument("--column-order", choices=("fixed", "shuffle"), default="fixed",
+                        help="the feature order in training rows (shuffle: a random order per row)")
+    parser.add_argument("--val-every", type=int, default=25,
+                        help="validate every N steps and keep the weights of the lowest validation loss "
+                             "(early stopping; 0: the last weights, no validation)")
+    parser.add_argument("--lr", type=float, default=3e-3, help="peak AdamW learning rate")
+    parser.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay")
+    parser.add_argument("--dropout", type=float, default=0.1, help="backbone dropout")
+    parser.add_argument("--tasks", nargs="+", help="dataset/target pairs to run (default: all)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON file written")
     args = parser.parse_args()
     torch.set_num_threads(1)  # tiny models: one thread is faster, above all on a shared CPU
@@ -182,10 +209,14 @@ def main() -> None:
 
 def report(results: dict) -> None:
     split = results["settings"]["split"]
-    print(f"\n{'dataset / target':<32} {'metric':<9} {'linear':>15} {'HGB':>15} {'token':>15} "
-          f"{'token(mode)':>15}  gap to best baseline ({split}, mean +- std over seeds)")
+    trained = results["settings"]["regression"]
+    models = [m for m in MODELS if m != f"token_{trained}"]
+    names = [{"hgb": "HGB", "token": f"token ({trained})"}.get(m, m.replace("_", " (") + ")" * ("_" in m))
+             for m in models]
+    print(f"\n{'dataset / target':<32} {'metric':<9} " + " ".join(f"{n:>15}" for n in names)
+          + f"  gap to best baseline ({split}, mean +- std over seeds)")
     for r in results["summary"]:
-        cells = [f"{r[m]['mean']:.3f} +- {r[m]['std']:.3f}" if m in r else "-" for m in MODELS]
+        cells = [f"{r[m]['mean']:.3f} +- {r[m]['std']:.3f}" if m in r else "-" for m in models]
         gap = f"{r['gap']:+.1f} points" if r["metric"] == "accuracy" else f"{r['gap']:+.1%}"
         name = f"{r['dataset']} / {r['target']}"
         print(f"{name:<32} {r['metric']:<9} " + " ".join(f"{c:>15}" for c in cells)

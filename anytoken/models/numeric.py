@@ -36,17 +36,20 @@ class NumericEncoder(nn.Module):
     Args:
         edges: per column its increasing bin edges (at least 2).
         d_model: the backbone width.
+        bias: give each column's map a bias (the column's own embedding where the encoding replaces the
+            bin token's rather than adding to it).
     """
 
-    def __init__(self, edges: Sequence[Sequence[float]], d_model: int) -> None:
+    def __init__(self, edges: Sequence[Sequence[float]], d_model: int, bias: bool = False) -> None:
         super().__init__()
         if any(len(e) < 2 for e in edges):
             raise ValueError("NumericEncoder needs at least 2 edges per column")
         for i, e in enumerate(edges):
             self.register_buffer(f"edges_{i}", torch.tensor(e, dtype=torch.float32), persistent=False)
-        self.maps = nn.ModuleList(nn.Linear(len(e) - 1, d_model, bias=False) for e in edges)
-        for linear in self.maps:
-            nn.init.zeros_(linear.weight)
+        self.maps = nn.ModuleList(nn.Linear(len(e) - 1, d_model, bias=bias) for e in edges)
+        if not bias:  # added to the bin token's embedding: start as the bin-token model
+            for linear in self.maps:
+                nn.init.zeros_(linear.weight)
 
     def forward(self, column: int, values: torch.Tensor) -> torch.Tensor:
         """Embeddings ``[N, d_model]`` of column ``column``'s ``values`` ``[N]`` (NaN: zeros)."""

@@ -5,7 +5,8 @@ The prompt is no bidirectional prefix, so training sees what KV-cache decoding s
 Batches are ``{"rows": DataFrame}``; a ``"given"`` list in a batch fixes which columns the prompt holds.
 With ``numeric_inputs="ple"`` a binned column's value token in the prompt also carries its exact value:
 a piecewise-linear encoding over the column's bin edges (``anytoken.models.numeric``) is added to the bin
-token's embedding. Generated tokens are bins only (what decoding feeds back), so training adds nothing there.
+token's embedding; with ``"ple_only"`` it replaces it. Generated tokens are bins only (what decoding feeds
+back), so there the bin token's embedding is the input.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 
 from anytoken.heads import DecodingConfig
 from anytoken.models.formats import AnytokenModel, TaskFormat, check_choice, open_segment, register_format
@@ -35,33 +38,37 @@ class TableFormat(TaskFormat):
         column_order: ``"fixed"`` (schema order) or ``"shuffle"`` (a random order per training row, an
             augmentation; evaluation and generation use the schema order the grammar fixes).
         numeric_inputs: ``"ple"`` (prompt values of binned columns add their piecewise-linear encoding to
-            the bin token's embedding; the table tasks' default) or ``"bins"`` (the bin token alone: what
-            a spec without this key, such as an older release, means). A mixture embeds its packed rows
-            without the format, so there ``"ple"`` would stay untrained at zero: the bin tokens alone.
+            the bin token's embedding), ``"ple_only"`` (the encoding, with a learnt bias per column,
+            replaces the bin token's embedding: no embedding is learnt per bin; the prediction task's default)
+            or ``"bins"`` (the bin token alone: what a spec without this key, such as an older release,
+            means). A mixture embeds its packed rows without the format, so there the encoding would stay
+            untrained at zero: the bin tokens alone.
     """
 
     tokenizer_types = {"table": TableTokenizer}
     samples_key = "rows"
 
     def __init__(self, column_order: Literal["fixed", "shuffle"] = "fixed",
-                 numeric_inputs: Literal["ple", "bins"] = "bins") -> None:
+                 numeric_inputs: Literal["ple", "ple_only", "bins"] = "bins") -> None:
         super().__init__()
         check_choice("column_order", column_order, ("fixed", "shuffle"))
-        check_choice("numeric_inputs", numeric_inputs, ("ple", "bins"))
+        check_choice("numeric_inputs", numeric_inputs, ("ple", "ple_only", "bins"))
         self.column_order, self.numeric_inputs = column_order, numeric_inputs
 
     def bind(self, model: AnytokenModel) -> None:
         super().bind(model)
         self.table: TableTokenizer = model.tokenizers["table"]
         binned = [c for c in self.table.schema if isinstance(c, BinnedColumn)]
-        self.numeric_columns = [c.name for c in binned] if self.numeric_inputs == "ple" else []
+        self.numeric_columns = [c.name for c in binned] if self.numeric_inputs != "bins" else []
         if self.numeric_columns:
             edges = [[c.low, *c.cuts, max(c.high, c.low)] for c in binned]
-            self.numeric = NumericEncoder(edges, model.backbone.config.d_model)
+            replace = self.numeric_inputs == "ple_only"
+            self.numeric = NumericEncoder(edges, model.backbone.config.d_model, bias=replace)
 
     def embed(self, model: AnytokenModel, seq: SequenceBatch, batch: dict[str, Any]) -> torch.Tensor:
-        """Token embeddings ``[B, T, d]`` plus, at each prompt value of a binned column (``"ple"``), the
-        encoding of the row's exact value. Rows are never packed here: row ``b`` is sample ``b``."""
+        """Token embeddings ``[B, T, d]`` where each prompt value of a binned column adds (``"ple"``) or is
+        replaced by (``"ple_only"``) the encoding of the row's exact value. Rows are never packed here: row
+        ``b`` is sample ``b``."""
         x = model.embed(seq, batch)  # (B, T, d)
         if not self.numeric_columns:
             return x
@@ -77,6 +84,8 @@ class TableFormat(TaskFormat):
             b, t = at.nonzero(as_tuple=True)
             values = torch.tensor(rows[name].to_numpy(dtype=float, na_value=np.nan), device=x.device)
             extra[b, t] = self.numeric(index, values[b]).to(x.dtype)
+            if self.numeric_inputs == "ple_only":
+                x = x.masked_fill(at[..., None], 0.0)
         return x + extra
 
     def columns_for(self, batch: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -139,7 +148,7 @@ class TableGenerationFormat(TableFormat):
         condition_prob: float = 0.5,
         condition_on: list[str] | None = None,
         num_synthetic: int = 512,
-        numeric_inputs: Literal["ple", "bins"] = "bins",
+        numeric_inputs: Literal["ple", "ple_only", "bins"] = "bins",
     ) -> None:
         super().__init__(column_order, numeric_inputs)
         if not 0.0 <= condition_prob <= 1.0:
@@ -188,8 +197,11 @@ class TablePredictionFormat(TableFormat):
     Args (and ``column_order``, ``numeric_inputs``: see ``TableFormat``):
         target: the column to predict (any column of the fitted table).
         regression: for a binned numeric target, ``"mean"`` (the bin representatives weighted by the model's
-            probabilities, which lowers squared error) or ``"mode"`` (the most likely bin, by constrained
-            decoding); digit-encoded targets are always decoded.
+            probabilities, which lowers squared error), ``"mode"`` (the most likely bin, by constrained
+            decoding) or ``"head"`` (a linear value head on the hidden state that predicts the bin, trained
+            with squared error on the standardised value beside the bin's cross-entropy, as xVal's number
+            head, Golkar et al. 2023: the bin token stays for generation); digit-encoded targets are
+            always decoded.
     """
 
     kind = "table_prediction"
@@ -199,12 +211,13 @@ class TablePredictionFormat(TableFormat):
         self,
         column_order: Literal["fixed", "shuffle"] = "fixed",
         target: str = "target",
-        regression: Literal["mean", "mode"] = "mean",
-        numeric_inputs: Literal["ple", "bins"] = "bins",
+        regression: Literal["mean", "mode", "head"] = "mean",
+        numeric_inputs: Literal["ple", "ple_only", "bins"] = "bins",
     ) -> None:
         super().__init__(column_order, numeric_inputs)
-        check_choice("regression", regression, ("mean", "mode"))
+        check_choice("regression", regression, ("mean", "mode", "head"))
         self.target, self.regression = target, regression
+        self.value_head: nn.Linear | None = None
 
     def bind(self, model: AnytokenModel) -> None:
         super().bind(model)
@@ -212,6 +225,12 @@ class TablePredictionFormat(TableFormat):
             raise ValueError(f"target {self.target!r} is not a column of the table: {self.table.columns}")
         if len(self.table.columns) < 2:
             raise ValueError("prediction needs at least one column besides the target")
+        codec = self.table.column(self.target)
+        if self.regression == "head" and isinstance(codec, BinnedColumn):
+            # quantile bins hold about equal counts, so their representatives' mean and spread standardise
+            self.value_center = float(np.mean(codec.reps))
+            self.value_scale = float(np.std(codec.reps)) or 1.0
+            self.value_head = nn.Linear(model.backbone.config.d_model, 1)
 
     @property
     def features(self) -> list[str]:
@@ -226,16 +245,35 @@ class TablePredictionFormat(TableFormat):
     def columns_for(self, batch: dict[str, Any]) -> tuple[list[str], list[str]]:
         return self.features, [self.target]
 
+    def loss(self, model: AnytokenModel, batch: dict[str, Any]) -> torch.Tensor:
+        """The row's next-token cross-entropy plus, with the value head, its squared error on the
+        standardised target (rows whose target is missing add none)."""
+        seq = self.rows(model, batch)
+        hidden = model.hidden_states(seq, self.embed(model, seq, batch))  # (B, T, d)
+        loss = model.lm_loss(seq, hidden)
+        if self.value_head is None:
+            return loss
+        block = self.table.value_ids(self.target)
+        ids = seq.targets - model.space.range("table").start  # (B, T); prompt positions: below 0
+        b, t = ((ids > block.start) & (ids < block.stop)).nonzero(as_tuple=True)  # a bin of the target next
+        truth = torch.tensor(batch["rows"][self.target].to_numpy(dtype=float, na_value=np.nan))
+        truth = ((truth - self.value_center) / self.value_scale).to(hidden.device, torch.float32)[b]
+        return loss + F.mse_loss(self.value_head(hidden[b, t]).squeeze(-1).float(), truth)
+
+    def _tag_hidden(self, model: AnytokenModel, rows: pd.DataFrame) -> torch.Tensor:
+        """Hidden states ``[N, d]`` right after the target's tag: where its value is predicted."""
+        codec = self.table.column(self.target)
+        if codec.value_len != 1:
+            raise ValueError(f"a one-token target is needed here, but {self.target!r} is {codec.kind}")
+        batch = {"rows": rows, "open_tag": True}
+        seq = self.rows(model, batch, targets=False)  # left-padded: every prompt ends at the tag
+        return model.hidden_states(seq, self.embed(model, seq, batch))[:, -1]  # (N, d)
+
     @torch.no_grad()
     def column_probs(self, model: AnytokenModel, rows: pd.DataFrame) -> torch.Tensor:
         """Probabilities ``[N, size]`` over the target's value block (categorical ``<missing>, <unk>,
         categories...``; binned ``<missing>, bins...``)."""
-        codec = self.table.column(self.target)
-        if codec.value_len != 1:
-            raise ValueError(f"column_probs needs a one-token target, but {self.target!r} is {codec.kind}")
-        batch = {"rows": rows, "open_tag": True}
-        seq = self.rows(model, batch, targets=False)
-        hidden = model.hidden_states(seq, self.embed(model, seq, batch))[:, -1]  # (N, d): after the tag
+        hidden = self._tag_hidden(model, rows)  # (N, d)
         ids = torch.as_tensor(self.table.value_ids(self.target), device=hidden.device)
         ids = ids + model.space.range("table").start
         return model.lm_head(hidden).float()[:, ids].softmax(-1).cpu()  # (N, size)
@@ -243,10 +281,21 @@ class TablePredictionFormat(TableFormat):
     @torch.no_grad()
     def predict(self, model: AnytokenModel, rows: pd.DataFrame,
                 decoding: DecodingConfig | None = None) -> pd.Series:
-        """The target's predicted value for each row (the target column itself may be absent)."""
+        """The target's predicted value for each row (the target column itself may be absent): the value
+        head's or the bins' mean (numbers, ``regression``), else the most likely value; ``decoding`` applies
+        to targets of several tokens (digits), which are generated."""
         codec = self.table.column(self.target)
+        if self.value_head is not None and self.regression == "head":
+            values = self.value_head(self._tag_hidden(model, rows)).squeeze(-1).double().cpu()
+            values = values * self.value_scale + self.value_center
+            return restore(values.numpy(), np.zeros(len(rows), dtype=bool), codec.dtype).rename(self.target)
         if isinstance(codec, BinnedColumn) and self.regression == "mean":
             probs = self.column_probs(model, rows)[:, 1:].double()  # (N, bins): <missing> left out
             values = (probs @ torch.tensor(codec.reps, dtype=torch.double)) / probs.sum(-1).clamp(min=1e-12)
             return restore(values.numpy(), np.zeros(len(rows), dtype=bool), codec.dtype).rename(self.target)
+        if codec.value_len == 1:  # greedy decoding under the grammar, read off in one pass
+            block = self.table.value_ids(self.target)
+            values = self.column_probs(model, rows).argmax(-1) + block.start  # (N,) local ids
+            tags = torch.full_like(values, self.table.tag_id(self.target))
+            return self.table.decode(torch.stack([tags, values], 1))[self.target]
         return self.generate_columns(model, rows.reset_index(drop=True), self.features, decoding)[self.target]

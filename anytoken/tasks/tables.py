@@ -24,9 +24,9 @@ class TablePredictionModule(TokenTaskModule):
         self,
         *args: Any,
         target: str = "target",
-        regression: Literal["mean", "mode"] = "mean",
+        regression: Literal["mean", "mode", "head"] = "head",
         column_order: Literal["fixed", "shuffle"] = "fixed",
-        numeric_inputs: Literal["ple", "bins"] = "ple",
+        numeric_inputs: Literal["ple", "ple_only", "bins"] = "ple_only",
         num_examples: int = 5,
         **kwargs: Any,
     ) -> None:
@@ -46,7 +46,7 @@ class TableGenerationModule(TokenTaskModule):
         condition_on: list[str] | None = None,
         num_synthetic: int = 512,
         column_order: Literal["fixed", "shuffle"] = "fixed",
-        numeric_inputs: Literal["ple", "bins"] = "ple",
+        numeric_inputs: Literal["ple", "ple_only", "bins"] = "ple",
         num_examples: int = 5,
         **kwargs: Any,
     ) -> None:

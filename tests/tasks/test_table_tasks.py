@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,7 @@ import anytoken
 from anytoken.backbone import TransformerConfig
 from anytoken.heads import DecodingConfig
 from anytoken.models.numeric import NumericEncoder, piecewise_linear
+from anytoken.tasks.callbacks import RestoreBest
 from anytoken.tasks.data.tables import BUNDLED, TableDataModule, load_bundled, load_table, split_table
 from anytoken.tasks.metrics.tables import marginal_distance, prediction_metrics
 from anytoken.tasks.tables import TableGenerationModule, TablePredictionModule
@@ -104,7 +106,7 @@ def test_classification_learns_and_decodes_only_target_values(iris) -> None:
 
 
 def test_regression_predicts_numbers_by_mean_and_by_grammar(diabetes) -> None:
-    model = TablePredictionModule(diabetes.vocab, target="target", **TINY).model.eval()
+    model = TablePredictionModule(diabetes.vocab, target="target", regression="mean", **TINY).model.eval()
     rows = diabetes.splits["val"].head(6)
     mean = model.predict_rows(rows)
     assert mean.dtype == np.float64 and mean.between(25, 346).all()
@@ -127,7 +129,7 @@ def test_piecewise_linear_encoding_is_ordered_and_zero_for_missing() -> None:
 def test_numeric_inputs_reach_only_prompt_values(iris) -> None:
     batch = {"rows": iris.splits["val"].head(4)}
     bins = TablePredictionModule(iris.vocab, numeric_inputs="bins", **TINY).model
-    ple = TablePredictionModule(iris.vocab, **TINY).model
+    ple = TablePredictionModule(iris.vocab, numeric_inputs="ple", **TINY).model
     fmt = ple.task_format("table_prediction")
     assert fmt.numeric_columns == iris.tokenizer.columns[:4]
     for linear in fmt.numeric.maps:
@@ -142,6 +144,51 @@ def test_numeric_inputs_reach_only_prompt_values(iris) -> None:
     assert bool(changed.any()) and not bool((changed & ~values).any())  # never tags or the target
     plain = bins.task_format("table_prediction")
     assert torch.equal(plain.embed(bins, seq, batch), bins.embed(seq, batch))
+
+
+def test_ple_only_replaces_the_bin_embedding_of_prompt_values(iris) -> None:
+    batch = {"rows": iris.splits["val"].head(4)}
+    model = TablePredictionModule(iris.vocab, numeric_inputs="ple_only", **TINY).model
+    fmt = model.task_format("table_prediction")
+    seq = fmt.rows(model, batch)
+    before = fmt.embed(model, seq, batch)
+    with torch.no_grad():  # every bin's own embedding changes; prompt values must not see it
+        model.backbone.embed.weight.add_(1.0)
+    after = fmt.embed(model, seq, batch)
+    start = model.space.range("table").start
+    values = torch.zeros_like(seq.input_ids, dtype=torch.bool)
+    for name in fmt.features:
+        block = iris.tokenizer.value_ids(name)
+        values |= (seq.input_ids > start + block.start) & (seq.input_ids < start + block.stop)
+    values &= seq.targets.roll(1, 1) == -100  # the prompt, not the generated target
+    assert bool(values.any())
+    assert torch.equal(before[values], after[values]) and not torch.equal(before[~values], after[~values])
+
+
+def test_the_value_head_learns_a_number(tmp_path) -> None:
+    """The learning check of regression: ``regression="head"`` predicts unseen petal lengths far better
+    than the training mean, and a release gives the same numbers."""
+    torch.manual_seed(0)
+    data = TableDataModule("iris", n_bins=8, batch_size=32, val_fraction=0.3, test_fraction=0.0)
+    task = TablePredictionModule(data.vocab, target="petal length (cm)", regression="head",
+                                 numeric_inputs="ple_only", **TINY)
+    train_epochs(task, data, 12)
+    rows = data.splits["val"]
+    pred = task.model.eval().predict_rows(rows)
+    rmse = prediction_metrics(rows["petal length (cm)"], pred, False)["rmse"]
+    mean = float(data.splits["train"]["petal length (cm)"].mean())
+    baseline = float(np.sqrt(((rows["petal length (cm)"] - mean) ** 2).mean()))
+    assert rmse < 0.5 * baseline, (rmse, baseline)
+    task.export(tmp_path / "release")
+    assert anytoken.load(tmp_path / "release").predict_rows(rows).tolist() == pred.tolist()
+
+
+def test_the_value_head_is_for_binned_targets_only(iris) -> None:
+    fmt = TablePredictionModule(iris.vocab, target="target", regression="head", **TINY).model.task_format(
+        "table_prediction")
+    assert fmt.value_head is None  # a class is chosen, not regressed
+    with pytest.raises(ValueError, match="regression"):
+        TablePredictionModule(iris.vocab, target="petal length (cm)", regression="median", **TINY)
 
 
 def test_a_tiny_model_beats_the_majority_class_on_unseen_rows() -> None:
@@ -223,3 +270,24 @@ def test_config_fit_test_predict(name, tmp_path, repo_root) -> None:
     assert ("test/accuracy" if "predict" in name else "test/marginal_tvd") in logged
     model = anytoken.load(tmp_path / "runs" / name / "release")
     assert model.tokenizers["table"].columns == anytoken.load(ckpt).tokenizers["table"].columns
+
+
+def test_restore_best_loads_the_weights_of_the_best_validation() -> None:
+    """Early stopping by restoring (the table configs): the weights at the lowest ``val/loss`` come back
+    when training ends, whatever came after them."""
+    net = torch.nn.Linear(2, 1)
+    best = RestoreBest("val/loss")
+    trainer = SimpleNamespace(sanity_checking=False, callback_metrics={}, global_step=0)
+    saved = None
+    for step, loss in enumerate([3.0, 1.0, 2.0, 1.0]):  # best at step 1; a tie does not replace it
+        with torch.no_grad():
+            net.weight.fill_(float(step))
+        trainer.global_step, trainer.callback_metrics = step, {"val/loss": torch.tensor(loss)}
+        best.on_validation_end(trainer, net)
+        saved = net.weight.clone() if step == 1 else saved
+    best.on_train_end(trainer, net)
+    assert torch.equal(net.weight, saved) and best.best_step == 1
+    with pytest.raises(KeyError, match="val/acc"):
+        RestoreBest("val/acc", mode="max").on_validation_end(trainer, net)
+    with pytest.raises(ValueError, match="mode"):
+        RestoreBest(mode="lowest")

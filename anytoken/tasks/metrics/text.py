@@ -8,6 +8,7 @@ reference corpus, so it is only meaningful over many images; for a single image 
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import warnings
@@ -120,6 +121,7 @@ _CONTRACTIONS = {
 _CONTRACTIONS["somebody'd"] = "somebodyd"  # sic: the official table maps this one backwards
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a training step normalises every human answer of each question
 def normalize_answer(answer: str) -> str:
     """The official VQA answer processing: punctuation, number words to digits, articles, contractions.
 
