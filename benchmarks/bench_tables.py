@@ -48,7 +48,7 @@ TASKS = [
 ]
 VAL_FRACTION, TEST_FRACTION = 0.15, 0.25
 REGRESSIONS = ("mean", "mode", "head")  # the ways TablePredictionFormat predicts a binned number
-MODELS = ("linear", "hgb", "token", *(f"token_{way}" for way in REGRESSIONS))
+MODELS = ("linear", "hgb", "token", "token_ensemble", *(f"token_{way}" for way in REGRESSIONS))
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -80,41 +80,69 @@ def baselines(train: pd.DataFrame, test: pd.DataFrame, target: str, classificati
     return out
 
 
-def token_model(dm: TableDataModule, target: str, split: str, args: argparse.Namespace) -> tuple[dict[str, float], float]:
-    """Train a small TablePredictionModule for ``args.steps`` steps; its metric(s) on ``split`` (``token``:
-    as trained; for a numeric target also ``token_<way>`` for each other way of predicting it) and the
-    training seconds."""
+def train_token_model(dm: TableDataModule, target: str, args: argparse.Namespace) -> TablePredictionModule:
+    """A small TablePredictionModule trained for at most ``args.steps`` steps (early stopping with
+    ``args.val_every``: the weights of the lowest validation loss), in eval mode."""
     model = TablePredictionModule(
         dm.vocab, target=target, backbone=TransformerConfig(n_layer=2, n_head=4, d_model=64, max_seq_len=96,
                                                             dropout=args.dropout),
         mask="causal", lr=args.lr, weight_decay=args.weight_decay, warmup_steps=args.steps // 10,
         numeric_inputs=args.numeric_inputs, regression=args.regression, column_order=args.column_order,
     )
-    trainer = L.Trainer(  # early stopping with --val-every: the weights of the lowest validation loss
+    trainer = L.Trainer(
         accelerator="cpu", devices=1, max_steps=args.steps, logger=False, gradient_clip_val=1.0,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         num_sanity_val_steps=0, callbacks=[RestoreBest("val/loss")] if args.val_every else None,
         val_check_interval=args.val_every or None, check_val_every_n_epoch=None,
         limit_val_batches=1.0 if args.val_every else 0,
     )
-    start = time.perf_counter()
     trainer.fit(model, datamodule=dm)
+    return model.eval()
+
+
+def averaged_prediction(models: list[TablePredictionModule], rows: pd.DataFrame) -> pd.Series:
+    """The target predicted by several trainings at once: the most likely class of their mean
+    probabilities, or the mean of their numbers."""
+    fmt = models[0].model.task_format("table_prediction")
+    if not fmt.is_classification:
+        return pd.concat([m.model.predict_rows(rows) for m in models], axis=1).mean(axis=1)
+    probs = torch.stack([m.model.task_format("table_prediction").column_probs(m.model, rows) for m in models])
+    values = [None, None, *fmt.table.column(fmt.target).categories]  # <missing>, <unk>, the classes
+    return pd.Series([values[i] for i in probs.mean(0).argmax(-1).tolist()], dtype=object)
+
+
+def token_model(dm: TableDataModule, target: str, split: str,
+                args: argparse.Namespace) -> tuple[dict[str, float], float]:
+    """Train ``args.ensemble`` token models; the first one's metric(s) on ``split`` (``token``: as trained;
+    for a numeric target also ``token_<way>`` for each other way of predicting it), with several the metric
+    of their averaged prediction (``token_ensemble``), and the training seconds of all."""
+    start = time.perf_counter()
+    models = [train_token_model(dm, target, args) for _ in range(args.ensemble)]
     seconds = time.perf_counter() - start
-    model.eval()
-    rows, fmt = dm.splits[split], model.model.task_format("table_prediction")
+    rows, model = dm.splits[split], models[0]
+    fmt = model.model.task_format("table_prediction")
     metric = "accuracy" if fmt.is_classification else "rmse"
-    metrics = {"token": prediction_metrics(rows[target], model.model.predict_rows(rows), fmt.is_classification)[metric]}
+
+    def score(pred: pd.Series) -> float:
+        return prediction_metrics(rows[target].reset_index(drop=True), pred.reset_index(drop=True),
+                                  fmt.is_classification)[metric]
+    metrics = {"token": score(model.model.predict_rows(rows))}
+    if len(models) > 1:
+        metrics["token_ensemble"] = score(averaged_prediction(models, rows))
     if fmt.is_classification:
         return metrics, seconds
-    for way in [w for w in REGRESSIONS if w != args.regression and (w != "head" or fmt.value_head is not None)]:
+    others = [w for w in REGRESSIONS if w != args.regression and (w != "head" or fmt.value_head is not None)]
+    for way in others:
         fmt.regression = way
-        metrics[f"token_{way}"] = prediction_metrics(rows[target], model.model.predict_rows(rows), False)["rmse"]
+        metrics[f"token_{way}"] = score(model.model.predict_rows(rows))
+    fmt.regression = args.regression
     return metrics, seconds
 
 
 def prediction(args: argparse.Namespace) -> list[dict]:
     """Every task on every seed's split: the baselines and the token model scored on ``args.split``; one
-    JSON per seed in the folder named as ``args.out`` without its suffix. Returns the rows (one per task and seed)."""
+    JSON per seed in the folder named as ``args.out`` without its suffix. Returns the rows (one per task and
+    seed)."""
     rows = []
     for seed in args.seeds:
         seed_rows = []
@@ -138,7 +166,7 @@ def prediction(args: argparse.Namespace) -> list[dict]:
 
 
 def tasks(args: argparse.Namespace) -> list[tuple[str, str]]:
-    """The (dataset, target) pairs of ``TASKS`` that ``args.tasks`` names (``dataset/target``; all if none)."""
+    """The (dataset, target) pairs of ``TASKS`` that ``args.tasks`` names (``dataset/target``; all: none)."""
     chosen = [t for t in TASKS if not args.tasks or "/".join(t) in args.tasks]
     unknown = set(args.tasks or []) - {"/".join(t) for t in TASKS}
     if unknown:
@@ -150,7 +178,8 @@ def settings(args: argparse.Namespace) -> dict:
     """The run's settings, as recorded beside its figures."""
     return {"split": args.split, "seeds": args.seeds, "steps": args.steps, "n_bins": args.n_bins,
             "numeric_inputs": args.numeric_inputs, "regression": args.regression,
-            "column_order": args.column_order, "val_every": args.val_every, "val_fraction": VAL_FRACTION, "test_fraction": TEST_FRACTION,
+            "column_order": args.column_order, "val_every": args.val_every, "ensemble": args.ensemble,
+            "val_fraction": VAL_FRACTION, "test_fraction": TEST_FRACTION,
             "backbone": f"2 layers, d_model 64, dropout {args.dropout}, lr {args.lr}, "
                         f"weight decay {args.weight_decay}, batch 32"}
 
@@ -169,9 +198,12 @@ def summary(rows: list[dict]) -> list[dict]:
                 entry[name] = {"mean": statistics.mean(values), "std": spread}
         better = max if entry["metric"] == "accuracy" else min
         best = better(entry["linear"]["mean"], entry["hgb"]["mean"])
-        token = entry["token"]["mean"]
-        entry["gap"] = (best - token) * 100 if entry["metric"] == "accuracy" else token / best - 1
-        entry["goal_met"] = entry["gap"] <= 1.0 if entry["metric"] == "accuracy" else entry["gap"] <= 0.05
+        for name in ("token", "token_ensemble"):
+            if name in entry:
+                token, tag = entry[name]["mean"], name.removeprefix("token")
+                gap = (best - token) * 100 if entry["metric"] == "accuracy" else token / best - 1
+                entry[f"gap{tag}"] = gap
+                entry[f"goal_met{tag}"] = gap <= 1.0 if entry["metric"] == "accuracy" else gap <= 0.05
         out.append(entry)
     return out
 
@@ -193,6 +225,9 @@ def main() -> None:
     parser.add_argument("--val-every", type=int, default=25,
                         help="validate every N steps and keep the weights of the lowest validation loss "
                              "(early stopping; 0: the last weights, no validation)")
+    parser.add_argument("--ensemble", type=int, default=1,
+                        help="token models trained per split; with several, their averaged prediction is "
+                             "scored too (token_ensemble)")
     parser.add_argument("--lr", type=float, default=3e-3, help="peak AdamW learning rate")
     parser.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay")
     parser.add_argument("--dropout", type=float, default=0.1, help="backbone dropout")
@@ -210,17 +245,18 @@ def main() -> None:
 def report(results: dict) -> None:
     split = results["settings"]["split"]
     trained = results["settings"]["regression"]
-    models = [m for m in MODELS if m != f"token_{trained}"]
+    models = [m for m in MODELS if m != f"token_{trained}" and any(m in r for r in results["summary"])]
     names = [{"hgb": "HGB", "token": f"token ({trained})"}.get(m, m.replace("_", " (") + ")" * ("_" in m))
              for m in models]
     print(f"\n{'dataset / target':<32} {'metric':<9} " + " ".join(f"{n:>15}" for n in names)
           + f"  gap to best baseline ({split}, mean +- std over seeds)")
     for r in results["summary"]:
         cells = [f"{r[m]['mean']:.3f} +- {r[m]['std']:.3f}" if m in r else "-" for m in models]
-        gap = f"{r['gap']:+.1f} points" if r["metric"] == "accuracy" else f"{r['gap']:+.1%}"
+        gaps = [f"{r[f'gap{tag}']:+.1f} points" if r["metric"] == "accuracy" else f"{r[f'gap{tag}']:+.1%}"
+                + f"{tag.replace('_', ' ')} ({'goal met' if r[f'goal_met{tag}'] else 'goal not met'})"
+                for tag in ("", "_ensemble") if f"gap{tag}" in r]
         name = f"{r['dataset']} / {r['target']}"
-        print(f"{name:<32} {r['metric']:<9} " + " ".join(f"{c:>15}" for c in cells)
-              + f"  {gap} ({'goal met' if r['goal_met'] else 'goal not met'})")
+        print(f"{name:<32} {r['metric']:<9} " + " ".join(f"{c:>15}" for c in cells) + "  " + ", ".join(gaps))
 
 
 if __name__ == "__main__":

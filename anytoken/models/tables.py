@@ -200,8 +200,9 @@ class TablePredictionFormat(TableFormat):
             probabilities, which lowers squared error), ``"mode"`` (the most likely bin, by constrained
             decoding) or ``"head"`` (a linear value head on the hidden state that predicts the bin, trained
             with squared error on the standardised value beside the bin's cross-entropy, as xVal's number
-            head, Golkar et al. 2023: the bin token stays for generation); digit-encoded targets are
-            always decoded.
+            head, Golkar et al. 2023: the bin token stays for generation; the format's own loss trains it,
+            so not in a mixture, which packs rows without the format); digit-encoded targets are always
+            decoded.
     """
 
     kind = "table_prediction"
