@@ -3,14 +3,15 @@ scikit-learn baselines (logistic/linear regression, HistGradientBoosting) on the
 scikit-learn's bundled datasets over several split seeds. (The table tokenizer's round-trip error and
 throughput are measured by ``anytoken bench``.)
 
-    python benchmarks/bench_tables.py [--split val|test] [--seeds 0 1 2 3 4] [--steps 600] [--n-bins 16]
+    python benchmarks/bench_tables.py [--split val|test] [--seeds 0 1 2 3 4] [--ensemble 3] [--tasks ...]
 
 Every split is 60% train / 15% validation / 25% test. Settings are chosen with ``--split val`` (every model
-scored on the validation rows); ``--split test`` (the default) reports the test rows once. Classification
-reports accuracy, regression RMSE (the token model predicts the mean over its target bins and, for
-comparison, the most likely bin decoded under the column grammar). Prints each task's mean and spread
-beside the baselines and writes benchmarks/results/tables.json plus one JSON per seed in
-benchmarks/results/tables/.
+scored on the validation rows); ``--split test`` (the default) reports the test rows once. The token model
+stops early on the validation loss (``--val-every``); classification reports accuracy, regression RMSE (the
+token model's value head, and beside it the mean over its target bins and the most likely bin). With
+``--ensemble K`` it is trained K times per split and their averaged prediction is scored beside the first
+training's. Prints each task's mean and spread beside the baselines and writes
+benchmarks/results/tables.json plus one JSON per seed in benchmarks/results/tables/ (named after ``--out``).
 """
 
 from __future__ import annotations
@@ -225,7 +226,7 @@ def main() -> None:
     parser.add_argument("--val-every", type=int, default=25,
                         help="validate every N steps and keep the weights of the lowest validation loss "
                              "(early stopping; 0: the last weights, no validation)")
-    parser.add_argument("--ensemble", type=int, default=1,
+    parser.add_argument("--ensemble", type=int, default=3,
                         help="token models trained per split; with several, their averaged prediction is "
                              "scored too (token_ensemble)")
     parser.add_argument("--lr", type=float, default=3e-3, help="peak AdamW learning rate")
@@ -252,7 +253,7 @@ def report(results: dict) -> None:
           + f"  gap to best baseline ({split}, mean +- std over seeds)")
     for r in results["summary"]:
         cells = [f"{r[m]['mean']:.3f} +- {r[m]['std']:.3f}" if m in r else "-" for m in models]
-        gaps = [f"{r[f'gap{tag}']:+.1f} points" if r["metric"] == "accuracy" else f"{r[f'gap{tag}']:+.1%}"
+        gaps = [(f"{r[f'gap{tag}']:+.1f} points" if r["metric"] == "accuracy" else f"{r[f'gap{tag}']:+.1%}")
                 + f"{tag.replace('_', ' ')} ({'goal met' if r[f'goal_met{tag}'] else 'goal not met'})"
                 for tag in ("", "_ensemble") if f"gap{tag}" in r]
         name = f"{r['dataset']} / {r['target']}"
