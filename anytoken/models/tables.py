@@ -42,7 +42,7 @@ class TableFormat(TaskFormat):
             replaces the bin token's embedding: no embedding is learnt per bin; the prediction task's default)
             or ``"bins"`` (the bin token alone: what a spec without this key, such as an older release,
             means). A mixture embeds its packed rows without the format, so there the encoding would stay
-            untrained at zero: the bin tokens alone.
+            untrained: the bin tokens alone.
     """
 
     tokenizer_types = {"table": TableTokenizer}
