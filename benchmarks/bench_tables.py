@@ -108,8 +108,7 @@ def averaged_prediction(models: list[TablePredictionModule], rows: pd.DataFrame)
     if not fmt.is_classification:
         return pd.concat([m.model.predict_rows(rows) for m in models], axis=1).mean(axis=1)
     probs = torch.stack([m.model.task_format("table_prediction").column_probs(m.model, rows) for m in models])
-    values = [None, None, *fmt.table.column(fmt.target).categories]  # <missing>, <unk>, the classes
-    return pd.Series([values[i] for i in probs.mean(0).argmax(-1).tolist()], dtype=object)
+    return fmt.most_likely(probs.mean(0))
 
 
 def token_model(dm: TableDataModule, target: str, split: str,

@@ -76,6 +76,7 @@ class TableFormat(TaskFormat):
         fed = torch.nn.functional.pad(seq.targets[:, :-1] != IGNORE_INDEX, (1, 0))  # (B, T) generated inputs
         start = model.space.range("table").start
         ids, extra = seq.input_ids - start, torch.zeros_like(x)
+        encoded = torch.zeros_like(fed)  # (B, T): positions that got an encoding
         for index, name in enumerate(self.numeric_columns):
             block = self.table.value_ids(name)
             at = (ids > block.start) & (ids < block.stop) & ~fed  # (B, T): not <missing>, in the prompt
@@ -84,8 +85,9 @@ class TableFormat(TaskFormat):
             b, t = at.nonzero(as_tuple=True)
             values = torch.tensor(rows[name].to_numpy(dtype=float, na_value=np.nan), device=x.device)
             extra[b, t] = self.numeric(index, values[b]).to(x.dtype)
-            if self.numeric_inputs == "ple_only":
-                x = x.masked_fill(at[..., None], 0.0)
+            encoded |= at
+        if self.numeric_inputs == "ple_only":
+            x = x.masked_fill(encoded[..., None], 0.0)
         return x + extra
 
     def columns_for(self, batch: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -279,6 +281,13 @@ class TablePredictionFormat(TableFormat):
         ids = ids + model.space.range("table").start
         return model.lm_head(hidden).float()[:, ids].softmax(-1).cpu()  # (N, size)
 
+    def most_likely(self, probs: torch.Tensor) -> pd.Series:
+        """The target value of each row's most likely entry of ``probs`` ``[N, size]`` (``column_probs``,
+        or an average of several models' ones); ``<missing>``/``<unk>`` give missing values."""
+        local = probs.argmax(-1) + self.table.value_ids(self.target).start  # (N,) local ids
+        tags = torch.full_like(local, self.table.tag_id(self.target))
+        return self.table.decode(torch.stack([tags, local], 1))[self.target]
+
     @torch.no_grad()
     def predict(self, model: AnytokenModel, rows: pd.DataFrame,
                 decoding: DecodingConfig | None = None) -> pd.Series:
@@ -286,17 +295,15 @@ class TablePredictionFormat(TableFormat):
         head's or the bins' mean (numbers, ``regression``), else the most likely value; ``decoding`` applies
         to targets of several tokens (digits), which are generated."""
         codec = self.table.column(self.target)
-        if self.value_head is not None and self.regression == "head":
-            values = self.value_head(self._tag_hidden(model, rows)).squeeze(-1).double().cpu()
-            values = values * self.value_scale + self.value_center
-            return restore(values.numpy(), np.zeros(len(rows), dtype=bool), codec.dtype).rename(self.target)
-        if isinstance(codec, BinnedColumn) and self.regression == "mean":
-            probs = self.column_probs(model, rows)[:, 1:].double()  # (N, bins): <missing> left out
-            values = (probs @ torch.tensor(codec.reps, dtype=torch.double)) / probs.sum(-1).clamp(min=1e-12)
+        if isinstance(codec, BinnedColumn) and self.regression != "mode":
+            if self.regression == "head":  # bind built the value head for a binned target
+                values = self.value_head(self._tag_hidden(model, rows)).squeeze(-1).double().cpu()
+                values = values * self.value_scale + self.value_center
+            else:
+                probs = self.column_probs(model, rows)[:, 1:].double()  # (N, bins): <missing> left out
+                reps = torch.tensor(codec.reps, dtype=torch.double)
+                values = (probs @ reps) / probs.sum(-1).clamp(min=1e-12)
             return restore(values.numpy(), np.zeros(len(rows), dtype=bool), codec.dtype).rename(self.target)
         if codec.value_len == 1:  # greedy decoding under the grammar, read off in one pass
-            block = self.table.value_ids(self.target)
-            values = self.column_probs(model, rows).argmax(-1) + block.start  # (N,) local ids
-            tags = torch.full_like(values, self.table.tag_id(self.target))
-            return self.table.decode(torch.stack([tags, values], 1))[self.target]
+            return self.most_likely(self.column_probs(model, rows))
         return self.generate_columns(model, rows.reset_index(drop=True), self.features, decoding)[self.target]

@@ -9,6 +9,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
+from anytoken.models.formats import check_choice
 from anytoken.tasks.module import TokenTaskModule
 
 
@@ -45,8 +46,7 @@ class RestoreBest(L.Callback):
     """
 
     def __init__(self, monitor: str = "val/loss", mode: Literal["min", "max"] = "min") -> None:
-        if mode not in ("min", "max"):
-            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        check_choice("mode", mode, ("min", "max"))
         self.monitor, self.mode = monitor, mode
         self.best: float | None = None
         self.best_step: int | None = None

@@ -19,6 +19,7 @@ from anytoken.checkpoint import MODEL_KEY, load
 from anytoken.heads import DecodingConfig
 from anytoken.loading import jsonable
 from anytoken.models import AnytokenModel
+from anytoken.models.formats import check_choice
 from anytoken.models.growth import grow_into
 from anytoken.tasks.evaluation import Evaluation, evaluation_for
 from anytoken.tasks.ranks import gather_outputs, rng_states, set_rng_states
@@ -108,8 +109,7 @@ class TokenTaskModule(L.LightningModule):
             self.hparams[key] = jsonable(value)
         if not 0.0 <= input_dropout < 1.0:
             raise ValueError(f"input_dropout must be in [0, 1), got {input_dropout}")
-        if input_noise not in ("pad", "unigram"):
-            raise ValueError(f"input_noise must be 'pad' or 'unigram', got {input_noise!r}")
+        check_choice("input_noise", input_noise, ("pad", "unigram"))
         self.model = AnytokenModel(vocab, formats, backbone, image_encoder, projector, image_positions, mask,
                                    decoding)
         self.model.loss_weights = dict(loss_weights or {})
