@@ -6,6 +6,7 @@ Nothing downloads: Selenium gets the system browser and driver by path, so its d
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -45,6 +46,7 @@ def start_browser(window: tuple[int, int] = WINDOW) -> Any:
     options = webdriver.ChromeOptions()
     options.binary_location = next(shutil.which(n) for n in CHROMIUM if shutil.which(n))
     profile = tempfile.mkdtemp(prefix="anytoken-chromium-")
+    atexit.register(shutil.rmtree, profile, ignore_errors=True)  # Chromium writes it until quit()
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--no-first-run", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--mute-audio", f"--user-data-dir={profile}",

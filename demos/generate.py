@@ -37,6 +37,7 @@ from demos.widgets import (
     picture_picker,
     read_image,
     recogniser,
+    scratch_folder,
     thumbnails,
 )
 
@@ -311,7 +312,7 @@ def build_app(ckpt: str | Path | Sequence[str | Path] | None = None) -> gr.Block
             None: each task's ``TASKS`` release.
     """
     models = find_models(ckpt)
-    folder = Path(tempfile.mkdtemp(prefix="anytoken-generate-demo-"))
+    folder = scratch_folder("anytoken-generate-demo-")
     tabs = {"text_to_image": _draw_tab, "speak": lambda m: _speak_tab(m, folder),
             "table_generation": _rows_tab, "pose_estimation": _pose_tab, "forecast": _forecast_tab}
     with gr.Blocks(title="anytoken: generation") as app:

@@ -5,7 +5,9 @@ reveal their reference after the answer), and how an app is launched.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -101,10 +103,17 @@ def example_figures(count: int) -> list[tuple[Image.Image, torch.Tensor]]:
     return out
 
 
+def scratch_folder(prefix: str) -> Path:
+    """A new temporary folder that lives as long as this process (an app serves files from it)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
 def example_files(images: Sequence[Image.Image], stem: str, size: int = 256) -> list[str]:
     """``images`` enlarged to ``size`` pixels (nearest neighbour: crisp thumbnails) as PNG files in a new
-    temporary folder; their paths."""
-    folder = Path(tempfile.mkdtemp(prefix="anytoken-demo-"))
+    temporary folder (removed when the process ends); their paths."""
+    folder = scratch_folder("anytoken-demo-")
     paths = []
     for i, image in enumerate(images):
         path = folder / f"{stem}_{i}.png"

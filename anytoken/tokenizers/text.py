@@ -13,6 +13,8 @@ import torch
 
 from anytoken.tokenizers.base import Tokenizer, register_tokenizer
 
+MEMO_SIZE = 1 << 16  # strings whose BPE ids a tokenizer keeps (~30 MB at most)
+
 
 class TextTokenizer(Tokenizer):
     """Shared validation and batching for text tokenizers; subclasses map ``str <-> list[int]``."""
@@ -74,6 +76,7 @@ class BPETokenizer(TextTokenizer):
         except Exception as err:  # the Rust side raises a bare Exception
             raise ValueError(f"bpe: not a valid HuggingFace tokenizer JSON ({err})") from None
         self._json = tokenizer_json
+        self._known: dict[str, list[int]] = {}  # memo: training data repeats its questions and captions
 
     @classmethod
     def train(cls, corpus: Iterable[str], vocab_size: int = 512, min_frequency: int = 2) -> BPETokenizer:
@@ -104,7 +107,12 @@ class BPETokenizer(TextTokenizer):
         return [self._hf.id_to_token(i) for i in range(self.vocab_size)]
 
     def _encode(self, text: str) -> list[int]:
-        return self._hf.encode(text, add_special_tokens=False).ids
+        ids = self._known.get(text)
+        if ids is None:
+            ids = self._hf.encode(text, add_special_tokens=False).ids
+            if len(self._known) < MEMO_SIZE:
+                self._known[text] = ids
+        return ids
 
     def _decode(self, ids: list[int]) -> str:
         return self._hf.decode(ids, skip_special_tokens=False)

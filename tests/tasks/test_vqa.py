@@ -126,6 +126,25 @@ def test_scenes_batches_group_questions_by_image(scenes_data: VQADataModule) -> 
     assert scenes_data.vocab["answers"] == scenes_data.answers
 
 
+def test_a_cpu_batch_is_not_walked_again(scenes_data: VQADataModule) -> None:
+    batch = next(iter(scenes_data.train_dataloader()))
+    assert scenes_data.transfer_batch_to_device(batch, torch.device("cpu"), 0) is batch
+
+
+def test_a_scene_is_drawn_once_for_all_its_questions(scenes_data: VQADataModule,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from anytoken.tasks.data.synthetic.scenes import Scene
+
+    drawn = []
+    render = Scene.render
+    monkeypatch.setattr(Scene, "render", lambda scene, size=64: drawn.append(scene) or render(scene, size))
+    groups = scenes_data.splits["train"]
+    items = groups[0]["items"] + groups[1]["items"]
+    assert len(items) > 2 and len(drawn) == 2
+    size = groups.dataset.config.image_size
+    assert list(items[-1]["image"].getdata()) == list(render(drawn[1], size).getdata())
+
+
 def test_training_can_keep_a_fixed_subset_of_questions_per_image() -> None:
     data = VQADataModule(num_train=12, num_val=4, num_test=4, num_heldout=0, batch_size=4, image_size=32,
                          bpe_vocab_size=280, train_questions_per_image=2)

@@ -22,6 +22,13 @@ def test_bpe_learns_subwords(bpe):
     assert len(bpe.encode("a small red square at the top left")) < 15
 
 
+def test_bpe_repeats_give_fresh_tensors_of_the_same_ids(bpe):
+    first = bpe.encode("a small red square")
+    first[0] = -1  # a caller's edit never reaches the next caller
+    again = bpe.encode("a small red square")
+    assert again[0] != -1 and bpe.decode(again) == "a small red square"
+
+
 def test_save_load_and_spec(tmp_path, bpe):
     bpe.save_pretrained(tmp_path / "tok")
     loaded = Tokenizer.from_pretrained(tmp_path / "tok")

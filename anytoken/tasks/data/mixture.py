@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from anytoken.loading import jsonable
 from anytoken.models.formats import build_format
 from anytoken.models.templates import Template
-from anytoken.tasks.data.base import TaskDataModule
+from anytoken.tasks.data.base import HostBatches, TaskDataModule
 from anytoken.tasks.data.mixture_stream import MixtureStream
 from anytoken.tokenizers.base import tokenizer_from_spec
 from anytoken.tokenizers.space import TokenSpace
@@ -92,7 +92,7 @@ def _key(spec: dict[str, Any]) -> str:
     return json.dumps(jsonable({k: v for k, v in spec.items() if k != "path"}), sort_keys=True)
 
 
-class MixtureDataModule(L.LightningDataModule):
+class MixtureDataModule(HostBatches, L.LightningDataModule):
     """Several tasks' DataModules as one weighted stream, for ``MixtureModule``.
 
     Args:

@@ -292,6 +292,13 @@ class ScenesVQADataset(ScenesCaptionDataset):
     def __init__(self, split: Split, num: int, config: ScenesConfig | None = None) -> None:
         super().__init__(split, num, config)
         self.items = [(i, qa) for i, scene in enumerate(self.scenes) for qa in scene.questions()]
+        self._rendered: tuple[int, Image.Image] | None = None  # the last scene drawn (its questions follow)
+
+    def image(self, scene_index: int) -> Image.Image:
+        """Scene ``scene_index`` drawn (kept while its questions are read, so a scene is drawn once)."""
+        if self._rendered is None or self._rendered[0] != scene_index:
+            self._rendered = (scene_index, self.scenes[scene_index].render(self.config.image_size))
+        return self._rendered[1]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -299,7 +306,7 @@ class ScenesVQADataset(ScenesCaptionDataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         scene_index, qa = self.items[index]
         return {
-            "image": self.scenes[scene_index].render(self.config.image_size),
+            "image": self.image(scene_index),
             "question": qa.question,
             "answer": qa.answer,
             "answers": [qa.answer] * 10,
