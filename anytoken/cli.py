@@ -267,7 +267,8 @@ def _decode(argv: Sequence[str]) -> None:
             raise ValueError(f"{source}: not a .npy file of token ids"
                              + (" (anytoken never unpickles)" if pickled else f" ({err})")) from None
         if not isinstance(array, np.ndarray) or array.dtype.kind not in "iub":
-            raise ValueError(f"{source}: token ids must be integers, got {getattr(array, 'dtype', type(array))}")
+            raise ValueError(f"{source}: token ids must be integers, "
+                             f"got {getattr(array, 'dtype', type(array))}")
         sidecar = _sidecar(source)
         header = read_json(sidecar, "an encode header") if sidecar.is_file() else None
         with _naming(source, output):
@@ -357,7 +358,8 @@ def _check_configs(argv: Sequence[str]) -> None:
             try:
                 Path(path).read_text(encoding="utf-8")
             except UnicodeDecodeError as err:
-                raise LoadError(f"{path}: the config is not UTF-8 text ({err.reason} at byte {err.start})") from None
+                raise LoadError(f"{path}: the config is not UTF-8 text "
+                                f"({err.reason} at byte {err.start})") from None
             except OSError as err:
                 raise LoadError(f"{path}: cannot read the config ({err.strerror})") from None
 

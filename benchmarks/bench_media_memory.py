@@ -34,7 +34,8 @@ CASES = {  # input -> (tokenizer, the ordinary file it is compared with)
     "ordinary.png": ("image", "ordinary.png"), "strip.png": ("image", "ordinary.png"),
     "huge.jpg": ("image", "ordinary.png"), "huge.png": ("image", "ordinary.png"),
 }
-PEAK = "import resource, sys\nfrom anytoken.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n" \
+PEAK = "import resource, sys\nfrom anytoken.cli import main\ntry:\n    main(sys.argv[1:])\n" \
+       "except SystemExit as e:\n" \
        "    print(e.code, file=sys.stderr)\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
 
 
@@ -52,7 +53,8 @@ def main() -> None:
         MuLawTokenizer(sample_rate=16000).save_pretrained(folder / "audio")
         for name, (kind, _) in CASES.items():
             source = write_case(folder, name, {**AUDIO, **IMAGES}[name])
-            argv = ["encode", str(source), "--tokenizer", str(folder / kind), "-o", str(folder / f"{name}.npy")]
+            argv = ["encode", str(source), "--tokenizer", str(folder / kind),
+                    "-o", str(folder / f"{name}.npy")]
             peak, said = peak_rss_mb(argv)
             rows.append({"input": name, "bytes": source.stat().st_size, "peak_rss_mb": round(peak),
                          "result": said[0].split(": ", 2)[-1][:60] if said else "encoded"})

@@ -23,7 +23,15 @@ import torch
 import anytoken
 from anytoken.atomic import atomic_path
 from anytoken.tasks.data.synthetic.scenes import (
-    COLORS, HELDOUT_PAIRS, POSITIONS, SHAPES, SIZES, TRAIN_PAIRS, Scene, ScenesConfig, make_scenes,
+    COLORS,
+    HELDOUT_PAIRS,
+    POSITIONS,
+    SHAPES,
+    SIZES,
+    TRAIN_PAIRS,
+    Scene,
+    ScenesConfig,
+    make_scenes,
 )
 from anytoken.tokenizers.image_io import image_to_tensor
 

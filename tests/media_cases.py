@@ -51,7 +51,8 @@ IMAGES: dict[str, Case] = {
     "cmyk.jpg": (_converted(PHOTO, "CMYK", "JPEG"), None),
     "palette.png": (_converted(PHOTO, "P", "PNG"), None),
     "rgba.png": (_converted(PHOTO, "RGBA", "PNG"), None),
-    "huge.png": (_image(np.zeros((6000, 6000), np.uint8)), r"6000 x 6000 pixels is more than anytoken decodes"),
+    "huge.png": (_image(np.zeros((6000, 6000), np.uint8)),
+                 r"6000 x 6000 pixels is more than anytoken decodes"),
     "huge.jpg": (_image(np.zeros((6000, 6000), np.uint8), quality=50), None),  # decoded at 1/8 scale
     "strip.png": (_image(RNG.integers(0, 255, (1, 60000, 3), dtype=np.uint8)), None),
 }

@@ -10,13 +10,11 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from media_cases import AUDIO, IMAGES, TABLES, TOKENS, TRAJECTORIES, WRONG_SHAPE, Case, write_case
 
 from anytoken.cli import main
@@ -75,7 +73,7 @@ def test_audio_through_encode_and_decode(tokenizers: dict[str, Path], tmp_path: 
     _encode_all("audio", AUDIO, tokenizers["audio"], tmp_path)
     warned = capsys.readouterr().err
     for finding in ("silent", "clipped", "outside [-1, 1]: clamped"):
-        assert f"warning: " in warned and finding in warned
+        assert "warning: " in warned and finding in warned
 
 
 def test_tables_through_encode_and_decode(tokenizers: dict[str, Path], tmp_path: Path) -> None:
@@ -163,7 +161,8 @@ def test_outputs_follow_the_suffix_the_umask_and_refuse_odd_targets(tokenizers: 
     main(["encode", str(write_case(tmp_path, "in.png", IMAGES["ordinary.png"])),
           "--tokenizer", str(tokenizers["image"]), "-o", str(ids)])
     for suffix, fmt in ((".jpg", "JPEG"), (".webp", "WEBP"), (".png", "PNG")):
-        main(["decode", str(ids), "--tokenizer", str(tokenizers["image"]), "-o", str(tmp_path / f"r{suffix}")])
+        main(["decode", str(ids), "--tokenizer", str(tokenizers["image"]),
+              "-o", str(tmp_path / f"r{suffix}")])
         assert Image.open(tmp_path / f"r{suffix}").format == fmt
     old = os.umask(0o027)
     try:
@@ -182,7 +181,8 @@ def test_outputs_follow_the_suffix_the_umask_and_refuse_odd_targets(tokenizers: 
     (tmp_path / "target.png").write_bytes(b"keep")
     (tmp_path / "link.png").symlink_to(tmp_path / "target.png")
     (tmp_path / "folder").mkdir()
-    for target, expected in ((tmp_path / "link.png", "symbolic link"), (tmp_path / "folder", "is a directory"),
+    for target, expected in ((tmp_path / "link.png", "symbolic link"),
+                             (tmp_path / "folder", "is a directory"),
                              (Path("/dev/null"), "not a regular file"), (tmp_path / "x.mp4", "writes .png")):
         _run(["decode", str(ids), "--tokenizer", str(tokenizers["image"]), "-o", str(target)], expected,
              str(target))

@@ -7,8 +7,8 @@ that brings any signal to a tokenizer's sample rate and channels, in this order:
    with the terms of the reduced ratio (8001 -> 16000 Hz would need gigabytes), so a ratio whose terms
    exceed ``MAX_RATIO_TERM`` goes to ``soxr`` (libsoxr's polyphase resampler: any ratio, exactly, with a
    small fixed kernel); every common pair of rates (8/11.025/16/22.05/24/32/44.1/48 kHz) stays on the
-   torchaudio path. Rates below ``MIN_SAMPLE_RATE`` are refused. Files are read block by block, each block downmixed
-   first (one buffer at the target channel count).
+   torchaudio path. Rates below ``MIN_SAMPLE_RATE`` are refused. Files are read block by block, each block
+   downmixed first (one buffer at the target channel count).
 3. ``check_wave``: no samples, NaN or inf raise ``ValueError``. Samples outside ``[-1, 1]``, more than
    ``max_clipped`` of them at full scale (clipping) and digital silence are valid input: the first two are
    clamped, and each gives a ``MediaWarning``, which ``--strict`` (or a warnings filter) makes an error.
@@ -21,7 +21,6 @@ import math
 import struct
 import warnings
 from collections.abc import Callable
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -177,7 +176,8 @@ def read_audio(
     except (sf.LibsndfileError, RuntimeError) as err:
         raise ValueError(f"{path}: the audio could not be decoded ({err})") from None
     if filled < info.frames:
-        raise ValueError(f"{path}: truncated: the header promises {info.frames} frames, the file holds {filled}")
+        raise ValueError(f"{path}: truncated: the header promises {info.frames} frames, "
+                         f"the file holds {filled}")
     out = check_wave(torch.from_numpy(wave), str(path), max_clipped=max_clipped)
     rate = sample_rate or info.samplerate
     return resample(out, info.samplerate, rate).clamp(-1, 1).contiguous(), rate  # clamp: sinc overshoot
@@ -212,7 +212,8 @@ def write_audio(path: str | Path, wave: torch.Tensor, sample_rate: int) -> None:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in WRITE_FORMATS:
-        raise ValueError(f"{path}: audio is written as {', '.join(WRITE_FORMATS)}, not {suffix or 'no suffix'}")
+        raise ValueError(f"{path}: audio is written as {', '.join(WRITE_FORMATS)}, "
+                         f"not {suffix or 'no suffix'}")
     wave = wave.detach().float().cpu()
     wave = wave[None] if wave.dim() == 1 else wave
     if wave.dim() != 2 or wave.shape[-1] == 0:
@@ -262,6 +263,7 @@ class AudioMedia:
         return read_audio(path, self.sample_rate, self.channels)[0][None]
 
     def write_media(self, media: torch.Tensor, path: Path) -> None:
-        """Waves ``[C, T]`` or ``[B, C, T]`` (written one after another) -> an audio file (``write_audio``)."""
+        """Waves ``[C, T]`` or ``[B, C, T]`` (written one after another) -> an audio file
+        (``write_audio``)."""
         wave = media if media.dim() <= 2 else media.transpose(0, 1).reshape(media.shape[1], -1)
         write_audio(path, wave, self.sample_rate)

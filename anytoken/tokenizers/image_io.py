@@ -2,9 +2,10 @@
 CLI and demos too). The policy:
 
 - ``load_image``: images above ``MAX_PIXELS`` are refused before decoding, except JPEGs, which are
-  decoded at a reduced scale (``Image.draft``) when a target ``size`` is given. The file is verified (``Image.verify()``: PNG checksums, missing end chunk) and fully
-  decoded, so truncated or corrupt files fail here, not inside a DataLoader worker (truncated JPEGs are
-  caught while ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` keeps Pillow's default, False). The result is a new
+  decoded at a reduced scale (``Image.draft``) when a target ``size`` is given. The file is verified
+  (``Image.verify()``: PNG checksums, missing end chunk) and fully decoded, so truncated or corrupt
+  files fail here, not inside a DataLoader worker (truncated JPEGs are caught while
+  ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` keeps Pillow's default, False). The result is a new
   RGB image of the file's size: 16-bit grayscale is scaled to 8 bits, alpha is composited on white (as
   transformers' ``convert_to_rgb``), EXIF orientation is not applied (COCO annotations refer to the stored
   grid), animated files give their first frame.
@@ -65,7 +66,8 @@ def decode_image(data: bytes, path: str, size: int | None = None) -> Image.Image
     except (OSError, SyntaxError, ValueError) as error:
         # Pillow reports truncated data as OSError and broken PNG chunks as SyntaxError.
         raise ValueError(f"truncated or corrupt image file: {path} ({error})") from error
-    raise ValueError(f"{path}: {width} x {height} pixels is more than anytoken decodes ({MAX_PIXELS:,} pixels; "
+    raise ValueError(f"{path}: {width} x {height} pixels is more than anytoken decodes "
+                     f"({MAX_PIXELS:,} pixels; "
                      "JPEGs are decoded at a reduced scale when a size is given)")
 
 

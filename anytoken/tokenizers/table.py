@@ -12,7 +12,6 @@ frame of the schema's dtypes.
 from __future__ import annotations
 
 import warnings
-
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal

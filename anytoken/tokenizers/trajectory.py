@@ -219,10 +219,12 @@ class TrajectoryTokenizer(Tokenizer):
         tracks = read_trajectory_csv(path)
         scenes = sorted({track.scene for track in tracks})
         if len(scenes) != 1:
-            raise ValueError(f"{path}: a trajectory file holds one scene here, found {len(scenes)}: {scenes[:5]}")
+            raise ValueError(f"{path}: a trajectory file holds one scene here, "
+                             f"found {len(scenes)}: {scenes[:5]}")
         t, positions = scene_positions(tracks, uniform=True)  # (T,), (A, T, 2)
         dt = float(t[1] - t[0]) if len(t) > 1 else 1.0
-        header = SceneHeader(scenes[0], [tr.agent for tr in tracks], float(t[0]), dt, positions[:, 0].tolist())
+        header = SceneHeader(scenes[0], [tr.agent for tr in tracks], float(t[0]), dt,
+                             positions[:, 0].tolist())
         return header, positions
 
     def encode_file(self, path: str | Path) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -240,7 +242,8 @@ class TrajectoryTokenizer(Tokenizer):
         self.save_media([Track(scene.scene, a, t, x[i]) for i, a in enumerate(scene.agents)], path)
 
     def write_media(self, media: Any, path: Path) -> None:
-        """Write tracks, or positions ``[T, 2]`` / ``[A, T, 2]`` as scene ``0``, agents ``0..A-1``, t = step."""
+        """Write tracks, or positions ``[T, 2]`` / ``[A, T, 2]`` as scene ``0``, agents ``0..A-1``,
+        t = step."""
         if isinstance(media, list) and all(isinstance(track, Track) for track in media):
             return write_rows(path, media)  # save_media made the write atomic already
         x = _check_positions(media).numpy()  # (A, T, 2)

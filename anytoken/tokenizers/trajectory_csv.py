@@ -116,7 +116,8 @@ class SceneHeader:
         agents, start = data["agents"], data["start"]
         ok = (
             isinstance(data["scene"], str) and isinstance(agents, list) and agents
-            and all(isinstance(a, str) for a in agents) and isinstance(start, list) and len(start) == len(agents)
+            and all(isinstance(a, str) for a in agents)
+            and isinstance(start, list) and len(start) == len(agents)
             and all(isinstance(p, list) and len(p) == 2 for p in start)
             and all(isinstance(v, int | float) and math.isfinite(v) for v in [data["t0"], data["dt"]])
             and all(isinstance(v, int | float) and math.isfinite(v) for p in start for v in p)

@@ -289,7 +289,8 @@ def test_chroma_width_splits_hue_from_structure(source: str) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"source": "open_clip", "name": "ViT-B-32", "value_channel": True}, "value_channel and chroma_width"),
+        ({"source": "open_clip", "name": "ViT-B-32", "value_channel": True},
+         "value_channel and chroma_width"),
         ({"source": "cnn", "chroma_width": 8, "value_channel": True}, "excludes value_channel"),
         ({"source": "cnn", "chroma_width": -1}, "chroma_width must be >= 0"),
         ({"source": "timm", "name": "resnet10t", "model_kwargs": {"in_chans": 4}}, "value_channel"),

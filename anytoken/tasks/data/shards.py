@@ -65,7 +65,8 @@ def read_index(directory: str | Path, digest: str) -> dict[str, Any]:
         raise ValueError(f"{path} is not a token shard index of format {SHARD_FORMAT}: {rerun}")
     if index.get("digest") != digest:
         raise ValueError(f"stale token shards at {directory}: written by tokenizers {index.get('digest')}, "
-                         f"this run's are {digest} (tokenizers and vocabulary); {rerun.replace('first', 'again')}")
+                         f"this run's are {digest} (tokenizers and vocabulary); "
+                         f"{rerun.replace('first', 'again')}")
     return index
 
 
