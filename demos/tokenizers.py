@@ -36,7 +36,7 @@ from demos.pictures import (
     tensor_image,
     token_grid,
 )
-from demos.widgets import example_figures, picture_picker
+from demos.widgets import example_figures, picture_picker, scratch_folder
 
 DEFAULT_CKPT = Path("runs/caption_scenes/release")  # the quickstart's release: its text tokenizer
 MAX_AUDIO_SECONDS = 10.0  # longer uploads and recordings are cut here (with a warning)
@@ -453,7 +453,7 @@ def build_app(ckpt: str | Path | None = None, tokenizer_dirs: list[str] | None =
     """
     found, status = _given(ckpt, tokenizer_dirs)
     tabs, problems = _tabs(found)
-    folder = Path(tempfile.mkdtemp(prefix="anytoken-tokenizers-demo-"))
+    folder = scratch_folder("anytoken-tokenizers-demo-")
     with gr.Blocks(title="anytoken: tokenizers") as app:
         gr.Markdown("# Tokenizers\nEvery modality: media -> token grid -> reconstruction, with the error.")
         gr.Markdown("\n\n".join([status or "No tokenizers given: each tab uses its default tokenizer.",
