@@ -40,7 +40,7 @@ def split_loader(dataset: Sized, batch_size: int, collate_fn: Callable[[list[Any
 
 class HostBatches:
     """DataModule mixin: a batch bound for the CPU is left as the loader built it (there already), where
-    Lightning's default walks every list of ids and strings in it (2-3 ms a training step)."""
+    Lightning's default walks every list of ids and strings in it (2-3 ms a VQA training step)."""
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         if device.type == "cpu":
