@@ -3,15 +3,16 @@ scikit-learn baselines (logistic/linear regression, HistGradientBoosting) on the
 scikit-learn's bundled datasets over several split seeds. (The table tokenizer's round-trip error and
 throughput are measured by ``anytoken bench``.)
 
-    python benchmarks/bench_tables.py [--split val|test] [--seeds 0 1 2 3 4] [--ensemble 3] [--tasks ...]
+    python benchmarks/bench_tables.py [--split val|test] [--seeds 0 1 2 3 4] [--ensemble 5] [--tasks ...]
 
 Every split is 60% train / 15% validation / 25% test. Settings are chosen with ``--split val`` (every model
 scored on the validation rows); ``--split test`` (the default) reports the test rows once. The token model
 stops early on the validation loss (``--val-every``); classification reports accuracy, regression RMSE (the
 token model's value head, and beside it the mean over its target bins and the most likely bin). With
 ``--ensemble K`` it is trained K times per split and their averaged prediction is scored beside the first
-training's. Prints each task's mean and spread beside the baselines and writes
-benchmarks/results/tables.json plus one JSON per seed in benchmarks/results/tables/ (named after ``--out``).
+training's (and that of the first k, for each k < K). Prints each task's mean and spread beside the
+baselines and writes benchmarks/results/tables.json plus one JSON per seed in benchmarks/results/tables/
+(named after ``--out``).
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ TASKS = [
 ]
 VAL_FRACTION, TEST_FRACTION = 0.15, 0.25
 REGRESSIONS = ("mean", "mode", "head")  # the ways TablePredictionFormat predicts a binned number
-MODELS = ("linear", "hgb", "token", "token_ensemble", *(f"token_{way}" for way in REGRESSIONS))
+MODELS = ("linear", "hgb", "token", "token_ensemble",
+          *(f"token_{way}{many}" for way in REGRESSIONS for many in ("", "_ensemble")))
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -89,6 +91,7 @@ def train_token_model(dm: TableDataModule, target: str, args: argparse.Namespace
                                                             dropout=args.dropout),
         mask="causal", lr=args.lr, weight_decay=args.weight_decay, warmup_steps=args.steps // 10,
         numeric_inputs=args.numeric_inputs, regression=args.regression, column_order=args.column_order,
+        linear_term=args.linear_term,
     )
     trainer = L.Trainer(
         accelerator="cpu", devices=1, max_steps=args.steps, logger=False, gradient_clip_val=1.0,
@@ -112,30 +115,36 @@ def averaged_prediction(models: list[TablePredictionModule], rows: pd.DataFrame)
 
 
 def token_model(dm: TableDataModule, target: str, split: str,
-                args: argparse.Namespace) -> tuple[dict[str, float], float]:
-    """Train ``args.ensemble`` token models; the first one's metric(s) on ``split`` (``token``: as trained;
-    for a numeric target also ``token_<way>`` for each other way of predicting it), with several the metric
-    of their averaged prediction (``token_ensemble``), and the training seconds of all."""
+                args: argparse.Namespace) -> tuple[dict, float]:
+    """Train ``args.ensemble`` token models; score on ``split`` the first one (``token``) and, with several,
+    their averaged prediction (``token_ensemble``; ``token_ensemble_sizes``: that of the first k, for each
+    k from 2). A numeric target is also scored with each other way of predicting it from the same
+    trainings (``token_<way>``, ``token_<way>_ensemble``, ...). Returns those and the training seconds."""
     start = time.perf_counter()
     models = [train_token_model(dm, target, args) for _ in range(args.ensemble)]
     seconds = time.perf_counter() - start
-    rows, model = dm.splits[split], models[0]
-    fmt = model.model.task_format("table_prediction")
+    rows, formats = dm.splits[split], [m.model.task_format("table_prediction") for m in models]
+    fmt = formats[0]
     metric = "accuracy" if fmt.is_classification else "rmse"
 
     def score(pred: pd.Series) -> float:
         return prediction_metrics(rows[target].reset_index(drop=True), pred.reset_index(drop=True),
                                   fmt.is_classification)[metric]
-    metrics = {"token": score(model.model.predict_rows(rows))}
-    if len(models) > 1:
-        metrics["token_ensemble"] = score(averaged_prediction(models, rows))
-    if fmt.is_classification:
-        return metrics, seconds
-    others = [w for w in REGRESSIONS if w != args.regression and (w != "head" or fmt.value_head is not None)]
-    for way in others:
-        fmt.regression = way
-        metrics[f"token_{way}"] = score(model.model.predict_rows(rows))
-    fmt.regression = args.regression
+    ways = [args.regression]
+    if not fmt.is_classification:
+        ways += [w for w in REGRESSIONS
+                 if w != args.regression and (w != "head" or fmt.value_head is not None)]
+    metrics: dict = {}
+    for way in ways:
+        for each in formats:
+            each.regression = way
+        name = "token" if way == args.regression else f"token_{way}"
+        metrics[name] = score(models[0].model.predict_rows(rows))
+        if len(models) > 1:
+            sizes = {str(k): score(averaged_prediction(models[:k], rows)) for k in range(2, len(models) + 1)}
+            metrics |= {f"{name}_ensemble": sizes[str(len(models))], f"{name}_ensemble_sizes": sizes}
+    for each in formats:
+        each.regression = args.regression
     return metrics, seconds
 
 
@@ -178,7 +187,8 @@ def settings(args: argparse.Namespace) -> dict:
     """The run's settings, as recorded beside its figures."""
     return {"split": args.split, "seeds": args.seeds, "steps": args.steps, "n_bins": args.n_bins,
             "numeric_inputs": args.numeric_inputs, "regression": args.regression,
-            "column_order": args.column_order, "val_every": args.val_every, "ensemble": args.ensemble,
+            "column_order": args.column_order, "linear_term": args.linear_term,
+            "val_every": args.val_every, "ensemble": args.ensemble,
             "val_fraction": VAL_FRACTION, "test_fraction": TEST_FRACTION,
             "backbone": f"2 layers, d_model 64, dropout {args.dropout}, lr {args.lr}, "
                         f"weight decay {args.weight_decay}, batch 32"}
@@ -196,14 +206,19 @@ def summary(rows: list[dict]) -> list[dict]:
             if values:
                 spread = statistics.stdev(values) if len(values) > 1 else 0.0
                 entry[name] = {"mean": statistics.mean(values), "std": spread}
+        for name in [m for m in MODELS if m.endswith("_ensemble")]:
+            sizes = [r[f"{name}_sizes"] for r in mine if f"{name}_sizes" in r]
+            if sizes:
+                entry[f"{name}_sizes"] = {k: {"mean": statistics.mean(s[k] for s in sizes),
+                                              "std": statistics.stdev(s[k] for s in sizes) if len(sizes) > 1
+                                              else 0.0} for k in sizes[0]}
         better = max if entry["metric"] == "accuracy" else min
         best = better(entry["linear"]["mean"], entry["hgb"]["mean"])
-        for name in ("token", "token_ensemble"):
-            if name in entry:
-                token, tag = entry[name]["mean"], name.removeprefix("token")
-                gap = (best - token) * 100 if entry["metric"] == "accuracy" else token / best - 1
-                entry[f"gap{tag}"] = gap
-                entry[f"goal_met{tag}"] = gap <= 1.0 if entry["metric"] == "accuracy" else gap <= 0.05
+        for name in [m for m in MODELS if m.startswith("token") and m in entry]:
+            token, tag = entry[name]["mean"], name.removeprefix("token")
+            gap = (best - token) * 100 if entry["metric"] == "accuracy" else token / best - 1
+            entry[f"gap{tag}"] = gap
+            entry[f"goal_met{tag}"] = gap <= 1.0 if entry["metric"] == "accuracy" else gap <= 0.05
         out.append(entry)
     return out
 
@@ -220,12 +235,14 @@ def main() -> None:
                         help="the token model's numeric input encoding")
     parser.add_argument("--regression", choices=REGRESSIONS, default="head",
                         help="how the token model predicts a numeric target (the others are scored too)")
+    parser.add_argument("--linear-term", action=argparse.BooleanOptionalAction, default=True,
+                        help="the value head adds a linear function of the standardised numeric features")
     parser.add_argument("--column-order", choices=("fixed", "shuffle"), default="fixed",
                         help="the feature order in training rows (shuffle: a random order per row)")
     parser.add_argument("--val-every", type=int, default=25,
                         help="validate every N steps and keep the weights of the lowest validation loss "
                              "(early stopping; 0: the last weights, no validation)")
-    parser.add_argument("--ensemble", type=int, default=3,
+    parser.add_argument("--ensemble", type=int, default=5,
                         help="token models trained per split; with several, their averaged prediction is "
                              "scored too (token_ensemble)")
     parser.add_argument("--lr", type=float, default=3e-3, help="peak AdamW learning rate")
@@ -242,21 +259,32 @@ def main() -> None:
     print(f"\nwritten to {args.out}")
 
 
+def label(model: str, trained: str) -> str:
+    """A token model's column title: ``token (way)`` for one training, ``ensemble (way)`` for several."""
+    way = model.removeprefix("token").removesuffix("_ensemble").removeprefix("_") or trained
+    return f"{'ensemble' if model.endswith('_ensemble') else 'token'} ({way})"
+
+
 def report(results: dict) -> None:
     split = results["settings"]["split"]
     trained = results["settings"]["regression"]
     models = [m for m in MODELS if m != f"token_{trained}" and any(m in r for r in results["summary"])]
-    names = [{"hgb": "HGB", "token": f"token ({trained})"}.get(m, m.replace("_", " (") + ")" * ("_" in m))
-             for m in models]
+    names = [{"linear": "linear", "hgb": "HGB"}.get(m) or label(m, trained) for m in models]
     print(f"\n{'dataset / target':<32} {'metric':<9} " + " ".join(f"{n:>15}" for n in names)
           + f"  gap to best baseline ({split}, mean +- std over seeds)")
     for r in results["summary"]:
         cells = [f"{r[m]['mean']:.3f} +- {r[m]['std']:.3f}" if m in r else "-" for m in models]
         gaps = [(f"{r[f'gap{tag}']:+.1f} points" if r["metric"] == "accuracy" else f"{r[f'gap{tag}']:+.1%}")
                 + f"{tag.replace('_', ' ')} ({'goal met' if r[f'goal_met{tag}'] else 'goal not met'})"
-                for tag in ("", "_ensemble") if f"gap{tag}" in r]
+                for tag in (m.removeprefix("token") for m in models if m.startswith("token"))
+                if f"gap{tag}" in r]
         name = f"{r['dataset']} / {r['target']}"
         print(f"{name:<32} {r['metric']:<9} " + " ".join(f"{c:>15}" for c in cells) + "  " + ", ".join(gaps))
+    for r in results["summary"]:
+        for name in [m for m in MODELS if f"{m}_sizes" in r]:
+            sizes = [f"{k}: {v['mean']:.3f} +- {v['std']:.3f}" for k, v in r[f"{name}_sizes"].items()]
+            print(f"{r['dataset']} / {r['target']}, {name.replace('_', ' ')} of the first k trainings: "
+                  + ", ".join(sizes))
 
 
 if __name__ == "__main__":

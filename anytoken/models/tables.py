@@ -191,6 +191,12 @@ class TableGenerationFormat(TableFormat):
         return pd.concat([given[names].reset_index(drop=True), generated], axis=1)[self.table.columns]
 
 
+def standardiser(codec: BinnedColumn) -> tuple[float, float]:
+    """``(center, scale)`` that standardise a binned column's values: its bin representatives' mean and
+    spread (quantile bins hold about equal counts, so they stand for the values)."""
+    return float(np.mean(codec.reps)), float(np.std(codec.reps)) or 1.0
+
+
 @register_format
 class TablePredictionFormat(TableFormat):
     """Predict one column from the others: ``<table> other columns </table> <table> target tag, value
@@ -205,6 +211,10 @@ class TablePredictionFormat(TableFormat):
             head, Golkar et al. 2023: the bin token stays for generation; the format's own loss trains it,
             so not in a mixture, which packs rows without the format); digit-encoded targets are always
             decoded.
+        linear_term: the value head adds a linear function of the standardised binned features (missing:
+            their mean), starting at zero: a wide-and-deep model (Cheng et al. 2016) whose linear part
+            extrapolates beyond the training range as linear regression does, where the network's
+            normalised hidden state levels off; the network fits what the linear part leaves.
     """
 
     kind = "table_prediction"
@@ -216,11 +226,13 @@ class TablePredictionFormat(TableFormat):
         target: str = "target",
         regression: Literal["mean", "mode", "head"] = "mean",
         numeric_inputs: Literal["ple", "ple_only", "bins"] = "bins",
+        linear_term: bool = False,
     ) -> None:
         super().__init__(column_order, numeric_inputs)
         check_choice("regression", regression, ("mean", "mode", "head"))
-        self.target, self.regression = target, regression
+        self.target, self.regression, self.linear_term = target, regression, linear_term
         self.value_head: nn.Linear | None = None
+        self.value_linear: nn.Linear | None = None
 
     def bind(self, model: AnytokenModel) -> None:
         super().bind(model)
@@ -230,10 +242,15 @@ class TablePredictionFormat(TableFormat):
             raise ValueError("prediction needs at least one column besides the target")
         codec = self.table.column(self.target)
         if self.regression == "head" and isinstance(codec, BinnedColumn):
-            # quantile bins hold about equal counts, so their representatives' mean and spread standardise
-            self.value_center = float(np.mean(codec.reps))
-            self.value_scale = float(np.std(codec.reps)) or 1.0
+            self.value_center, self.value_scale = standardiser(codec)
             self.value_head = nn.Linear(model.backbone.config.d_model, 1)
+            linear = [c for c in self.table.schema if isinstance(c, BinnedColumn) and c.name != self.target]
+            if self.linear_term and linear:
+                self.linear_columns = [c.name for c in linear]
+                self.linear_center, self.linear_scale = (torch.tensor(v, dtype=torch.float64)
+                                                         for v in zip(*map(standardiser, linear)))
+                self.value_linear = nn.Linear(len(linear), 1, bias=False)
+                nn.init.zeros_(self.value_linear.weight)
 
     @property
     def features(self) -> list[str]:
@@ -261,7 +278,19 @@ class TablePredictionFormat(TableFormat):
         b, t = ((ids > block.start) & (ids < block.stop)).nonzero(as_tuple=True)  # a bin of the target next
         truth = torch.tensor(batch["rows"][self.target].to_numpy(dtype=float, na_value=np.nan))
         truth = ((truth - self.value_center) / self.value_scale).to(hidden.device, torch.float32)[b]
-        return loss + F.mse_loss(self.value_head(hidden[b, t]).squeeze(-1).float(), truth)
+        return loss + F.mse_loss(self._value(hidden[b, t], batch["rows"], b), truth)
+
+    def _value(self, hidden: torch.Tensor, rows: pd.DataFrame,
+               index: torch.Tensor | None = None) -> torch.Tensor:
+        """The standardised target ``[N]`` the value head predicts from ``hidden`` ``[N, d]``, the states of
+        ``rows`` (or of ``rows`` at ``index`` ``[N]``), with the linear term when there is one."""
+        value = self.value_head(hidden).squeeze(-1).float()
+        if self.value_linear is None:
+            return value
+        features = rows[self.linear_columns].to_numpy(dtype=float, na_value=np.nan)  # (N, features)
+        z = ((torch.from_numpy(features) - self.linear_center) / self.linear_scale).nan_to_num(0.0)
+        z = z.to(hidden.device, torch.float32)
+        return value + self.value_linear(z if index is None else z[index.cpu()]).squeeze(-1)
 
     def _tag_hidden(self, model: AnytokenModel, rows: pd.DataFrame) -> torch.Tensor:
         """Hidden states ``[N, d]`` right after the target's tag: where its value is predicted."""
@@ -297,7 +326,7 @@ class TablePredictionFormat(TableFormat):
         codec = self.table.column(self.target)
         if isinstance(codec, BinnedColumn) and self.regression != "mode":
             if self.regression == "head":  # bind built the value head for a binned target
-                values = self.value_head(self._tag_hidden(model, rows)).squeeze(-1).double().cpu()
+                values = self._value(self._tag_hidden(model, rows), rows).double().cpu()
                 values = values * self.value_scale + self.value_center
             else:
                 probs = self.column_probs(model, rows)[:, 1:].double()  # (N, bins): <missing> left out

@@ -27,11 +27,12 @@ class TablePredictionModule(TokenTaskModule):
         regression: Literal["mean", "mode", "head"] = "head",
         column_order: Literal["fixed", "shuffle"] = "fixed",
         numeric_inputs: Literal["ple", "ple_only", "bins"] = "ple_only",
+        linear_term: bool = True,
         num_examples: int = 5,
         **kwargs: Any,
     ) -> None:
         fmt = {"kind": "table_prediction", "column_order": column_order, "target": target,
-               "regression": regression, "numeric_inputs": numeric_inputs}
+               "regression": regression, "numeric_inputs": numeric_inputs, "linear_term": linear_term}
         super().__init__(*args, num_examples=num_examples, formats={"table_prediction": fmt}, **kwargs)
 
 

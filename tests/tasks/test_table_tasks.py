@@ -183,6 +183,24 @@ def test_the_value_head_learns_a_number(tmp_path) -> None:
     assert anytoken.load(tmp_path / "release").predict_rows(rows).tolist() == pred.tolist()
 
 
+def test_the_linear_term_keeps_rising_beyond_the_training_range(tmp_path) -> None:
+    """With ``linear_term`` the predicted petal length keeps growing with petal width past the widest
+    training value (the network alone levels off there); a release holds the term, and a missing feature
+    value counts as its mean."""
+    torch.manual_seed(0)
+    data = TableDataModule("iris", n_bins=8, batch_size=32, val_fraction=0.3, test_fraction=0.0)
+    task = TablePredictionModule(data.vocab, target="petal length (cm)", linear_term=True, **TINY)
+    train_epochs(task, data, 12)
+    train, column = data.splits["train"], "petal width (cm)"
+    rows = pd.concat([train.nlargest(1, column)] * 3, ignore_index=True)
+    rows[column] = train[column].max() + np.array([1.0, 2.0, 3.0])
+    pred = task.model.eval().predict_rows(rows)
+    assert (np.diff(pred.to_numpy()) > 0.02).all(), pred.tolist()
+    task.export(tmp_path / "release")
+    assert anytoken.load(tmp_path / "release").predict_rows(rows).tolist() == pred.tolist()
+    assert task.model.predict_rows(rows.assign(**{column: np.nan})).notna().all()
+
+
 def test_the_value_head_is_for_binned_targets_only(iris) -> None:
     fmt = TablePredictionModule(iris.vocab, target="target", regression="head", **TINY).model.task_format(
         "table_prediction")
