@@ -211,10 +211,12 @@ class TablePredictionFormat(TableFormat):
             head, Golkar et al. 2023: the bin token stays for generation; the format's own loss trains it,
             so not in a mixture, which packs rows without the format); digit-encoded targets are always
             decoded.
-        linear_term: the value head adds a linear function of the standardised binned features (missing:
+        linear_term: the prediction adds a linear function of the standardised binned features (missing:
             their mean), starting at zero: a wide-and-deep model (Cheng et al. 2016) whose linear part
-            extrapolates beyond the training range as linear regression does, where the network's
-            normalised hidden state levels off; the network fits what the linear part leaves.
+            extrapolates beyond the training range as linear (or logistic) regression does, where the
+            network's normalised hidden state levels off; the network fits what the linear part leaves.
+            It adds to the value head's number, or to the logits of a one-token categorical target (then
+            trained by their own cross-entropy beside the sequence's); other targets have none.
     """
 
     kind = "table_prediction"
@@ -232,7 +234,7 @@ class TablePredictionFormat(TableFormat):
         check_choice("regression", regression, ("mean", "mode", "head"))
         self.target, self.regression, self.linear_term = target, regression, linear_term
         self.value_head: nn.Linear | None = None
-        self.value_linear: nn.Linear | None = None
+        self.linear: nn.Linear | None = None  # the linear term: standardised features -> value or logits
 
     def bind(self, model: AnytokenModel) -> None:
         super().bind(model)
@@ -244,18 +246,24 @@ class TablePredictionFormat(TableFormat):
         if self.regression == "head" and isinstance(codec, BinnedColumn):
             self.value_center, self.value_scale = standardiser(codec)
             self.value_head = nn.Linear(model.backbone.config.d_model, 1)
-            linear = [c for c in self.table.schema if isinstance(c, BinnedColumn) and c.name != self.target]
-            if self.linear_term and linear:
-                self.linear_columns = [c.name for c in linear]
-                self.linear_center, self.linear_scale = (torch.tensor(v, dtype=torch.float64)
-                                                         for v in zip(*map(standardiser, linear)))
-                self.value_linear = nn.Linear(len(linear), 1, bias=False)
-                nn.init.zeros_(self.value_linear.weight)
+        outputs = 1 if self.value_head is not None else codec.size if self.is_one_token_class else 0
+        features = [c for c in self.table.schema if isinstance(c, BinnedColumn) and c.name != self.target]
+        if self.linear_term and features and outputs:
+            self.linear_columns = [c.name for c in features]
+            self.linear_center, self.linear_scale = (torch.tensor(v, dtype=torch.float64)
+                                                     for v in zip(*map(standardiser, features)))
+            self.linear = nn.Linear(len(features), outputs, bias=False)
+            nn.init.zeros_(self.linear.weight)
 
     @property
     def features(self) -> list[str]:
         """The columns the target is predicted from, in schema order."""
         return [c for c in self.table.columns if c != self.target]
+
+    @property
+    def is_one_token_class(self) -> bool:
+        """Whether the target is categorical with one value token (its logits read off in one pass)."""
+        return self.is_classification and self.table.column(self.target).value_len == 1
 
     @property
     def is_classification(self) -> bool:
@@ -267,30 +275,44 @@ class TablePredictionFormat(TableFormat):
 
     def loss(self, model: AnytokenModel, batch: dict[str, Any]) -> torch.Tensor:
         """The row's next-token cross-entropy plus, with the value head, its squared error on the
-        standardised target (rows whose target is missing add none)."""
+        standardised target, or, with a class's linear term, the cross-entropy of the target's logits with
+        the term (rows whose target is missing add neither)."""
         seq = self.rows(model, batch)
         hidden = model.hidden_states(seq, self.embed(model, seq, batch))  # (B, T, d)
         loss = model.lm_loss(seq, hidden)
-        if self.value_head is None:
+        if self.value_head is None and self.linear is None:
             return loss
-        block = self.table.value_ids(self.target)
+        block, rows = self.table.value_ids(self.target), batch["rows"]
         ids = seq.targets - model.space.range("table").start  # (B, T); prompt positions: below 0
-        b, t = ((ids > block.start) & (ids < block.stop)).nonzero(as_tuple=True)  # a bin of the target next
-        truth = torch.tensor(batch["rows"][self.target].to_numpy(dtype=float, na_value=np.nan))
+        b, t = ((ids > block.start) & (ids < block.stop)).nonzero(as_tuple=True)  # a target value next
+        if self.value_head is None:  # a class with the linear term
+            return loss + F.cross_entropy(self._logits(model, hidden[b, t], rows, b), ids[b, t] - block.start)
+        truth = torch.tensor(rows[self.target].to_numpy(dtype=float, na_value=np.nan))
         truth = ((truth - self.value_center) / self.value_scale).to(hidden.device, torch.float32)[b]
-        return loss + F.mse_loss(self._value(hidden[b, t], batch["rows"], b), truth)
+        return loss + F.mse_loss(self._value(hidden[b, t], rows, b), truth)
+
+    def _linear(self, rows: pd.DataFrame, index: torch.Tensor | None, device: torch.device) -> torch.Tensor:
+        """The linear term ``[N, outputs]`` of ``rows`` (or of ``rows`` at ``index`` ``[N]``)."""
+        features = rows[self.linear_columns].to_numpy(dtype=float, na_value=np.nan)  # (N, features)
+        z = ((torch.from_numpy(features) - self.linear_center) / self.linear_scale).nan_to_num(0.0)
+        return self.linear((z if index is None else z[index.cpu()]).to(device, torch.float32))
 
     def _value(self, hidden: torch.Tensor, rows: pd.DataFrame,
                index: torch.Tensor | None = None) -> torch.Tensor:
         """The standardised target ``[N]`` the value head predicts from ``hidden`` ``[N, d]``, the states of
         ``rows`` (or of ``rows`` at ``index`` ``[N]``), with the linear term when there is one."""
         value = self.value_head(hidden).squeeze(-1).float()
-        if self.value_linear is None:
-            return value
-        features = rows[self.linear_columns].to_numpy(dtype=float, na_value=np.nan)  # (N, features)
-        z = ((torch.from_numpy(features) - self.linear_center) / self.linear_scale).nan_to_num(0.0)
-        z = z.to(hidden.device, torch.float32)
-        return value + self.value_linear(z if index is None else z[index.cpu()]).squeeze(-1)
+        return value if self.linear is None else value + self._linear(rows, index, hidden.device).squeeze(-1)
+
+    def _logits(self, model: AnytokenModel, hidden: torch.Tensor, rows: pd.DataFrame,
+                index: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``[N, size]`` of the target's value block at ``hidden`` ``[N, d]``, the states of ``rows``
+        (or of ``rows`` at ``index``), with a class's linear term when there is one."""
+        ids = torch.as_tensor(self.table.value_ids(self.target), device=hidden.device)
+        logits = model.lm_head(hidden).float()[:, ids + model.space.range("table").start]  # (N, size)
+        if self.linear is None or self.value_head is not None:
+            return logits
+        return logits + self._linear(rows, index, hidden.device)
 
     def _tag_hidden(self, model: AnytokenModel, rows: pd.DataFrame) -> torch.Tensor:
         """Hidden states ``[N, d]`` right after the target's tag: where its value is predicted."""
@@ -305,10 +327,7 @@ class TablePredictionFormat(TableFormat):
     def column_probs(self, model: AnytokenModel, rows: pd.DataFrame) -> torch.Tensor:
         """Probabilities ``[N, size]`` over the target's value block (categorical ``<missing>, <unk>,
         categories...``; binned ``<missing>, bins...``)."""
-        hidden = self._tag_hidden(model, rows)  # (N, d)
-        ids = torch.as_tensor(self.table.value_ids(self.target), device=hidden.device)
-        ids = ids + model.space.range("table").start
-        return model.lm_head(hidden).float()[:, ids].softmax(-1).cpu()  # (N, size)
+        return self._logits(model, self._tag_hidden(model, rows), rows).softmax(-1).cpu()  # (N, size)
 
     def most_likely(self, probs: torch.Tensor) -> pd.Series:
         """The target value of each row's most likely entry of ``probs`` ``[N, size]`` (``column_probs``,

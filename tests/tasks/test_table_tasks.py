@@ -222,6 +222,25 @@ def test_a_tiny_model_beats_the_majority_class_on_unseen_rows() -> None:
     assert accuracy >= majority + 0.4, (accuracy, majority)
 
 
+def test_a_class_gets_its_linear_term_in_its_logits(tmp_path) -> None:
+    """With ``linear_term`` (the module's default) a class target's logits add a linear function of the
+    numeric features: trained away from zero, kept by a release; without it there is none."""
+    torch.manual_seed(0)
+    data = TableDataModule("iris", n_bins=8, batch_size=32, val_fraction=0.3, test_fraction=0.0)
+    task = TablePredictionModule(data.vocab, target="target", **TINY)
+    fmt = task.model.task_format("table_prediction")
+    assert fmt.linear.weight.shape == (len(data.tokenizer.value_ids("target")), len(fmt.features))
+    train_epochs(task, data, 2)
+    assert fmt.linear.weight.abs().sum() > 0
+    rows = data.splits["val"].head(8)
+    probs = fmt.column_probs(task.model.eval(), rows)
+    task.export(tmp_path / "release")
+    loaded = anytoken.load(tmp_path / "release")
+    assert torch.equal(loaded.task_format("table_prediction").column_probs(loaded, rows), probs)
+    plain = TablePredictionModule(data.vocab, target="target", linear_term=False, **TINY)
+    assert plain.model.task_format("table_prediction").linear is None
+
+
 def test_any_column_can_be_the_target(iris) -> None:
     model = TablePredictionModule(iris.vocab, target="petal width (cm)", **TINY).model.eval()
     fmt = model.task_format("table_prediction")
