@@ -194,6 +194,11 @@ def settings(args: argparse.Namespace) -> dict:
                         f"weight decay {args.weight_decay}, batch 32"}
 
 
+def mean_and_spread(values: list[float]) -> dict[str, float]:
+    """``{"mean", "std"}`` of ``values`` (the spread of one value: 0)."""
+    return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+
 def summary(rows: list[dict]) -> list[dict]:
     """Per task: mean and standard deviation over seeds of every model's metric, and the token model's
     gap to the best baseline (accuracy points, or RMSE relative to the best baseline)."""
@@ -204,14 +209,11 @@ def summary(rows: list[dict]) -> list[dict]:
         for name in MODELS:
             values = [r[name] for r in mine if name in r]
             if values:
-                spread = statistics.stdev(values) if len(values) > 1 else 0.0
-                entry[name] = {"mean": statistics.mean(values), "std": spread}
+                entry[name] = mean_and_spread(values)
         for name in [m for m in MODELS if m.endswith("_ensemble")]:
             sizes = [r[f"{name}_sizes"] for r in mine if f"{name}_sizes" in r]
             if sizes:
-                entry[f"{name}_sizes"] = {k: {"mean": statistics.mean(s[k] for s in sizes),
-                                              "std": statistics.stdev(s[k] for s in sizes) if len(sizes) > 1
-                                              else 0.0} for k in sizes[0]}
+                entry[f"{name}_sizes"] = {k: mean_and_spread([s[k] for s in sizes]) for k in sizes[0]}
         better = max if entry["metric"] == "accuracy" else min
         best = better(entry["linear"]["mean"], entry["hgb"]["mean"])
         for name in [m for m in MODELS if m.startswith("token") and m in entry]:
